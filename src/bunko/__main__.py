@@ -1,0 +1,3 @@
+from bunko.cli import main
+
+main()

@@ -1,0 +1,166 @@
+"""Typed records passed between bunko's modules and returned by its API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A Markdown heading: its level (1-6), its text and where its line starts."""
+
+    level: int
+    text: str
+    start: int  # char offset of the heading line in Document.text
+
+
+@dataclass(frozen=True)
+class Document:
+    """One article as read from the corpus.
+
+    ``text`` is the whole decoded file (BOM removed, line endings untouched) so
+    that char offsets and line numbers point into the file as a user sees it.
+    ``body_start`` is where the article body begins (after any front matter).
+    """
+
+    source: str  # path relative to the corpus root, with "/" separators
+    path: str  # absolute path when read
+    title: str
+    text: str
+    body_start: int
+    headings: tuple[Heading, ...]
+    sha256: str  # of the raw bytes
+    encoding: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open char range [start, end) into Document.text."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole sentences from one document, sized for the embedding model."""
+
+    source: str
+    title: str
+    heading: str | None  # heading path, "H1 > H2", or None before any heading
+    text: str  # exactly Document.text[char_start:char_end]
+    char_start: int
+    char_end: int
+    line_start: int  # 1-based, inclusive
+    line_end: int  # 1-based, inclusive
+    sentences: tuple[Span, ...]  # sentence spans inside the chunk, absolute offsets
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage lives: enough to open the source at the right lines."""
+
+    number: int
+    title: str
+    source: str
+    heading: str | None
+    line_start: int
+    line_end: int
+    char_start: int
+    char_end: int
+
+    def render(self) -> str:
+        where = f"{self.source}:{self.line_start}-{self.line_end}"
+        head = f" › {self.heading}" if self.heading else ""
+        return f"[{self.number}] {self.title}{head} — {where}"
+
+
+@dataclass(frozen=True)
+class Explain:
+    """How a result's score came about (``query --explain``)."""
+
+    dense_rank: int | None
+    dense_score: float | None
+    lexical_rank: int | None
+    lexical_score: float | None
+    lexical_weight: float
+    fused: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One ranked answer passage."""
+
+    rank: int
+    score: float
+    text: str
+    highlight: str
+    highlight_span: tuple[int, int]  # char span of the highlight in the source file
+    citation: Citation
+    explain: Explain | None = None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    query: str
+    mode: Mode
+    model: str
+    passages: tuple[Passage, ...]
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What `bunko index` did."""
+
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    skipped: int
+    chunks_embedded: int
+    chunks_total: int
+    seconds: float
+    rebuilt: bool = False
+    rebuild_reason: str | None = None
+    skipped_files: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    corpus: str
+    index: str
+    exists: bool
+    model: str | None
+    dimension: int | None
+    index_type: str | None
+    documents: int
+    chunks: int
+    created: str | None
+    updated: str | None
+    stale_new: tuple[str, ...]
+    stale_changed: tuple[str, ...]
+    stale_removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvalScores:
+    n: int
+    hit_at: dict[int, float]
+    mrr_at_10: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    file: str
+    mode: Mode
+    model: str
+    k: int
+    by_lang: dict[str, EvalScores]
+    overall: EvalScores
