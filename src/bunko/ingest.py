@@ -1,0 +1,282 @@
+"""Corpus files -> :class:`Document` records.
+
+Everything a later stage needs to cite a passage is settled here: the decoded
+text (line endings kept, so char offsets and line numbers match the file), where
+the body starts after any YAML front matter, a title, and the Markdown headings.
+One bad file never stops a run: it becomes a :class:`SkipFile` the caller reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bunko.errors import CorpusError, SkipFile
+from bunko.types import Document, Heading
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown")
+
+log = logging.getLogger("bunko")
+
+_BINARY_SNIFF = 8192  # NUL bytes this early mean "not a text file"
+_SCORE_CHARS = 20_000  # enough text to tell Shift-JIS from EUC-JP
+_FRONT_MATTER_MAX = 65_536  # a closing "---" further in is a Markdown rule, not YAML
+_TITLE_MAX = 120
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16-le", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be", "utf-16-be"),
+)
+
+_FM_OPEN = re.compile(r"---[ \t]*(?:\r\n|\n|\r)")
+# "(?<![^\r\n])" = at the start of a line, for \n, \r\n and old-Mac \r endings alike.
+_FM_CLOSE = re.compile(r"(?<![^\r\n])(?:---|\.\.\.)[ \t]*(?:\r\n|\n|\r|\Z)")
+_MARKS = re.compile(
+    r"(?<![^\r\n])(?:(?P<hashes>#{1,6})[ \t]+(?P<heading>[^\r\n]*)"
+    r"|[ ]{0,3}(?P<fence>`{3,}|~{3,})(?P<info>[^\r\n]*))"
+)
+_LINE = re.compile(r"[^\r\n]+")
+_LEAD_MARKUP = re.compile(r"^[\s#>*+\-=_]+")
+_TRAIL_MARKUP = re.compile(r"[\s#*_]+$")
+_JA_GOOD = re.compile(r"[\u3000-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
+# cp932 maps the never-used single bytes 0x80, 0xA0 and 0xFD-0xFF to these instead
+# of failing, so a reading that contains them is not really cp932.
+_CP932_STRAYS = re.compile(r"[\x80\uf8f0-\uf8f3]")
+_JA_BAD = re.compile(r"[^\x00-\x7f\u3000-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
+
+
+def source_of(path: Path, root: Path) -> str:
+    """The stable name of a corpus file: its path under ``root``, "/"-separated.
+
+    Raises:
+        ValueError: ``path`` is not under ``root`` (a caller bug).
+    """
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    return rel.as_posix()
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise CorpusError(
+            f"corpus folder {root} does not exist; create it and put .txt or .md "
+            "articles in it, or pass --corpus DIR"
+        )
+    if not root.is_dir():
+        raise CorpusError(
+            f"corpus path {root} is not a folder; pass --corpus DIR with a folder "
+            "of .txt or .md articles"
+        )
+
+
+def list_corpus(root: Path) -> list[Path]:
+    """All supported article files under ``root``, sorted by their source name.
+
+    Hidden files and folders are skipped. Symlinked files are listed; symlinked
+    folders are followed once per real folder, and only after every folder
+    reachable without links, so a link loop cannot hang and a real path wins
+    over a linked one. The walk uses its own stack, so depth is no problem.
+
+    Raises:
+        CorpusError: ``root`` is missing, not a folder or unreadable.
+    """
+    _check_root(root)
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    plain: list[Path] = [root]
+    linked: list[Path] = []
+    while plain or linked:
+        folder = plain.pop() if plain else linked.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as err:
+            if folder == root:
+                raise CorpusError(f"cannot read corpus folder {root}: {err.strerror}") from err
+            log.warning("cannot read folder %s: %s", folder, err.strerror)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # follows symlinks; the seen-set stops loops
+                    (linked if entry.is_symlink() else plain).append(Path(entry.path))
+                elif entry.is_file() and entry.name.lower().endswith(SUPPORTED_SUFFIXES):
+                    found.append(Path(entry.path))  # is_file() is False for FIFOs, sockets
+            except OSError:  # vanished or unreadable while listing
+                continue
+    return sorted(found, key=lambda p: source_of(p, root))
+
+
+def _japanese_score(text: str) -> int:
+    """How much ``text`` looks like Japanese: kana, kanji and full-width marks count
+    for, anything else outside ASCII (half-width kana, private use) against."""
+    sample = text[:_SCORE_CHARS]
+    return len(_JA_GOOD.findall(sample)) - len(_JA_BAD.findall(sample))
+
+
+def _decode(data: bytes, source: str) -> tuple[str, str]:
+    """Decode ``data`` strictly and say which encoding it was; never guess silently."""
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec), name
+            except UnicodeDecodeError as err:
+                raise SkipFile(source, f"cannot decode as {name}: {err.reason}") from None
+    if b"\x00" in data[:_BINARY_SNIFF]:
+        raise SkipFile(source, "binary file (NUL bytes), not text")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Both legacy Japanese encodings often decode the same bytes without error
+    # (EUC-JP read as cp932 turns into half-width katakana), so score each reading
+    # instead of trusting the first that succeeds. Ties go to cp932, the commoner.
+    readings: list[tuple[int, str, str]] = []
+    for codec in ("cp932", "euc_jp"):
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if codec == "cp932" and _CP932_STRAYS.search(text):
+            continue
+        readings.append((_japanese_score(text), codec, text))
+    if not readings:
+        raise SkipFile(source, "cannot decode as UTF-8, UTF-16, Shift-JIS or EUC-JP")
+    _, codec, text = max(readings, key=lambda r: r[0])
+    return text, codec
+
+
+def _front_matter(text: str, source: str) -> tuple[dict[str, Any], int]:
+    """Parse a leading ``---`` YAML block; return its fields and where the body starts."""
+    opening = _FM_OPEN.match(text)
+    if not opening:
+        return {}, 0
+    closing = _FM_CLOSE.search(text, opening.end(), _FRONT_MATTER_MAX)
+    if not closing or closing.end() == _FRONT_MATTER_MAX < len(text):  # \Z at the cut
+        return {}, 0
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+
+    block = text[opening.end() : closing.start()]
+    try:
+        fields = yaml.safe_load(block)
+    except (yaml.YAMLError, ValueError) as err:  # bad dates raise ValueError
+        log.warning("%s: ignoring malformed YAML front matter: %s", source, err)
+        return {}, closing.end()
+    if fields is None:
+        return {}, closing.end()
+    if not isinstance(fields, dict):  # prose between two "---" rules, not front matter
+        return {}, 0
+    return fields, closing.end()
+
+
+def _headings(text: str, start: int) -> Iterator[Heading]:
+    """ATX headings from ``start`` on, skipping fenced code (where "#" is a comment)."""
+    fence: tuple[str, int] | None = None
+    for m in _MARKS.finditer(text, start):
+        marker = m.group("fence")
+        if marker is not None:
+            info = m.group("info")
+            if fence is None and not (marker[0] == "`" and "`" in info):
+                fence = (marker[0], len(marker))
+            elif fence and marker[0] == fence[0] and len(marker) >= fence[1] and not info.strip():
+                fence = None
+        elif fence is None:
+            title = m.group("heading").strip()
+            bare = title.rstrip("#")
+            if not bare or bare[-1] in " \t":  # a closing "##" run, not "C#"
+                title = bare.rstrip()
+            if title:
+                yield Heading(level=len(m.group("hashes")), text=title, start=m.start())
+
+
+def _first_line_title(text: str, start: int) -> str | None:
+    for m in _LINE.finditer(text, start):
+        # Cut before the trailing-markup regex so that it never backtracks over a huge line.
+        line = _TRAIL_MARKUP.sub("", _LEAD_MARKUP.sub("", m.group())[:_TITLE_MAX])
+        if line:
+            return line
+    return None
+
+
+def read_document(path: Path, root: Path) -> Document:
+    """Read one corpus file into a :class:`Document`.
+
+    Raises:
+        SkipFile: the file vanished, is unreadable, binary, undecodable, empty,
+            or has front matter and no body.
+    """
+    source = source_of(path, root)
+    try:
+        # stat before reading: if the file changes in between, the recorded mtime is
+        # older than the content, so the next index run looks again rather than never.
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise SkipFile(source, "not a regular file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SkipFile(source, "file vanished before it could be read") from None
+    except PermissionError:
+        raise SkipFile(source, "permission denied") from None
+    except OSError as err:
+        raise SkipFile(source, f"cannot read: {err.strerror or err}") from None
+    text, encoding = _decode(data, source)
+    if not text or text.isspace():
+        raise SkipFile(source, "empty file")
+    fields, body_start = _front_matter(text, source)
+    if body_start and (body_start == len(text) or text[body_start:].isspace()):
+        raise SkipFile(source, "front matter only, no body")
+    headings = tuple(_headings(text, body_start))
+    raw_title = fields.get("title")
+    title = ""
+    if raw_title is not None and not isinstance(raw_title, (bool, dict, list)):
+        title = str(raw_title).strip()
+    if not title and headings:
+        title = headings[0].text
+    if not title:
+        title = _first_line_title(text, body_start) or path.stem
+    return Document(
+        source=source,
+        path=str(path),
+        title=title,
+        text=text,
+        body_start=body_start,
+        headings=headings,
+        sha256=hashlib.sha256(data).hexdigest(),
+        encoding=encoding,
+        size=len(data),
+        mtime_ns=st.st_mtime_ns,
+    )
+
+
+def load_corpus(root: Path) -> tuple[list[Document], list[SkipFile]]:
+    """Read every article under ``root``; bad files are logged and collected, not fatal.
+
+    Returns:
+        The documents in source order, and one :class:`SkipFile` per skipped file.
+        Both may be empty; whether an empty corpus is an error is the caller's call.
+
+    Raises:
+        CorpusError: ``root`` is missing or not a folder.
+    """
+    docs: list[Document] = []
+    skipped: list[SkipFile] = []
+    for path in list_corpus(root):
+        try:
+            docs.append(read_document(path, root))
+        except SkipFile as skip:
+            log.warning("skipping %s: %s", skip.path, skip.reason)
+            skipped.append(skip)
+    return docs, skipped
