@@ -169,9 +169,7 @@ class Shelf:
             return old, "--rebuild"
         want = self._requested_model()
         if want is not None and want != old.model:
-            log.warning(
-                "model changed from %s to %s: rebuilding the whole index", old.model, want
-            )
+            log.warning("model changed from %s to %s: rebuilding the whole index", old.model, want)
             return old, f"model changed from {old.model} to {want}"
         if old.meta["chunker"] != self.chunker_settings():
             log.warning(
@@ -308,7 +306,7 @@ class Shelf:
         )  # fmt: skip
         return IndexReport(
             added=len(added),
-            updated=len(updated) if not full or old is None else len(updated),
+            updated=len(updated),
             removed=n_removed,
             unchanged=len(kept) if not full else 0,
             skipped=len(skips),
@@ -427,10 +425,15 @@ class Shelf:
                     highlight=row.text[hl_start - row.char_start : hl_end - row.char_start],
                     highlight_span=(hl_start, hl_end),
                     citation=Citation(
-                        number=rank, title=row.title, source=row.source, heading=row.heading,
-                        line_start=row.line_start, line_end=row.line_end,
-                        char_start=row.char_start, char_end=row.char_end,
-                    ),  # fmt: skip
+                        number=rank,
+                        title=row.title,
+                        source=row.source,
+                        heading=row.heading,
+                        line_start=row.line_start,
+                        line_end=row.line_end,
+                        char_start=row.char_start,
+                        char_end=row.char_end,
+                    ),
                     explain=_explain(hit, mode) if explain else None,
                 )
             )
@@ -623,7 +626,9 @@ def _nfkc(s: str) -> str:
 
 def _check_question(question: str, k: int, mode: str) -> str:
     if not isinstance(question, str) or not question.strip():
-        raise UsageError("the question is empty; ask something, e.g. bunko query \"GPT-4.5の料金は？\"")
+        raise UsageError(
+            'the question is empty; ask something, e.g. bunko query "GPT-4.5の料金は？"'
+        )
     if k < 1:
         raise UsageError(f"-k/--top-k must be at least 1 (got {k})")
     if mode not in MODES:
@@ -633,7 +638,8 @@ def _check_question(question: str, k: int, mode: str) -> str:
 
 def _explain(hit: search.Hit, mode: Mode) -> Explain:
     if mode == "hybrid":
-        fused = f"convex: (1-{hit.lexical_weight:.3f})·dense_norm + {hit.lexical_weight:.3f}·lexical_norm"
+        w = hit.lexical_weight
+        fused = f"convex: {1 - w:.3f}·dense_norm + {w:.3f}·lexical_norm"
     else:
         fused = f"{mode} only"
     return Explain(
@@ -701,11 +707,15 @@ def query(
     return Shelf(settings).query(question, k=k, mode=mode)
 
 
-def add(files: Sequence[str | Path], settings: Settings | None = None, force: bool = False) -> AddReport:
+def add(
+    files: Sequence[str | Path], settings: Settings | None = None, force: bool = False
+) -> AddReport:
     """Copy articles into the corpus and update the index (see :meth:`Shelf.add`)."""
     return Shelf(settings).add(files, force=force)
 
 
-def evaluate(path: str | Path, settings: Settings | None = None, k: int = 10, mode: Mode = "hybrid") -> EvalReport:
+def evaluate(
+    path: str | Path, settings: Settings | None = None, k: int = 10, mode: Mode = "hybrid"
+) -> EvalReport:
     """Evaluate retrieval on a JSONL file (see :meth:`Shelf.evaluate`)."""
     return Shelf(settings).evaluate(path, k=k, mode=mode)

@@ -20,7 +20,7 @@ from bunko import __version__
 from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import BunkoError, UsageError
-from bunko.types import MODES, EvalReport, IndexReport, Mode, QueryResult
+from bunko.types import MODES, EvalReport, IndexReport, QueryResult
 
 app = typer.Typer(
     name="bunko",
@@ -181,7 +181,11 @@ def _shorten(text: str, keep: str, width: int = 360) -> str:
     if len(flat) <= width or at < 0:
         return flat if len(flat) <= width else flat[:width] + "…"
     start = max(0, min(at - width // 3, len(flat) - width))
-    return ("…" if start else "") + flat[start : start + width] + ("…" if start + width < len(flat) else "")
+    return (
+        ("…" if start else "")
+        + flat[start : start + width]
+        + ("…" if start + width < len(flat) else "")
+    )
 
 
 @app.command()
@@ -209,8 +213,9 @@ def query(
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     shelf, progress = _shelf(corpus, index, model)
-    m: Mode = mode  # type: ignore[assignment]
-    result: QueryResult = _run(lambda: shelf.query(question, k=top_k, mode=m, explain=explain), progress)
+    result: QueryResult = _run(
+        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain), progress
+    )
     if as_json:
         _print_json(_query_json(result))
         return
@@ -316,8 +321,7 @@ def eval_(
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     shelf, progress = _shelf(corpus, index, model)
-    m: Mode = mode  # type: ignore[assignment]
-    r: EvalReport = _run(lambda: shelf.evaluate(file, k=top_k, mode=m), progress)
+    r: EvalReport = _run(lambda: shelf.evaluate(file, k=top_k, mode=mode), progress)
     if as_json:
         _print_json(
             {
@@ -355,7 +359,9 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More logging on stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="More logging on stderr.")
+    ] = False,
 ) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("bunko: %(message)s"))

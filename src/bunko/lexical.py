@@ -49,20 +49,24 @@ class LexicalIndex:
         post_rows: list[list[int]] = []
         post_tf: list[list[int]] = []
         for row, toks in enumerate(docs):
-            for term, tf in Counter(toks).items():
+            for term, count in Counter(toks).items():
                 tid = vocab.setdefault(term, len(vocab))
                 if tid == len(post_rows):
                     post_rows.append([])
                     post_tf.append([])
                 post_rows[tid].append(row)
-                post_tf[tid].append(tf)
+                post_tf[tid].append(count)
         df = np.array([len(r) for r in post_rows], dtype=np.float32)
         # The "plus one" idf of Lucene: never negative, even for very common terms.
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum(df.astype(np.int64))
-        rows = np.fromiter((r for lst in post_rows for r in lst), dtype=np.int32, count=int(indptr[-1]))
-        tf = np.fromiter((t for lst in post_tf for t in lst), dtype=np.float32, count=int(indptr[-1]))
+        rows = np.fromiter(
+            (r for lst in post_rows for r in lst), dtype=np.int32, count=int(indptr[-1])
+        )
+        tf = np.fromiter(
+            (t for lst in post_tf for t in lst), dtype=np.float32, count=int(indptr[-1])
+        )
         term_of = np.repeat(np.arange(len(vocab)), df.astype(np.int64))
         norm = k1 * (1.0 - b + b * lengths[rows] / avgdl)
         weights = (idf[term_of] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)

@@ -139,7 +139,8 @@ class LoadedIndex:
             self.vectors: Any = faiss.read_index(str(folder / "vectors.faiss"))
         except RuntimeError as exc:
             raise IndexCorruptError(
-                f"cannot read {folder / 'vectors.faiss'}: {str(exc).splitlines()[0]}; {REBUILD_HINT}"
+                f"cannot read {folder / 'vectors.faiss'} ({str(exc).splitlines()[0]}); "
+                f"{REBUILD_HINT}"
             ) from exc
         self.lexical = LexicalIndex.load(folder)
         # Generations are never modified once committed, so SQLite may treat the

@@ -59,7 +59,7 @@ class SentenceTransformerEmbedder:
                 "network access the first time) or a local sentence-transformers folder."
             ) from exc
         self.name = model
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
         self.query_prompt, self.passage_prompt = prompts_for(
             model, getattr(self._model, "prompts", None)
@@ -103,4 +103,5 @@ class SentenceTransformerEmbedder:
         return np.concatenate(parts)
 
     def embed_query(self, text: str) -> Vectors:
-        return self._encode([self.query_prompt + text])[0]
+        vec: Vectors = self._encode([self.query_prompt + text])[0]
+        return vec
