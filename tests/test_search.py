@@ -1,0 +1,84 @@
+"""Fusion arithmetic (plain numbers) and the BM25 index (real fugashi tokens)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bunko.errors import IndexCorruptError
+from bunko.lexical import LexicalIndex
+from bunko.search import best_sentence, fuse, single
+from bunko.text import Tokenizer
+
+
+def test_convex_fusion_normalises_each_side() -> None:
+    dense = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    lexical = [(3, 12.0), (4, 6.0), (1, 0.0)]
+    hits = fuse(dense, lexical, lexical_weight=0.5, k=4)
+    scores = {h.chunk_id: h.score for h in hits}
+    # dense normalised: 1 -> 1, 2 -> 0.5, 3 -> 0; lexical: 3 -> 1, 4 -> 0.5, 1 -> 0
+    assert scores == pytest.approx({1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25})
+    # ties break by dense rank
+    assert [h.chunk_id for h in hits] == [1, 3, 2, 4]
+    assert hits[0].dense_rank == 1 and hits[0].lexical_rank == 3
+    assert hits[3].dense_rank is None and hits[3].lexical_score == 6.0
+
+
+def test_zero_lexical_weight_keeps_dense_order() -> None:
+    dense = [(5, 0.8), (6, 0.7), (7, 0.6)]
+    lexical = [(7, 30.0), (6, 1.0)]
+    assert [h.chunk_id for h in fuse(dense, lexical, 0.0, 3)] == [5, 6, 7]
+
+
+def test_rrf_fusion() -> None:
+    hits = fuse([(1, 0.9), (2, 0.8)], [(2, 5.0), (3, 4.0)], 0.5, 3, method="rrf")
+    assert hits[0].chunk_id == 2
+    assert hits[0].score == pytest.approx(0.5 / 62 + 0.5 / 61)
+
+
+def test_single_mode_ranks() -> None:
+    hits = single([(9, 3.0), (8, 2.0)], 1, "lexical")
+    assert len(hits) == 1 and hits[0].lexical_rank == 1 and hits[0].dense_rank is None
+
+
+DOCS = [
+    "富士山は日本で最も高い山です。",
+    "寿司は江戸時代に広まりました。",
+    "GPT-4.5のAPI料金は100万トークンあたり75ドルです。",
+]
+
+
+def test_bm25_over_fugashi_tokens(tmp_path: Path) -> None:
+    tok = Tokenizer()
+    index = LexicalIndex.build(tok.tokens_many(DOCS))
+    scores = index.scores(tok.tokens("GPT-4.5の料金"))
+    assert int(scores.argmax()) == 2 and scores[0] == 0.0
+    assert int(index.scores(tok.tokens("一番高い山は？")).argmax()) == 0
+    index.save(tmp_path)
+    again = LexicalIndex.load(tmp_path)
+    assert (again.scores(tok.tokens("寿司")) == index.scores(tok.tokens("寿司"))).all()
+
+
+def test_coverage_sees_an_english_question_as_unknown() -> None:
+    tok = Tokenizer()
+    index = LexicalIndex.build(tok.tokens_many(DOCS))
+    assert index.coverage(tok.tokens("富士山の高さ")) > 0.3
+    assert index.coverage(tok.tokens("How high is the tallest mountain in Japan?")) < 0.1
+    assert index.coverage([]) == 0.0
+
+
+def test_damaged_lexical_index_is_reported(tmp_path: Path) -> None:
+    LexicalIndex.build([["a", "b"], ["b"]]).save(tmp_path)
+    (tmp_path / "lexical.npz").write_bytes(b"junk")
+    with pytest.raises(IndexCorruptError, match="--rebuild"):
+        LexicalIndex.load(tmp_path)
+
+
+def test_best_sentence_prefers_shared_rare_words() -> None:
+    tok = Tokenizer()
+    sents = ["今日は晴れです。", "最後の噴火は1707年の宝永噴火です。", "山頂は寒いです。"]
+    q = "最後の噴火はいつ？"
+    best = best_sentence(tok.tokens(q), q, sents, tok.tokens_many(sents), {"噴火": 3.0})
+    assert best == 1
+    assert best_sentence(["xyz"], "xyz", sents, tok.tokens_many(sents), {}) is None
