@@ -59,7 +59,10 @@ class SentenceTransformerEmbedder:
                 "network access the first time) or a local sentence-transformers folder."
             ) from exc
         self.name = model
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        dim_of = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        self.dim = int(dim_of() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
         self.query_prompt, self.passage_prompt = prompts_for(
             model, getattr(self._model, "prompts", None)
