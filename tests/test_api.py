@@ -80,7 +80,9 @@ def test_incremental_add_modify_delete(mini: Settings) -> None:
     again = shelf.index()
     assert (again.added, again.updated, again.removed, again.chunks_embedded) == (0, 0, 0, 0)
 
-    (mini.corpus / "matcha.md").write_text(NEW_ARTICLE + "\n静岡県も抹茶を作っています。\n", "utf-8")
+    (mini.corpus / "matcha.md").write_text(
+        NEW_ARTICLE + "\n静岡県も抹茶を作っています。\n", "utf-8"
+    )
     report = shelf.index()
     assert (report.added, report.updated, report.removed, report.unchanged) == (0, 1, 0, 3)
     assert 0 < report.chunks_embedded <= shelf.loaded().documents()["matcha.md"].n_chunks

@@ -71,9 +71,7 @@ def test_index_json_contract(mini_unindexed: Settings) -> None:
     assert "embedding" in err  # progress goes to stderr, results to stdout
 
 
-def test_env_variables_choose_the_folders(
-    mini: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_env_variables_choose_the_folders(mini: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BUNKO_CORPUS", str(mini.corpus))
     monkeypatch.setenv("BUNKO_INDEX", str(mini.index))
     code, out, _ = run("status", "--json")
