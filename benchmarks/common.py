@@ -1,0 +1,114 @@
+"""Shared pieces of the quality benchmarks: tasks with known relevant chunks, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from datasets import CACHE, SHARED, Question, prepare, sample  # noqa: E402
+
+from bunko.api import Shelf  # noqa: E402
+from bunko.config import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_QA = SHARED / "eval" / "dev-qa.jsonl"
+
+
+@dataclass
+class Item:
+    question: str
+    lang: str
+    relevant: set[int]  # chunk ids that count as a hit
+    evidence: tuple[str, ...] = ()  # dev-qa only: for the highlight check
+
+
+@dataclass
+class Task:
+    name: str
+    shelf: Shelf
+    items: list[Item]
+
+
+def nfkc(s: str) -> str:
+    return unicodedata.normalize("NFKC", s)
+
+
+def squad_task(
+    name: str, size: int | None, chunk_tokens: int | None = None, index_name: str = "index"
+) -> Task:
+    """A JSQuAD / JaQuAD task: index (built or updated once, cached) and sampled questions."""
+    corpus, questions = prepare(name)
+    settings = Settings.resolve(
+        corpus=corpus, index=CACHE / name / index_name, chunk_tokens=chunk_tokens
+    )
+    shelf = Shelf(settings, progress=_progress)
+    shelf.index()
+    loaded = shelf.loaded()
+    by_source: dict[str, list[tuple[int, int, int]]] = {}
+    for cid, src, cs, ce in loaded.db.execute("SELECT id, source, char_start, char_end FROM chunks"):
+        by_source.setdefault(src, []).append((cid, cs, ce))
+    items = []
+    for q in sample(questions, size):
+        rel = _containing(by_source.get(q.source, []), q)
+        items.append(Item(q.question, "ja", rel))
+    return Task(name, shelf, items)
+
+
+def _containing(chunks: Sequence[tuple[int, int, int]], q: Question) -> set[int]:
+    return {cid for cid, cs, ce in chunks for s, e in q.spans if cs <= s and e <= ce}
+
+
+def devqa_task(index_name: str = "index", chunk_tokens: int | None = None) -> Task:
+    """dev-qa over the shipped corpus: a hit is a chunk containing an evidence string."""
+    settings = Settings.resolve(
+        corpus=REPO / "corpus", index=CACHE / "dev-qa" / index_name, chunk_tokens=chunk_tokens
+    )
+    shelf = Shelf(settings, progress=_progress)
+    shelf.index()
+    rows = list(shelf.loaded().db.execute("SELECT id, text FROM chunks"))
+    items = []
+    for line in DEV_QA.read_text("utf-8").splitlines():
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        ev = tuple(nfkc(e) for e in d["evidence"])
+        rel = {cid for cid, text in rows if any(e in nfkc(text) for e in ev)}
+        items.append(Item(d["question"], d["lang"], rel, ev))
+    return Task("dev-qa", shelf, items)
+
+
+def metrics(ranked: Sequence[Sequence[int]], items: Sequence[Item]) -> dict[str, float]:
+    """R@1, R@5, R@10, MRR@10 and nDCG@10 (binary gains) over ranked chunk-id lists."""
+    n = len(items)
+    out = {"n": float(n), "R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "MRR@10": 0.0, "nDCG@10": 0.0}
+    for ids, item in zip(ranked, items, strict=True):
+        ranks = [r for r, cid in enumerate(ids[:10], 1) if cid in item.relevant]
+        if ranks:
+            first = ranks[0]
+            out["R@1"] += first <= 1
+            out["R@5"] += first <= 5
+            out["R@10"] += 1
+            out["MRR@10"] += 1 / first
+            dcg = sum(1 / math.log2(r + 1) for r in ranks)
+            ideal = sum(1 / math.log2(r + 1) for r in range(1, min(len(item.relevant), 10) + 1))
+            out["nDCG@10"] += dcg / ideal
+    return {k: (v / n if k != "n" and n else v) for k, v in out.items()}
+
+
+def table(rows: Sequence[tuple[str, dict[str, float]]], cols: Sequence[str]) -> str:
+    lines = ["| setting | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    if done == total or done % 200 == 0:
+        print(f"  {stage} {done}/{total}", file=sys.stderr, flush=True)

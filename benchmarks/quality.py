@@ -1,0 +1,105 @@
+"""Retrieval quality of bunko's own query path on public Japanese QA sets and dev-qa.
+
+Each dataset's paragraphs become one corpus folder (one file each), indexed once
+with bunko's ingestion, chunker and default model and cached under
+benchmarks/.cache/. A hit is a retrieved chunk of the question's own paragraph
+that contains the answer span (dev-qa: a chunk containing an evidence string).
+
+    python benchmarks/quality.py                     # JSQuAD valid, JaQuAD dev, dev-qa
+    python benchmarks/quality.py --heldout           # JSQuAD test v1.3, once, at the end
+    python benchmarks/quality.py --sample 0          # all questions
+
+Prints markdown tables and writes benchmarks/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # single queries: one thread is fastest here
+
+from common import REPO, Item, Task, devqa_task, metrics, nfkc, squad_task, table
+
+from bunko.types import MODES
+
+COLS = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
+
+
+def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        t0 = time.perf_counter()
+        ranked: list[list[int]] = []
+        highlight_ok = hits = 0
+        for it in items:
+            result = task.shelf.query(it.question, k=10, mode=mode)
+            ids = [_chunk_id(task, p.citation.source, p.citation.char_start) for p in result.passages]
+            ranked.append(ids)
+            first = next((p for p, cid in zip(result.passages, ids, strict=True) if cid in it.relevant), None)
+            if first is not None and it.evidence:
+                hits += 1
+                highlight_ok += any(e in nfkc(first.highlight) for e in it.evidence)
+        m = metrics(ranked, items)
+        m["ms/query"] = 1000 * (time.perf_counter() - t0) / max(1, len(items))
+        if it.evidence:
+            m["highlight"] = highlight_ok / hits if hits else 0.0
+        out[mode] = m
+    return out
+
+
+_ids: dict[tuple[str, str, int], int] = {}
+
+
+def _chunk_id(task: Task, source: str, char_start: int) -> int:
+    key = (task.name, source, char_start)
+    if key not in _ids:
+        row = task.shelf.loaded().db.execute(
+            "SELECT id FROM chunks WHERE source = ? AND char_start = ?", (source, char_start)
+        ).fetchone()
+        _ids[key] = int(row[0])
+    return _ids[key]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", default="jsquad-valid,jaquad-dev,dev-qa")
+    ap.add_argument("--heldout", action="store_true", help="run JSQuAD test v1.3 only")
+    ap.add_argument("--sample", type=int, default=1000, help="questions per dataset (0: all)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    names = ["jsquad-test"] if args.heldout else args.datasets.split(",")
+    size = args.sample or None
+    report: dict[str, Any] = {"sample": size, "seed": 0}
+    for name in names:
+        if name == "dev-qa":
+            task = devqa_task()
+            for lang in ("ja", "en"):
+                items = [i for i in task.items if i.lang == lang]
+                res = evaluate(Task(f"dev-qa-{lang}", task.shelf, items), items)
+                report[f"dev-qa-{lang}"] = res
+                _print(f"dev-qa {lang} ({len(items)} questions)", res, COLS + ["highlight"])
+        else:
+            task = squad_task(name, size, index_name="index")
+            res = evaluate(task, task.items)
+            report[name] = res
+            _print(f"{name} ({len(task.items)} questions)", res, COLS + ["ms/query"])
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / (
+        "quality-heldout.json" if args.heldout else "quality.json"
+    )
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+def _print(title: str, res: dict[str, dict[str, float]], cols: list[str]) -> None:
+    print(f"\n### {title}\n")
+    print(table([(mode, m) for mode, m in res.items()], cols), flush=True)
+
+
+if __name__ == "__main__":
+    main()
