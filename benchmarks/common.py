@@ -12,10 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from datasets import CACHE, SHARED, Question, prepare, sample  # noqa: E402
-
-from bunko.api import Shelf  # noqa: E402
-from bunko.config import Settings  # noqa: E402
+from bunko.api import Shelf
+from bunko.config import Settings
+from datasets import CACHE, SHARED, Question, prepare, sample
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_QA = SHARED / "eval" / "dev-qa.jsonl"
@@ -26,7 +25,8 @@ class Item:
     question: str
     lang: str
     relevant: set[int]  # chunk ids that count as a hit
-    evidence: tuple[str, ...] = ()  # dev-qa only: for the highlight check
+    evidence: tuple[str, ...] = ()  # dev-qa: for the highlight check
+    spans: tuple[tuple[int, int], ...] = ()  # JSQuAD/JaQuAD: answer spans, for the highlight check
 
 
 @dataclass
@@ -52,12 +52,14 @@ def squad_task(
     shelf.index()
     loaded = shelf.loaded()
     by_source: dict[str, list[tuple[int, int, int]]] = {}
-    for cid, src, cs, ce in loaded.db.execute("SELECT id, source, char_start, char_end FROM chunks"):
+    for cid, src, cs, ce in loaded.db.execute(
+        "SELECT id, source, char_start, char_end FROM chunks"
+    ):
         by_source.setdefault(src, []).append((cid, cs, ce))
     items = []
     for q in sample(questions, size):
         rel = _containing(by_source.get(q.source, []), q)
-        items.append(Item(q.question, "ja", rel))
+        items.append(Item(q.question, "ja", rel, spans=q.spans))
     return Task(name, shelf, items)
 
 

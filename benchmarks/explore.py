@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from common import REPO, Task, devqa_task, metrics, squad_task, table
-
 from bunko import search
 from bunko.lexical import LexicalIndex
 from bunko.text import Tokenizer
+from common import REPO, Task, devqa_task, metrics, squad_task, table
 
 N = 50
 
@@ -88,7 +87,10 @@ def run(task: Task, tok_names: list[str]) -> list[tuple[str, dict[str, float]]]:
             for w in (0.3, 0.5, 0.7):
                 for scaled in (True, False):
                     ranked = [
-                        [h.chunk_id for h in search.fuse(d, lx, w * (c if scaled else 1.0), 10, method)]  # type: ignore[arg-type]
+                        [
+                            h.chunk_id
+                            for h in search.fuse(d, lx, w * (c if scaled else 1.0), 10, method)
+                        ]  # type: ignore[arg-type]
                         for d, lx, c in zip(dense, lex, cov, strict=True)
                     ]
                     label = f"{method} w={w}{'·cov' if scaled else ''} {name}"
@@ -100,7 +102,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="dev-qa,jsquad-valid,jaquad-dev")
     ap.add_argument("--sample", type=int, default=1000)
-    ap.add_argument("--tokenizers", default="surface,lemma,surface-nofunc,lemma-nofunc,surface+bigram,lemma-nofunc+bigram")
+    ap.add_argument(
+        "--tokenizers",
+        default="surface,lemma,surface-nofunc,lemma-nofunc,surface+bigram,lemma-nofunc+bigram",
+    )
     ap.add_argument("--chunk-tokens", type=int, default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "explore.json"))
     args = ap.parse_args()

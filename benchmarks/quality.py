@@ -24,9 +24,8 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # single queries: one thread is fastest here
 
-from common import REPO, Item, Task, devqa_task, metrics, nfkc, squad_task, table
-
 from bunko.types import MODES
+from common import REPO, Item, Task, devqa_task, metrics, nfkc, squad_task, table
 
 COLS = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
 
@@ -39,16 +38,22 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
         highlight_ok = hits = 0
         for it in items:
             result = task.shelf.query(it.question, k=10, mode=mode)
-            ids = [_chunk_id(task, p.citation.source, p.citation.char_start) for p in result.passages]
+            ids = [
+                _chunk_id(task, p.citation.source, p.citation.char_start) for p in result.passages
+            ]
             ranked.append(ids)
-            first = next((p for p, cid in zip(result.passages, ids, strict=True) if cid in it.relevant), None)
-            if first is not None and it.evidence:
+            first = next(
+                (p for p, cid in zip(result.passages, ids, strict=True) if cid in it.relevant), None
+            )
+            if first is not None:
                 hits += 1
-                highlight_ok += any(e in nfkc(first.highlight) for e in it.evidence)
+                hs, he = first.highlight_span
+                highlight_ok += any(e in nfkc(first.highlight) for e in it.evidence) or any(
+                    hs <= s and e <= he for s, e in it.spans
+                )
         m = metrics(ranked, items)
         m["ms/query"] = 1000 * (time.perf_counter() - t0) / max(1, len(items))
-        if it.evidence:
-            m["highlight"] = highlight_ok / hits if hits else 0.0
+        m["highlight"] = highlight_ok / hits if hits else 0.0
         out[mode] = m
     return out
 
@@ -59,9 +64,13 @@ _ids: dict[tuple[str, str, int], int] = {}
 def _chunk_id(task: Task, source: str, char_start: int) -> int:
     key = (task.name, source, char_start)
     if key not in _ids:
-        row = task.shelf.loaded().db.execute(
-            "SELECT id FROM chunks WHERE source = ? AND char_start = ?", (source, char_start)
-        ).fetchone()
+        row = (
+            task.shelf.loaded()
+            .db.execute(
+                "SELECT id FROM chunks WHERE source = ? AND char_start = ?", (source, char_start)
+            )
+            .fetchone()
+        )
         _ids[key] = int(row[0])
     return _ids[key]
 
@@ -83,14 +92,19 @@ def main() -> None:
                 items = [i for i in task.items if i.lang == lang]
                 res = evaluate(Task(f"dev-qa-{lang}", task.shelf, items), items)
                 report[f"dev-qa-{lang}"] = res
-                _print(f"dev-qa {lang} ({len(items)} questions)", res, COLS + ["highlight"])
+                _print(f"dev-qa {lang} ({len(items)} questions)", res, [*COLS, "highlight"])
         else:
             task = squad_task(name, size, index_name="index")
             res = evaluate(task, task.items)
             report[name] = res
-            _print(f"{name} ({len(task.items)} questions)", res, COLS + ["ms/query"])
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / (
-        "quality-heldout.json" if args.heldout else "quality.json"
+            _print(f"{name} ({len(task.items)} questions)", res, [*COLS, "highlight", "ms/query"])
+    out = (
+        Path(args.out)
+        if args.out
+        else REPO
+        / "benchmarks"
+        / "results"
+        / ("quality-heldout.json" if args.heldout else "quality.json")
     )
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(f"\nwrote {out}", file=sys.stderr)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bunko.errors import IndexCorruptError
 from bunko.lexical import LexicalIndex
-from bunko.search import best_sentence, fuse, single
+from bunko.search import fuse, rescore_dense, sentence_scores, single
+from bunko.store import pack_vectors, unpack_vectors
 from bunko.text import Tokenizer
 
 
@@ -75,10 +77,44 @@ def test_damaged_lexical_index_is_reported(tmp_path: Path) -> None:
         LexicalIndex.load(tmp_path)
 
 
-def test_best_sentence_prefers_shared_rare_words() -> None:
+def test_sentence_scores_prefer_shared_rare_words_over_headings() -> None:
     tok = Tokenizer()
-    sents = ["今日は晴れです。", "最後の噴火は1707年の宝永噴火です。", "山頂は寒いです。"]
+    sents = [
+        "最後の噴火",
+        "今日は晴れです。",
+        "最後の噴火は1707年の宝永噴火です。",
+        "山頂は寒いです。",
+    ]
     q = "最後の噴火はいつ？"
-    best = best_sentence(tok.tokens(q), q, sents, tok.tokens_many(sents), {"噴火": 3.0})
-    assert best == 1
-    assert best_sentence(["xyz"], "xyz", sents, tok.tokens_many(sents), {}) is None
+    scores = sentence_scores(tok.tokens(q), q, sents, tok.tokens_many(sents), {"噴火": 3.0})
+    assert max(range(4), key=scores.__getitem__) == 2  # the heading-like line is discounted
+    assert scores[1] < scores[2] / 2
+
+
+def test_sentence_scores_use_sentence_cosines_when_words_do_not_match() -> None:
+    tok = Tokenizer()
+    sents = ["今日は晴れです。", "宝永噴火は1707年です。"]
+    q = "When was the last eruption?"
+    sims = np.array([0.70, 0.85], dtype=np.float32)
+    scores = sentence_scores(tok.tokens(q), q, sents, tok.tokens_many(sents), {}, sims)
+    assert scores[1] > scores[0]
+
+
+def test_rescore_dense_blends_chunk_and_best_sentence() -> None:
+    dense = [(1, 0.80), (2, 0.78)]
+    sims = {1: np.array([0.70, 0.72], dtype=np.float32), 2: np.array([0.90], dtype=np.float32),
+            3: np.array([0.95], dtype=np.float32)}  # fmt: skip
+    out = dict(rescore_dense(dense, [1, 2, 3], sims))
+    assert out[2] == pytest.approx(0.5 * 0.78 + 0.5 * 0.90)
+    assert out[3] == pytest.approx(0.5 * 0.78 + 0.5 * 0.95)  # BM25-only: weakest chunk cosine
+    assert out[2] > out[1]
+
+
+def test_packed_sentence_vectors_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    back = unpack_vectors(pack_vectors(v), 384)
+    assert back.shape == (5, 384)
+    assert np.abs((back * v).sum(axis=1) - 1).max() < 0.01
+    assert unpack_vectors(pack_vectors(v[:0]), 384).shape == (0, 384)

@@ -7,6 +7,7 @@ functions are one-shot conveniences over it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,7 +32,15 @@ from bunko.errors import (
     ModelMismatchError,
     UsageError,
 )
-from bunko.store import ChunkRow, DocRow, IndexStore, LoadedIndex
+from bunko.store import (
+    FORMAT_VERSION,
+    ChunkRow,
+    DocRow,
+    IndexStore,
+    LoadedIndex,
+    pack_vectors,
+    unpack_vectors,
+)
 from bunko.types import (
     MODES,
     Citation,
@@ -60,7 +69,11 @@ ProgressFn = Callable[[str, int, int], None]
 
 CHUNKER_VERSION = 1
 TOKENIZER = {"name": "fugashi-unidic-lite", "mode": "surface", "version": 1}
+SHORT_HIGHLIGHT = 60  # chars; measured on dev-qa (see benchmarks/README)
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
+# Where a chunk's own vector comes from: "embed" embeds the chunk text; "mean" is
+# the token-weighted mean of its sentence vectors (half the embedding work).
+CHUNK_VECTORS = os.environ.get("BUNKO_CHUNK_VECTORS", "mean")
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,8 @@ class Shelf:
             "version": CHUNKER_VERSION,
             "max_tokens": self.settings.chunk_tokens,
             "overlap": self.settings.overlap,
+            "chunk_vectors": CHUNK_VECTORS,
+            "sentence_vectors": True,
         }
 
     def _requested_model(self) -> str | None:
@@ -254,7 +269,9 @@ class Shelf:
             )
             self.progress("chunking", i + 1, len(work))
 
-        vectors, n_embedded = self._vectors_for(new_rows, embedder, old if reuse else None)
+        new_rows, vectors, n_embedded = self._vectors_for(
+            new_rows, embedder, old if reuse else None
+        )
 
         if old is not None and not full:
             index = old.vectors
@@ -284,7 +301,7 @@ class Shelf:
         lexical = LexicalIndex.build([tokens[int(i)] for i in row_ids])
 
         meta = {
-            "format": 1,
+            "format": FORMAT_VERSION,
             "model": model,
             "fingerprint": embedder.fingerprint,
             "dimension": embedder.dim,
@@ -337,44 +354,81 @@ class Shelf:
                 line_end=c.line_end,
                 sentences=tuple((s.start, s.end) for s in c.sentences),
                 n_tokens=c.n_tokens,
-                hash=_text_hash(embed_text(c.text)),
+                hash=_text_hash(CHUNK_VECTORS + "\n" + embed_text(c.text)),
                 tokens=tuple(t),
             )
             for i, (c, t) in enumerate(zip(chunks, toks, strict=True))
         ]
 
     def _vectors_for(
-        self, rows: Sequence[ChunkRow], embedder: Embedder, cache: LoadedIndex | None
-    ) -> tuple[npt.NDArray[np.float32], int]:
-        """Vectors for new rows: reused from the old index by text hash, else embedded."""
+        self, rows: list[ChunkRow], embedder: Embedder, cache: LoadedIndex | None
+    ) -> tuple[list[ChunkRow], npt.NDArray[np.float32], int]:
+        """Chunk vectors and packed sentence vectors for new rows.
+
+        A chunk whose text was embedded before (same text hash, same model) takes
+        its vectors from the old index; the rest are embedded. Returns the rows
+        with their sentence vectors filled in, the chunk vectors, and how many
+        chunks had to be embedded.
+        """
         import numpy as np
 
         out = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+        blobs = [b""] * len(rows)
         todo = list(range(len(rows)))
         if cache is not None and rows:
             hashes = sorted({r.hash for r in rows})
-            found: dict[str, int] = {}
+            found: dict[str, tuple[int, bytes]] = {}
             for start in range(0, len(hashes), 500):
                 part = hashes[start : start + 500]
                 marks = ",".join("?" * len(part))
-                for h, cid in cache.db.execute(
-                    f"SELECT hash, id FROM chunks WHERE hash IN ({marks})", part
+                for h, cid, blob in cache.db.execute(
+                    f"SELECT hash, id, sentvecs FROM chunks WHERE hash IN ({marks})", part
                 ):
-                    found[h] = cid
+                    found[h] = (cid, blob)
             todo = []
             for i, r in enumerate(rows):
                 if r.hash in found:
-                    out[i] = cache.vectors.reconstruct(found[r.hash])
+                    cid, blobs[i] = found[r.hash]
+                    out[i] = cache.vectors.reconstruct(cid)
                 else:
                     todo.append(i)
         if todo:
-            texts = [embed_text(rows[i].text) for i in todo]
-            self.progress("embedding", 0, len(todo))
-            vecs = embedder.embed_passages(
-                texts, progress=lambda n: self.progress("embedding", n, len(todo))
+            # Each distinct sentence is embedded once (overlapping chunks share one).
+            texts: list[str] = []
+            slot: dict[str, int] = {}
+            members: list[list[int]] = []
+            for i in todo:
+                r = rows[i]
+                idx = []
+                for a, z in r.sentences:
+                    t = r.text[a - r.char_start : z - r.char_start]
+                    idx.append(slot.setdefault(t, len(slot)))
+                    if idx[-1] == len(texts):
+                        texts.append(t)
+                members.append(idx)
+            chunk_texts = (
+                [] if CHUNK_VECTORS == "mean" else [embed_text(rows[i].text) for i in todo]
             )
-            out[todo] = vecs
-        return out, len(todo)
+            total = len(texts) + len(chunk_texts)
+            self.progress("embedding", 0, total)
+            vecs = embedder.embed_passages(
+                texts + chunk_texts, progress=lambda n: self.progress("embedding", n, total)
+            )
+            sent = vecs[: len(texts)]
+            if CHUNK_VECTORS == "mean":
+                base = embedder.count_tokens("")
+                weight = np.array(
+                    [max(1, embedder.count_tokens(t) - base) for t in texts], dtype=np.float32
+                )
+            for j, (i, idx) in enumerate(zip(todo, members, strict=True)):
+                blobs[i] = pack_vectors(sent[idx])
+                if CHUNK_VECTORS == "mean":
+                    v = (sent[idx] * weight[idx, None]).sum(axis=0)
+                    out[i] = v / (np.linalg.norm(v) or 1.0)
+                else:
+                    out[i] = vecs[len(texts) + j]
+        done = [dataclasses.replace(r, sentvecs=blob) for r, blob in zip(rows, blobs, strict=True)]
+        return done, out, len(todo)
 
     # -- query ---------------------------------------------------------------
 
@@ -396,27 +450,21 @@ class Shelf:
             self.index()
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
-        embedder = self._embedder_for(loaded) if mode != "lexical" else None
-        q_tokens = self.tokenizer.tokens(q) if mode != "dense" else []
-        n = max(search.CANDIDATES, k)
-        dense = (
-            search.dense_candidates(loaded, embedder.embed_query(q), n)
-            if embedder is not None
-            else []
+        q_tokens = self.tokenizer.tokens(q)
+        dense, lexical, rows, sent_sims = self.candidates(
+            q, q_tokens, mode, max(search.CANDIDATES, k)
         )
-        lexical = search.lexical_candidates(loaded, q_tokens, n) if mode != "dense" else []
         if mode == "hybrid":
-            weight = search.LEXICAL_WEIGHT * loaded.lexical.coverage(q_tokens)
+            weight = search.lexical_weight(loaded.lexical.coverage(q_tokens))
             hits = search.fuse(dense, lexical, weight, k)
         else:
             hits = search.single(dense if mode == "dense" else lexical, k, mode)
-        rows = loaded.chunks([h.chunk_id for h in hits])
-        if not q_tokens:
-            q_tokens = self.tokenizer.tokens(q)
+        lex = loaded.lexical
+        idf = {t: float(lex.idf[lex.vocab[t]]) for t in q_tokens if t in lex.vocab}
         passages = []
         for rank, hit in enumerate(hits, 1):
             row = rows[hit.chunk_id]
-            hl_start, hl_end = self._highlight(row, q, q_tokens, loaded, embedder, rank)
+            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sent_sims.get(hit.chunk_id))
             passages.append(
                 Passage(
                     rank=rank,
@@ -438,6 +486,28 @@ class Shelf:
                 )
             )
         return QueryResult(query=question, mode=mode, model=loaded.model, passages=tuple(passages))
+
+    def candidates(
+        self, q: str, q_tokens: Sequence[str], mode: Mode, n: int
+    ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
+        """Dense and lexical candidates before fusion, with their rows and sentence cosines.
+
+        The dense side is re-ranked with sentence vectors (:func:`search.rescore_dense`)
+        over every candidate either retriever found.
+        """
+        loaded = self.loaded()
+        embedder = self._embedder_for(loaded) if mode != "lexical" else None
+        qvec = embedder.embed_query(q) if embedder is not None else None
+        dense = search.dense_candidates(loaded, qvec, n) if qvec is not None else []
+        lexical = search.lexical_candidates(loaded, q_tokens, n) if mode != "dense" else []
+        # One fetch for every candidate: their sentence vectors re-rank the dense side.
+        rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
+        sent_sims: dict[int, Any] = {}
+        if qvec is not None:
+            for cid, row in rows.items():
+                sent_sims[cid] = unpack_vectors(row.sentvecs, loaded.vectors.d) @ qvec
+            dense = search.rescore_dense(dense, list(rows), sent_sims)
+        return dense, lexical, rows, sent_sims
 
     def _embedder_for(self, loaded: LoadedIndex) -> Embedder:
         from bunko.embedding import get_embedder
@@ -464,23 +534,24 @@ class Shelf:
         row: ChunkRow,
         question: str,
         q_tokens: Sequence[str],
-        loaded: LoadedIndex,
-        embedder: Embedder | None,
-        rank: int,
+        idf: dict[str, float],
+        sims: npt.NDArray[np.float32] | None,
     ) -> tuple[int, int]:
         """Char span (in the source file) of the sentence that best answers the question."""
         spans = row.sentences or ((row.char_start, row.char_end),)
         texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
-        lex = loaded.lexical
-        idf = {t: float(lex.idf[lex.vocab[t]]) for t in q_tokens if t in lex.vocab}
-        best = search.best_sentence(
-            q_tokens, question, texts, self.tokenizer.tokens_many(texts), idf
+        if sims is not None and len(sims) != len(texts):
+            sims = None
+        scores = search.sentence_scores(
+            q_tokens, question, texts, self.tokenizer.tokens_many(texts), idf, sims
         )
-        if best is None and embedder is not None and len(texts) > 1 and rank <= 3:
-            # No shared words (e.g. an English question over Japanese text): ask the model.
-            qv = embedder.embed_query(question)
-            best = int((embedder.embed_passages(texts) @ qv).argmax())
-        return spans[best or 0]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        start, end = spans[best]
+        # A short line (a heading, a list label, "two models were announced:") rarely
+        # holds the answer by itself: the sentence after it joins the highlight.
+        if end - start < SHORT_HIGHLIGHT and best + 1 < len(spans):
+            end = spans[best + 1][1]
+        return start, end
 
     # -- add, status, eval ---------------------------------------------------
 
@@ -639,7 +710,11 @@ def _check_question(question: str, k: int, mode: str) -> str:
 def _explain(hit: search.Hit, mode: Mode) -> Explain:
     if mode == "hybrid":
         w = hit.lexical_weight
-        fused = f"convex: {1 - w:.3f}·dense_norm + {w:.3f}·lexical_norm"
+        fused = (
+            f"{1 - w:.3f}·dense + {w:.3f}·lexical, each min-max scaled over the candidates; "
+            "dense = mean of chunk and best-sentence cosine; "
+            f"w = {search.LEXICAL_WEIGHT}·coverage^{search.COVERAGE_POWER:g}"
+        )
     else:
         fused = f"{mode} only"
     return Explain(

@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 Fusion = Literal["convex", "rrf"]
 
 LEXICAL_WEIGHT = 0.5  # the lexical share when the whole question is known to the corpus
+COVERAGE_POWER = 3.0  # a question the corpus half knows (English over Japanese) gets 1/8 of it
+
+
+def lexical_weight(coverage: float) -> float:
+    """The lexical share of the fusion for a question, from its vocabulary coverage."""
+    return LEXICAL_WEIGHT * coverage**COVERAGE_POWER
+
+
 RRF_K = 60
 CANDIDATES = 50  # per retriever, before fusion
 
@@ -141,27 +149,68 @@ def _bigrams(text: str) -> set[str]:
     return {t[i : i + 2] for i in range(len(t) - 1)}
 
 
-def best_sentence(
+SENTENCE_WEIGHT = 0.5  # dense score = (1-s)·chunk cosine + s·best sentence cosine
+HIGHLIGHT_DENSE = 0.5  # highlight = (1-h)·word overlap + h·sentence cosine, each scaled to 0..1
+HEADING_PENALTY = 0.5  # a heading-like line restates the topic; the answer is in the text
+
+
+def rescore_dense(
+    dense: Ranked, pool: Sequence[int], sent_sims: dict[int, npt.NDArray[np.float32]]
+) -> Ranked:
+    """Dense scores for every candidate, blending the chunk with its best sentence.
+
+    A long chunk's single vector blurs the one sentence a question is about;
+    mixing in the best sentence's cosine ranks that chunk higher. Candidates
+    found only by BM25 get the weakest retrieved chunk cosine as their chunk part.
+    """
+    chunk = dict(dense)
+    floor = dense[-1][1] if dense else 0.0
+    out = []
+    for cid in pool:
+        c = chunk.get(cid, floor)
+        sims = sent_sims.get(cid)
+        best = float(sims.max()) if sims is not None and len(sims) else c
+        out.append((cid, (1 - SENTENCE_WEIGHT) * c + SENTENCE_WEIGHT * best))
+    out.sort(key=lambda x: -x[1])
+    return out
+
+
+def _heading_like(sentence: str) -> bool:
+    s = sentence.strip()
+    return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
+
+
+def sentence_scores(
     question_tokens: Sequence[str],
     question: str,
     sentences: Sequence[str],
     sentence_tokens: Sequence[Sequence[str]],
     idf: dict[str, float],
-) -> int | None:
-    """Index of the sentence that best answers the question by word and character overlap.
+    sims: npt.NDArray[np.float32] | None = None,
+) -> list[float]:
+    """How well each sentence answers the question (higher is better).
 
-    Returns None when no sentence shares anything with the question (for example
-    an English question over a Japanese passage); the caller then falls back to
-    the embedding model.
+    Word overlap (idf-weighted) plus shared character bigrams, blended with the
+    sentence's cosine to the question when sentence vectors are at hand (they
+    carry an English question over Japanese text, where words cannot).
     """
     q = set(question_tokens)
     qb = _bigrams(question)
-    best, best_score = None, 0.0
-    for i, (sent, toks) in enumerate(zip(sentences, sentence_tokens, strict=True)):
+    lex = []
+    for sent, toks in zip(sentences, sentence_tokens, strict=True):
         words = sum(idf.get(t, 1.0) for t in q.intersection(toks))
-        sb = _bigrams(sent)
-        chars = len(qb & sb) / (len(qb) or 1)
-        score = words + chars
-        if score > best_score:
-            best, best_score = i, score
-    return best
+        chars = len(qb & _bigrams(sent)) / (len(qb) or 1)
+        lex.append(words + chars)
+    top = max(lex, default=0.0)
+    scores = [x / top if top > 0 else 0.0 for x in lex]
+    if sims is not None and len(sims) == len(sentences) and len(sims) > 0:
+        lo, hi = float(sims.min()), float(sims.max())
+        dense = [(float(x) - lo) / (hi - lo) if hi > lo else 1.0 for x in sims]
+        scores = [
+            (1 - HIGHLIGHT_DENSE) * a + HIGHLIGHT_DENSE * b
+            for a, b in zip(scores, dense, strict=True)
+        ]
+    return [
+        s * HEADING_PENALTY if _heading_like(t) and len(sentences) > 1 else s
+        for s, t in zip(scores, sentences, strict=True)
+    ]

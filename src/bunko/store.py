@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bunko")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 FILES = ("meta.json", "chunks.sqlite", "vectors.faiss", "lexical.npz", "lexical_vocab.json")
 REBUILD_HINT = "run `bunko index --rebuild` to rebuild it from the corpus"
@@ -60,14 +60,15 @@ CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, heading TEXT,
     text TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
     line_start INTEGER NOT NULL, line_end INTEGER NOT NULL, sentences TEXT NOT NULL,
-    n_tokens INTEGER NOT NULL, hash TEXT NOT NULL, tokens TEXT NOT NULL
+    n_tokens INTEGER NOT NULL, hash TEXT NOT NULL, tokens TEXT NOT NULL,
+    sentvecs BLOB NOT NULL
 );
 CREATE INDEX chunks_source ON chunks(source);
 CREATE INDEX chunks_hash ON chunks(hash);
 """
 CHUNK_COLUMNS = (
     "id, source, title, heading, text, char_start, char_end, line_start, line_end, "
-    "sentences, n_tokens, hash, tokens"
+    "sentences, n_tokens, hash, tokens, sentvecs"
 )
 TOKEN_SEP = "\x1f"
 
@@ -89,21 +90,50 @@ class ChunkRow:
     n_tokens: int
     hash: str
     tokens: tuple[str, ...]
+    sentvecs: bytes = b""  # one packed vector per sentence (see pack_vectors)
 
     @classmethod
     def from_sql(cls, row: Sequence[Any]) -> ChunkRow:
         return cls(
             row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
             tuple(tuple(s) for s in json.loads(row[9])), row[10], row[11],
-            tuple(row[12].split(TOKEN_SEP)) if row[12] else (),
+            tuple(row[12].split(TOKEN_SEP)) if row[12] else (), row[13],
         )  # fmt: skip
 
     def to_sql(self) -> tuple[Any, ...]:
         return (
             self.id, self.source, self.title, self.heading, self.text, self.char_start,
             self.char_end, self.line_start, self.line_end, json.dumps(self.sentences),
-            self.n_tokens, self.hash, TOKEN_SEP.join(self.tokens),
+            self.n_tokens, self.hash, TOKEN_SEP.join(self.tokens), self.sentvecs,
         )  # fmt: skip
+
+
+def pack_vectors(vecs: npt.NDArray[np.float32]) -> bytes:
+    """Unit vectors as int8 with a float32 scale each: 4 + dim bytes per vector.
+
+    Sentence vectors are only used to re-rank a few candidates and to pick the
+    highlight, so 8 bits (cosine error about 0.002) is plenty and keeps the
+    chunk table small.
+    """
+    import numpy as np
+
+    if len(vecs) == 0:
+        return b""
+    scale = np.abs(vecs).max(axis=1, keepdims=True).astype(np.float32) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.rint(vecs / scale), -127, 127).astype(np.int8)
+    return b"".join(s.tobytes() + v.tobytes() for s, v in zip(scale, q, strict=True))
+
+
+def unpack_vectors(blob: bytes, dim: int) -> npt.NDArray[np.float32]:
+    """The inverse of :func:`pack_vectors`: an (n, dim) float32 array."""
+    import numpy as np
+
+    width = 4 + dim
+    n = len(blob) // width
+    raw = np.frombuffer(blob, dtype=np.uint8, count=n * width).reshape(n, width)
+    scale = raw[:, :4].copy().view(np.float32)
+    return raw[:, 4:].copy().view(np.int8).astype(np.float32) * scale
 
 
 @dataclass(frozen=True)
@@ -380,7 +410,7 @@ def _write_sqlite(
                 "WHERE source IN (SELECT source FROM keep)"
             )
         db.executemany(
-            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 13)})",
+            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 14)})",
             [r.to_sql() for r in rows],
         )
         db.commit()
