@@ -193,12 +193,9 @@ class LoadedIndex:
 
 
 def _id_map(index: Any) -> npt.NDArray[np.int64]:
-    import faiss
-    import numpy as np
+    from bunko.ann import row_ids
 
-    if hasattr(index, "id_map"):
-        return np.asarray(faiss.vector_to_array(index.id_map), dtype=np.int64)
-    return np.arange(index.ntotal, dtype=np.int64)
+    return row_ids(index)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
