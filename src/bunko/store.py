@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -282,7 +282,7 @@ class IndexStore:
         self,
         meta: dict[str, Any],
         documents: Sequence[DocRow],
-        rows: Sequence[ChunkRow],
+        rows: Iterable[ChunkRow],
         vectors: Any,
         lexical: LexicalIndex,
         copy_from: tuple[Path, Sequence[str]] | None = None,
@@ -352,7 +352,7 @@ class IndexStore:
 def _write_sqlite(
     path: Path,
     documents: Sequence[DocRow],
-    rows: Sequence[ChunkRow],
+    rows: Iterable[ChunkRow],
     copy_from: tuple[Path, Sequence[str]] | None,
 ) -> None:
     db = sqlite3.connect(path)
@@ -378,7 +378,7 @@ def _write_sqlite(
             )
         db.executemany(
             f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 13)})",
-            [r.to_sql() for r in rows],
+            (r.to_sql() for r in rows),
         )
         db.commit()
         if copy_from is not None and copy_from[1]:
