@@ -14,7 +14,9 @@ order shared with the lexical index is ascending chunk id.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -122,6 +124,17 @@ def build(
         if n:
             flat.add_with_ids(vectors, ids)
         return flat, {"index_type": "flat"}
+    with _all_cores():
+        return _build_ivf(vectors, ids, seed)
+
+
+def _build_ivf(
+    vectors: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], seed: int
+) -> tuple[Any, dict[str, Any]]:
+    import faiss
+    import numpy as np
+
+    n, dim = vectors.shape
     nlist = n_lists(n)
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFScalarQuantizer(
@@ -189,6 +202,19 @@ def recall_at(exact: Any, found: Any, k: int = 10) -> float:
         hits += len(want_k & {int(g) for g in got[:k] if g >= 0})
         total += len(want_k)
     return hits / total if total else 1.0
+
+
+@contextlib.contextmanager
+def _all_cores() -> Iterator[None]:
+    """Let FAISS use every core for a build (queries set it to one, see store.py)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(len(os.sched_getaffinity(0)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _direct_map() -> Any:

@@ -135,6 +135,10 @@ class LoadedIndex:
         import faiss
         import numpy as np
 
+        # A query searches one vector: one thread. FAISS's OpenMP team spins at
+        # its barriers, and on a busy 2-core machine a second thread turned a
+        # 1 ms search into 36 ms (benchmarks/PERF.md). Index builds use all cores.
+        faiss.omp_set_num_threads(1)
         try:
             self.vectors: Any = faiss.read_index(str(folder / "vectors.faiss"))
         except RuntimeError as exc:
