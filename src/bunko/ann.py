@@ -61,8 +61,12 @@ def wanted_type(n: int, current: IndexType | None, limit: int) -> IndexType:
 
 
 def n_lists(n: int) -> int:
-    """IVF clusters for ``n`` vectors: about sqrt(n), 39+ training points each."""
-    return int(max(1, min(4096, round(n**0.5), n // 39)))
+    """IVF clusters for ``n`` vectors: about 2·sqrt(n), 39+ training points each.
+
+    With sqrt(n) clusters a million synthetic chunks needed nprobe 256 of 1,000
+    (a quarter of the shelf scanned per query) for recall@10 0.97.
+    """
+    return int(max(1, min(4096, round(2 * n**0.5), n // 39)))
 
 
 def row_ids(index: Any) -> npt.NDArray[np.int64]:

@@ -13,9 +13,10 @@ import math
 import struct
 import zipfile
 from array import array
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 K1 = 1.2
 B = 0.75
+_BLOCK = 20_000  # token lists turned into postings at a time
 
 
 @dataclass
@@ -44,36 +46,60 @@ class LexicalIndex:
     def build(cls, docs: Iterable[Sequence[str]], k1: float = K1, b: float = B) -> LexicalIndex:
         """Index token lists; row i of the index is the i-th list.
 
-        Postings are gathered in flat int32 arrays and sorted by term in numpy,
-        so a million chunks need a few bytes a posting, not Python lists.
+        Tokens become term ids in one C-level pass per block of lists, and the
+        (row, term) counts come from sorting in numpy: a million chunks take
+        seconds a block and a few bytes a posting, not Python objects.
         """
         import numpy as np
 
-        vocab: dict[str, int] = {}
+        # A missing term gets the next id: the factory runs before the insert.
+        ids: defaultdict[str, int] = defaultdict()
+        ids.default_factory = ids.__len__
         lengths = array("i")
-        post_rows = array("i")
-        post_terms = array("i")
-        post_tf = array("i")
-        for row, toks in enumerate(docs):
-            lengths.append(len(toks))
-            for term, count in Counter(toks).items():
-                tid = vocab.get(term)
-                if tid is None:
-                    tid = vocab[term] = len(vocab)
-                post_rows.append(row)
-                post_terms.append(tid)
-                post_tf.append(count)
+        parts: list[tuple[Any, Any, Any]] = []
+        block: list[Sequence[str]] = []
+        first_row = 0
+
+        def flush() -> None:
+            nonlocal first_row
+            lens = np.fromiter(map(len, block), dtype=np.int64, count=len(block))
+            lengths.extend(lens.astype(np.int32).tolist())
+            tids = np.fromiter(
+                map(ids.__getitem__, chain.from_iterable(block)),
+                dtype=np.int64,
+                count=int(lens.sum()),
+            )
+            rows = np.repeat(np.arange(first_row, first_row + len(block), dtype=np.int64), lens)
+            keys, counts = np.unique((rows << 32) | tids, return_counts=True)
+            parts.append(
+                ((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), counts)
+            )
+            first_row += len(block)
+            block.clear()
+
+        for toks in docs:
+            block.append(toks)
+            if len(block) == _BLOCK:
+                flush()
+        if block:
+            flush()
+        vocab = dict(ids)
+        cat = np.concatenate
+        post_rows = cat([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        post_terms = cat([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+        post_tf = cat([p[2] for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+        parts.clear()
         n = len(lengths)
         lens = np.frombuffer(lengths, dtype=np.int32).astype(np.float32)
         avgdl = float(lens.mean()) if n and lens.sum() > 0 else 1.0
-        terms = np.frombuffer(post_terms, dtype=np.int32)
+        terms = post_terms
         # Stable, so each term's rows stay in ascending order.
         order = np.argsort(terms, kind="stable")
         df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
         del terms, post_terms
-        rows = np.frombuffer(post_rows, dtype=np.int32)[order]
+        rows = post_rows[order]
         del post_rows
-        tf = np.frombuffer(post_tf, dtype=np.int32)[order].astype(np.float32)
+        tf = post_tf[order].astype(np.float32)
         del post_tf
         term_of = np.repeat(np.arange(len(vocab), dtype=np.int32), df)
         del order
