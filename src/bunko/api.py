@@ -70,6 +70,7 @@ ProgressFn = Callable[[str, int, int], None]
 CHUNKER_VERSION = 1
 TOKENIZER = {"name": "fugashi-unidic-lite", "mode": "surface", "version": 1}
 SHORT_HIGHLIGHT = 60  # chars; measured on dev-qa (see benchmarks/README)
+ANN_META = ("index_type", "nlist", "nprobe", "recall_at_10", "trained_on")
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
 # Where a chunk's own vector comes from: "embed" embeds the chunk text; "mean" is
 # the token-weighted mean of its sentence vectors (half the embedding work).
@@ -206,9 +207,9 @@ class Shelf:
         reason: str | None,
         t0: float,
     ) -> IndexReport:
-        import faiss
         import numpy as np
 
+        from bunko import ann
         from bunko.embedding import get_embedder
 
         model = self._requested_model() or (old.model if old else DEFAULT_MODEL)
@@ -273,18 +274,38 @@ class Shelf:
             new_rows, embedder, old if reuse else None
         )
 
+        new_ids = np.asarray([r.id for r in new_rows], dtype=np.int64)
+        index: Any = None
+        live_type: ann.IndexType | None = None
+        ann_meta: dict[str, Any] = {}
         if old is not None and not full:
             index = old.vectors
+            live_type = ann.index_type(index)
+            ann_meta = {k: old.meta[k] for k in ANN_META if k in old.meta}
             gone = [s for s in old_docs if s not in kept]
             if gone:
                 marks = ",".join("?" * len(gone))
                 ids = [r[0] for r in old.db.execute(
                     f"SELECT id FROM chunks WHERE source IN ({marks})", gone)]  # fmt: skip
                 index.remove_ids(np.asarray(ids, dtype=np.int64))
-        else:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(embedder.dim))
-        if new_rows:
-            index.add_with_ids(vectors, np.asarray([r.id for r in new_rows], dtype=np.int64))
+            if new_rows:
+                index.add_with_ids(vectors, new_ids)
+        # Exact below the threshold, approximate above it (ann.py); an approximate
+        # index is rebuilt when it changes type or outgrows its clusters.
+        n_total = int(index.ntotal) if index is not None else len(new_rows)
+        kind = ann.wanted_type(n_total, live_type, ann.threshold())
+        trained_on = int(ann_meta.get("trained_on") or n_total)
+        outgrown = kind == "ivf-sq8" and n_total > ann.RETRAIN_GROWTH * trained_on
+        if index is None or kind != live_type or outgrown:
+            if index is None:
+                all_ids, all_vecs = new_ids, vectors
+            else:
+                all_ids = ann.row_ids(index)
+                all_vecs = ann.reconstruct(index, all_ids)
+            if kind == "ivf-sq8":
+                self.progress("clustering", 0, 1)
+            index, ann_meta = ann.build(all_vecs, all_ids, kind)
+        index = ann.for_writing(index)
 
         # BM25 rows follow the FAISS row order so one row number means one chunk.
         tokens: dict[int, Sequence[str]] = {r.id: r.tokens for r in new_rows}
@@ -295,9 +316,8 @@ class Shelf:
             ):
                 tokens[cid] = tok.split("\x1f") if tok else []
         from bunko.lexical import LexicalIndex
-        from bunko.store import _id_map
 
-        row_ids = _id_map(index)
+        row_ids = ann.row_ids(index)
         lexical = LexicalIndex.build([tokens[int(i)] for i in row_ids])
 
         meta = {
@@ -305,7 +325,7 @@ class Shelf:
             "model": model,
             "fingerprint": embedder.fingerprint,
             "dimension": embedder.dim,
-            "index_type": "flat",
+            **ann_meta,
             "metric": "inner_product",
             "chunker": self.chunker_settings(),
             "tokenizer": TOKENIZER,
@@ -385,13 +405,15 @@ class Shelf:
                     f"SELECT hash, id, sentvecs FROM chunks WHERE hash IN ({marks})", part
                 ):
                     found[h] = (cid, blob)
-            todo = []
-            for i, r in enumerate(rows):
-                if r.hash in found:
-                    cid, blobs[i] = found[r.hash]
-                    out[i] = cache.vectors.reconstruct(cid)
-                else:
-                    todo.append(i)
+            from bunko import ann
+
+            hit = [i for i, r in enumerate(rows) if r.hash in found]
+            todo = [i for i, r in enumerate(rows) if r.hash not in found]
+            if hit:
+                cids = np.asarray([found[rows[i].hash][0] for i in hit], dtype=np.int64)
+                out[hit] = ann.reconstruct(cache.vectors, cids)
+                for i in hit:
+                    blobs[i] = found[rows[i].hash][1]
         if todo:
             # Each distinct sentence is embedded once (overlapping chunks share one).
             texts: list[str] = []
@@ -647,6 +669,8 @@ class Shelf:
             stale_new=tuple(new),
             stale_changed=tuple(changed),
             stale_removed=tuple(removed),
+            recall_at_10=meta.get("recall_at_10"),
+            nprobe=meta.get("nprobe"),
         )
 
     def evaluate(self, path: str | Path, k: int = 10, mode: Mode = "hybrid") -> EvalReport:

@@ -288,7 +288,10 @@ def status(
     if not s.exists:
         typer.echo(f"No index in {s.index} yet; run `bunko index`.")
     else:
-        typer.echo(f"Index:     {s.index} ({s.index_type}, updated {s.updated})")
+        kind = s.index_type
+        if s.recall_at_10 is not None:
+            kind = f"{kind}, recall@10 {s.recall_at_10:.3f} at nprobe {s.nprobe}"
+        typer.echo(f"Index:     {s.index} ({kind}, updated {s.updated})")
         typer.echo(f"Model:     {s.model} (dimension {s.dimension})")
         typer.echo(f"Documents: {s.documents}")
         typer.echo(f"Chunks:    {s.chunks}")

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
-from collections.abc import Sequence
+import struct
+import zipfile
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bunko.errors import IndexCorruptError
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 K1 = 1.2
 B = 0.75
+_BLOCK = 20_000  # token lists turned into postings at a time
 
 
 @dataclass
@@ -38,37 +43,71 @@ class LexicalIndex:
     n_rows: int
 
     @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], k1: float = K1, b: float = B) -> LexicalIndex:
-        """Index token lists; row i of the index is docs[i]."""
+    def build(cls, docs: Iterable[Sequence[str]], k1: float = K1, b: float = B) -> LexicalIndex:
+        """Index token lists; row i of the index is the i-th list.
+
+        Tokens become term ids in one C-level pass per block of lists, and the
+        (row, term) counts come from sorting in numpy: a million chunks take
+        seconds a block and a few bytes a posting, not Python objects.
+        """
         import numpy as np
 
-        n = len(docs)
-        lengths = np.array([len(d) for d in docs], dtype=np.float32)
-        avgdl = float(lengths.mean()) if n and lengths.sum() > 0 else 1.0
-        vocab: dict[str, int] = {}
-        post_rows: list[list[int]] = []
-        post_tf: list[list[int]] = []
-        for row, toks in enumerate(docs):
-            for term, count in Counter(toks).items():
-                tid = vocab.setdefault(term, len(vocab))
-                if tid == len(post_rows):
-                    post_rows.append([])
-                    post_tf.append([])
-                post_rows[tid].append(row)
-                post_tf[tid].append(count)
-        df = np.array([len(r) for r in post_rows], dtype=np.float32)
+        # A missing term gets the next id: the factory runs before the insert.
+        ids: defaultdict[str, int] = defaultdict()
+        ids.default_factory = ids.__len__
+        lengths = array("i")
+        parts: list[tuple[Any, Any, Any]] = []
+        block: list[Sequence[str]] = []
+        first_row = 0
+
+        def flush() -> None:
+            nonlocal first_row
+            lens = np.fromiter(map(len, block), dtype=np.int64, count=len(block))
+            lengths.extend(lens.astype(np.int32).tolist())
+            tids = np.fromiter(
+                map(ids.__getitem__, chain.from_iterable(block)),
+                dtype=np.int64,
+                count=int(lens.sum()),
+            )
+            rows = np.repeat(np.arange(first_row, first_row + len(block), dtype=np.int64), lens)
+            keys, counts = np.unique((rows << 32) | tids, return_counts=True)
+            parts.append(
+                ((keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), counts)
+            )
+            first_row += len(block)
+            block.clear()
+
+        for toks in docs:
+            block.append(toks)
+            if len(block) == _BLOCK:
+                flush()
+        if block:
+            flush()
+        vocab = dict(ids)
+        cat = np.concatenate
+        post_rows = cat([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        post_terms = cat([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+        post_tf = cat([p[2] for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
+        parts.clear()
+        n = len(lengths)
+        lens = np.frombuffer(lengths, dtype=np.int32).astype(np.float32)
+        avgdl = float(lens.mean()) if n and lens.sum() > 0 else 1.0
+        terms = post_terms
+        # Stable, so each term's rows stay in ascending order.
+        order = np.argsort(terms, kind="stable")
+        df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
+        del terms, post_terms
+        rows = post_rows[order]
+        del post_rows
+        tf = post_tf[order].astype(np.float32)
+        del post_tf
+        term_of = np.repeat(np.arange(len(vocab), dtype=np.int32), df)
+        del order
         # The "plus one" idf of Lucene: never negative, even for very common terms.
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-        indptr[1:] = np.cumsum(df.astype(np.int64))
-        rows = np.fromiter(
-            (r for lst in post_rows for r in lst), dtype=np.int32, count=int(indptr[-1])
-        )
-        tf = np.fromiter(
-            (t for lst in post_tf for t in lst), dtype=np.float32, count=int(indptr[-1])
-        )
-        term_of = np.repeat(np.arange(len(vocab)), df.astype(np.int64))
-        norm = k1 * (1.0 - b + b * lengths[rows] / avgdl)
+        indptr[1:] = np.cumsum(df)
+        norm = k1 * (1.0 - b + b * lens[rows] / avgdl)
         weights = (idf[term_of] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
         return cls(vocab, idf, indptr, rows, weights, n)
 
@@ -82,7 +121,9 @@ class LexicalIndex:
             if tid is None:
                 continue
             a, z = int(self.indptr[tid]), int(self.indptr[tid + 1])
-            np.add.at(out, self.rows[a:z], self.weights[a:z])
+            # A term lists each row once, so plain fancy-index addition is exact
+            # (and much faster than np.add.at).
+            out[self.rows[a:z]] += self.weights[a:z]
         return out
 
     def coverage(self, query_tokens: Sequence[str]) -> float:
@@ -123,14 +164,13 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> LexicalIndex:
-        import numpy as np
 
         try:
             terms = json.loads((folder / "lexical_vocab.json").read_text("utf-8"))
-            with np.load(folder / "lexical.npz") as z:
-                idf, indptr, rows, weights = z["idf"], z["indptr"], z["rows"], z["weights"]
-                n_rows = int(z["n_rows"][0])
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            z = _map_npz(folder / "lexical.npz")
+            idf, indptr, rows, weights = z["idf"], z["indptr"], z["rows"], z["weights"]
+            n_rows = int(z["n_rows"][0])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexCorruptError(
                 f"the lexical index in {folder} is damaged ({exc}); run `bunko index --rebuild`"
             ) from exc
@@ -139,3 +179,45 @@ class LexicalIndex:
                 f"the lexical index in {folder} is inconsistent; run `bunko index --rebuild`"
             )
         return cls({t: i for i, t in enumerate(terms)}, idf, indptr, rows, weights, n_rows)
+
+
+def _map_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an uncompressed .npz, memory-mapped rather than read.
+
+    A query touches only the postings of its own terms, so a large shelf's
+    postings stay on disk (in the page cache) instead of in the process. The
+    archive is np.savez's plain zip: each member is a stored .npy file, found
+    through its zip local header. A compressed member is read normally.
+    """
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for info in zf.infolist():
+            key = info.filename.removesuffix(".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with zf.open(info) as member:
+                    out[key] = np.lib.format.read_array(member)
+                continue
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"bad zip member {info.filename}")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            count = math.prod(shape)
+            if count == 0 or dtype.hasobject:
+                f.seek(info.header_offset)
+                with zf.open(info) as member:
+                    out[key] = np.lib.format.read_array(member)
+                continue
+            out[key] = np.memmap(
+                path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                order="F" if fortran else "C",
+            )  # fmt: skip
+    return out

