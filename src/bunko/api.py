@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import unicodedata
@@ -60,6 +61,7 @@ ProgressFn = Callable[[str, int, int], None]
 
 CHUNKER_VERSION = 1
 TOKENIZER = {"name": "fugashi-unidic-lite", "mode": "surface", "version": 1}
+_SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
 
 
@@ -633,7 +635,9 @@ def _check_question(question: str, k: int, mode: str) -> str:
         raise UsageError(f"-k/--top-k must be at least 1 (got {k})")
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return question.strip()
+    # Lone surrogates (from command-line bytes that are not UTF-8) cannot reach the
+    # tokenizer, the model or stdout; they become U+FFFD like any undecodable byte.
+    return _SURROGATES.sub("\ufffd", question.strip())
 
 
 def _explain(hit: search.Hit, mode: Mode) -> Explain:
