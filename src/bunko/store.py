@@ -344,7 +344,11 @@ class IndexStore:
             tmp.mkdir(parents=True)
             _write_sqlite(tmp / "chunks.sqlite", documents, rows, copy_from)
             _fault_point("commit-sqlite")
-            faiss.write_index(vectors, str(tmp / "vectors.faiss"))
+            # Not faiss.write_index(index, path): its C writer reports a failed
+            # flush at close (ENOSPC) only on stderr and returns, leaving a truncated
+            # file that would then go live. Python's write raises instead.
+            with open(tmp / "vectors.faiss", "wb") as f:
+                f.write(memoryview(faiss.serialize_index(vectors)))
             _fault_point("commit-faiss")
             lexical.save(tmp)
             _fault_point("commit-lexical")
