@@ -348,7 +348,7 @@ class IndexStore:
             # flush at close (ENOSPC) only on stderr and returns, leaving a truncated
             # file that would then go live. Python's write raises instead.
             with open(tmp / "vectors.faiss", "wb") as f:
-                f.write(memoryview(faiss.serialize_index(vectors)))
+                f.write(faiss.serialize_index(vectors).data)
             _fault_point("commit-faiss")
             lexical.save(tmp)
             _fault_point("commit-lexical")
