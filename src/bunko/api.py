@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -527,9 +528,14 @@ class Shelf:
                     )
             plan.append((f, dest))
         for src, dest in plan:
-            tmp = dest.with_name(f".{dest.name}.bunko-tmp")
+            # A fresh, exclusively created temp name: a fixed one could already be a
+            # symlink pointing out of the corpus, and copying would write through it.
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".bunko-tmp", dir=corpus)
+            tmp = Path(name)
             try:
-                shutil.copyfile(src, tmp)
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                    shutil.copyfileobj(inp, out)
+                shutil.copymode(src, tmp)  # mkstemp made it 0600
                 os.replace(tmp, dest)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
