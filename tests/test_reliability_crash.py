@@ -126,8 +126,8 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    """Twelve new articles: the run lasts a few seconds, for the timed trials."""
-    return _build(tmp_path_factory.mktemp("crash-large"), 12, 300)
+    """Twenty new articles: the run lasts a few seconds, for the timed trials."""
+    return _build(tmp_path_factory.mktemp("crash-large"), 20, 300)
 
 
 @dataclass
