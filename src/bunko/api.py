@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -71,6 +73,7 @@ CHUNKER_VERSION = 1
 TOKENIZER = {"name": "fugashi-unidic-lite", "mode": "surface", "version": 1}
 SHORT_HIGHLIGHT = 60  # chars; measured on dev-qa (see benchmarks/README)
 ANN_META = ("index_type", "nlist", "nprobe", "recall_at_10", "trained_on")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
 # Where a chunk's own vector comes from: "embed" embeds the chunk text; "mean" is
 # the token-weighted mean of its sentence vectors (half the embedding work).
@@ -618,9 +621,14 @@ class Shelf:
                     )
             plan.append((f, dest))
         for src, dest in plan:
-            tmp = dest.with_name(f".{dest.name}.bunko-tmp")
+            # A fresh, exclusively created temp name: a fixed one could already be a
+            # symlink pointing out of the corpus, and copying would write through it.
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".bunko-tmp", dir=corpus)
+            tmp = Path(name)
             try:
-                shutil.copyfile(src, tmp)
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+                    shutil.copyfileobj(inp, out)
+                shutil.copymode(src, tmp)  # mkstemp made it 0600
                 os.replace(tmp, dest)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
@@ -728,7 +736,9 @@ def _check_question(question: str, k: int, mode: str) -> str:
         raise UsageError(f"-k/--top-k must be at least 1 (got {k})")
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return question.strip()
+    # Lone surrogates (from command-line bytes that are not UTF-8) cannot reach the
+    # tokenizer, the model or stdout; they become U+FFFD like any undecodable byte.
+    return _SURROGATES.sub("\ufffd", question.strip())
 
 
 def _explain(hit: search.Hit, mode: Mode) -> Explain:

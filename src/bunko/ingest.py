@@ -220,6 +220,13 @@ def read_document(path: Path, root: Path) -> Document:
     """
     source = source_of(path, root)
     try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 in a name (Python keeps them as lone surrogates)
+        # cannot be stored or printed; say which file, in a form that prints.
+        shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise SkipFile(shown, "the file name is not valid UTF-8; rename the file") from None
+    try:
         # stat before reading: if the file changes in between, the recorded mtime is
         # older than the content, so the next index run looks again rather than never.
         st = path.stat()

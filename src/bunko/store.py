@@ -22,9 +22,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bunko")
 
 FORMAT_VERSION = 2
+CRC_LIMIT = 256 << 20  # bytes: files up to this size are checksummed on every load
 CURRENT = "CURRENT"
 FILES = ("meta.json", "chunks.sqlite", "vectors.faiss", "lexical.npz", "lexical_vocab.json")
 REBUILD_HINT = "run `bunko index --rebuild` to rebuild it from the corpus"
@@ -162,6 +165,15 @@ class LoadedIndex:
                 raise IndexCorruptError(
                     f"index file {path} has the wrong size (truncated or altered); {REBUILD_HINT}"
                 )
+            # Sizes miss damage in place (a bad disk block, a stray write), and SQLite
+            # reads only the pages a query touches, so such damage would surface later
+            # as wrong text or a crash. crc32 runs at GB/s, but reading a multi-GB index
+            # on every query would undo memory-mapping: large files get the size check.
+            crc = self.meta.get("crc32", {}).get(name)
+            if crc is not None and (want or 0) <= CRC_LIMIT and _crc32(path) != crc:
+                raise IndexCorruptError(
+                    f"index file {path} is damaged (checksum mismatch); {REBUILD_HINT}"
+                )
         import faiss
         import numpy as np
 
@@ -189,6 +201,11 @@ class LoadedIndex:
                 f"the chunk table {folder / 'chunks.sqlite'} is damaged ({exc}); {REBUILD_HINT}"
             ) from exc
         self.row_ids: npt.NDArray[np.int64] = _id_map(self.vectors)
+        if int(self.vectors.d) != self.meta["dimension"]:
+            raise IndexCorruptError(
+                f"{folder / 'vectors.faiss'} has dimension {self.vectors.d}, but meta.json "
+                f"says {self.meta['dimension']}; {REBUILD_HINT}"
+            )
         counts = {
             "vectors": int(self.vectors.ntotal),
             "chunk rows": int(n_rows),
@@ -212,15 +229,30 @@ class LoadedIndex:
         """Chunk rows by id."""
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
+        want = list(map(int, ids))
+        marks = ",".join("?" * len(want))
         sql = f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({marks})"
-        return {r[0]: ChunkRow.from_sql(r) for r in self.db.execute(sql, list(map(int, ids)))}
+        try:
+            out = {r[0]: ChunkRow.from_sql(r) for r in self.db.execute(sql, want)}
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise self._damaged(exc) from exc
+        if missing := set(want) - set(out):
+            raise self._damaged(f"no chunk rows for vectors {sorted(missing)[:5]}")
+        return out
 
     def documents(self) -> dict[str, DocRow]:
-        rows = self.db.execute(
-            "SELECT source, title, sha256, size, mtime_ns, encoding, n_chunks FROM documents"
-        )
+        try:
+            rows = self.db.execute(
+                "SELECT source, title, sha256, size, mtime_ns, encoding, n_chunks FROM documents"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from exc
         return {r[0]: DocRow(*r) for r in rows}
+
+    def _damaged(self, why: object) -> IndexCorruptError:
+        return IndexCorruptError(
+            f"the chunk table {self.folder / 'chunks.sqlite'} is damaged ({why}); {REBUILD_HINT}"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -278,16 +310,19 @@ class IndexStore:
             IndexMissingError: there is no index yet.
             IndexCorruptError: a file is missing, truncated or inconsistent.
         """
-        for attempt in range(3):
+        for attempt in range(5):
             folder = self.current()
             if folder is None:
                 raise IndexMissingError(
                     f"there is no index in {self.root}; run `bunko index` to build one"
                 )
-            if folder.is_dir() or attempt == 2:
+            try:
                 return LoadedIndex(folder)
-            # A writer may have just replaced the generation we were pointed at.
-            time.sleep(0.05)
+            except IndexCorruptError:
+                # Writers delete old generations, so the one CURRENT named a moment ago
+                # may vanish while we open it: that is a newer index, not a damaged one.
+                if attempt == 4 or self.current() == folder:
+                    raise
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
@@ -332,26 +367,45 @@ class IndexStore:
         """
         import faiss
 
+        try:
+            previous = self.current()
+        except IndexCorruptError:  # a damaged CURRENT is about to be replaced
+            previous = None
         tmp = self.root / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
+            _fault_point("commit-begin")
             tmp.mkdir(parents=True)
             _write_sqlite(tmp / "chunks.sqlite", documents, rows, copy_from)
-            faiss.write_index(vectors, str(tmp / "vectors.faiss"))
+            _fault_point("commit-sqlite")
+            # Not faiss.write_index(index, path): its C writer reports a failed
+            # flush at close (ENOSPC) only on stderr and returns, leaving a truncated
+            # file that would then go live. Python's write raises instead.
+            with open(tmp / "vectors.faiss", "wb") as f:
+                f.write(faiss.serialize_index(vectors).data)
+            _fault_point("commit-faiss")
             lexical.save(tmp)
+            _fault_point("commit-lexical")
             meta = dict(meta)
-            meta["files"] = {n: (tmp / n).stat().st_size for n in FILES if n != "meta.json"}
+            data = [n for n in FILES if n != "meta.json"]
+            meta["files"] = {n: (tmp / n).stat().st_size for n in data}
+            meta["crc32"] = {n: _crc32(tmp / n) for n in data}
             meta["bunko_version"] = __version__
             meta["updated"] = _now()
             (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
+            _fault_point("commit-meta")
             for name in FILES:
                 _fsync_file(tmp / name)
             _fsync_dir(tmp)
+            _fault_point("commit-fsync")
             gen = self.root / f"gen-{self._next_generation():06d}"
             os.rename(tmp, gen)
+            _fault_point("commit-rename")
             pointer = self.root / f".CURRENT-{uuid.uuid4().hex[:8]}"
             pointer.write_text(gen.name + "\n", "utf-8")
             _fsync_file(pointer)
+            _fault_point("commit-pointer")
             os.replace(pointer, self.root / CURRENT)
+            _fault_point("commit-swap")
             _fsync_dir(self.root)
         except (OSError, RuntimeError, sqlite3.Error) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -360,7 +414,7 @@ class IndexStore:
                 f"could not write the index in {self.root} ({reason}); "
                 "the previous index is unchanged"
             ) from exc
-        self._collect(keep={gen.name})
+        self._collect(keep={gen.name} | ({previous.name} if previous else set()))
         return gen
 
     def _next_generation(self) -> int:
@@ -370,12 +424,15 @@ class IndexStore:
     def _collect(self, keep: set[str]) -> None:
         """Delete old generations and leftovers of crashed writers (lock held).
 
-        The generation just before the live one is kept a little longer so that a
-        reader that has just read CURRENT can still open it.
+        ``keep`` holds the live generation and the one live just before it, kept a
+        little longer so that a reader that has just read CURRENT can still open it.
+        (Not simply the newest other one: a writer killed between renaming its
+        generation into place and swapping CURRENT leaves a newer one that never
+        went live.)
         """
-        gens = sorted(p for p in self.root.glob("gen-*") if p.name not in keep)
-        for old in gens[:-1]:
+        for old in sorted(p for p in self.root.glob("gen-*") if p.name not in keep):
             shutil.rmtree(old, ignore_errors=True)
+            _fault_point("commit-collect")
         for junk in self.root.glob(".tmp-*"):
             shutil.rmtree(junk, ignore_errors=True)
         for junk in self.root.glob(".CURRENT-*"):
@@ -419,6 +476,25 @@ def _write_sqlite(
             db.execute("DETACH DATABASE old")
     finally:
         db.close()
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _fault_point(name: str) -> None:
+    """Test hook: the crash tests set BUNKO_FAULT=<point>[:<signal>] to die right here.
+
+    The signal is KILL unless named (e.g. ``commit-rename:INT``). Unset, it costs
+    one dictionary lookup.
+    """
+    spec = os.environ.get("BUNKO_FAULT")
+    if spec and spec.partition(":")[0] == name:
+        os.kill(os.getpid(), getattr(signal, "SIG" + (spec.partition(":")[2] or "KILL")))
 
 
 def _fsync_file(path: Path) -> None:
