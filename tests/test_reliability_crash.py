@@ -139,6 +139,10 @@ class Outcome:
     elapsed: float  # seconds from start to exit
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop(
     sc: Scenario,
     index: Path,
@@ -153,8 +157,10 @@ def _stop(
     env = child_env(**({"BUNKO_FAULT": fault} if fault else {}))
     args = bunko("index", "--corpus", sc.corpus, "--index", index, "--json")
     start = time.monotonic()
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
+    # SIGINT ignored; give the child the default a user's terminal would.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)  # fmt: skip
+                            env=env, preexec_fn=_default_sigint)  # fmt: skip
     lines: list[str] = []
     started = threading.Event()
 
