@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from bunko.api import Shelf
-from bunko.config import Settings
+if TYPE_CHECKING:  # bunko is imported after pytest_configure: api.py reads BUNKO_* on import
+    from bunko.config import Settings
 
 DATA = Path(__file__).parent / "data"
 MINI = DATA / "mini"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Drop every BUNKO_* variable of the developer's shell before any fixture is built
+    (BUNKO_FAULT, BUNKO_MODEL, thread and ANN settings would change what tests see)."""
+    for var in [v for v in os.environ if v.startswith("BUNKO_")]:
+        del os.environ[var]
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("BUNKO_CORPUS", "BUNKO_INDEX", "BUNKO_MODEL", "BUNKO_CHUNK_TOKENS"):
-        monkeypatch.delenv(var, raising=False)
+    for var in [v for v in os.environ if v.startswith("BUNKO_")]:  # set by an earlier test
+        monkeypatch.delenv(var)
     monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
 def _built_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The mini corpus indexed once per session with the real bundled model."""
+    from bunko.api import Shelf
+    from bunko.config import Settings
+
     root = tmp_path_factory.mktemp("mini-built")
     shutil.copytree(MINI, root / "corpus")
     Shelf(Settings.resolve(corpus=root / "corpus", index=root / "index")).index()
@@ -33,6 +45,8 @@ def _built_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def mini(tmp_path: Path, _built_mini: Path) -> Settings:
     """A private copy of the indexed mini corpus: tests may change it freely."""
+    from bunko.config import Settings
+
     shutil.copytree(_built_mini / "corpus", tmp_path / "corpus")
     shutil.copytree(_built_mini / "index", tmp_path / "index")
     return Settings.resolve(corpus=tmp_path / "corpus", index=tmp_path / "index")
@@ -40,5 +54,7 @@ def mini(tmp_path: Path, _built_mini: Path) -> Settings:
 
 @pytest.fixture
 def mini_unindexed(tmp_path: Path) -> Settings:
+    from bunko.config import Settings
+
     shutil.copytree(MINI, tmp_path / "corpus")
     return Settings.resolve(corpus=tmp_path / "corpus", index=tmp_path / "index")

@@ -6,10 +6,13 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -44,6 +47,37 @@ def _lock_held(index: Path) -> bool:
     return False
 
 
+def _lines(stream: IO[str] | None) -> queue.Queue[str]:
+    """The lines of a child's pipe as they come, read by a thread (so no read blocks us)."""
+    assert stream is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put("")  # end of the stream
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for(lines: queue.Queue[str], text: str, timeout: float = 300) -> str:
+    """The first line holding ``text``; fails (never hangs) when it does not come."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line == "":
+            break
+        seen.append(line)
+        if text in line:
+            return line
+    raise AssertionError(f"no line with {text!r} in {timeout} s; got {seen}")
+
+
 def test_second_writer_waits_while_the_lock_is_held(mini: Settings) -> None:
     """A second `bunko index` says it waits, writes nothing meanwhile, then goes on."""
     (mini.corpus / "new.md").write_text("# 新しい記事\n\n待っている間の記事です。\n", "utf-8")
@@ -55,16 +89,21 @@ def test_second_writer_waits_while_the_lock_is_held(mini: Settings) -> None:
             bunko("index", "--json", "--corpus", mini.corpus, "--index", mini.index),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
         )  # fmt: skip
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert "another bunko process is updating" in line and "waiting" in line, line
-        time.sleep(0.5)
-        assert proc.poll() is None  # still waiting
-        assert generations(mini.index) == before  # and it wrote nothing
+        try:
+            err_lines = _lines(proc.stderr)
+            line = _wait_for(err_lines, "another bunko process is updating")
+            assert "waiting" in line, line
+            time.sleep(0.5)
+            assert proc.poll() is None  # still waiting
+            assert generations(mini.index) == before  # and it wrote nothing
+        except BaseException:
+            proc.kill()
+            raise
     finally:
         os.close(fd)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    assert proc.wait(timeout=600) == 0
     assert json.loads(out)["added"] == 1
     assert "new.md" in snapshot(mini.index).documents
 
@@ -83,25 +122,42 @@ def test_lock_without_waiting_says_another_update_is_running(mini: Settings) -> 
 
 
 def test_two_index_runs_at_once_never_interleave(tmp_path: Path) -> None:
-    """Start two real `bunko index` together: one does the work, the other waits for it."""
+    """Two real `bunko index` runs at once: one does the work, the other waits for it.
+
+    We hold the lock until both say they wait, so they truly overlap; then we let go
+    and they race for it.
+    """
     corpus, index = tmp_path / "corpus", tmp_path / "index"
     write_corpus(corpus, {**mini_files(), **articles(4, 300, "two")})
+    index.mkdir()
+    fd = os.open(index / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     args = bunko("index", "--json", "--corpus", corpus, "--index", index)
-    procs = [
-        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=child_env())
-        for _ in range(2)
-    ]  # fmt: skip
-    results = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
-    reports = [json.loads(out) for out, _ in results]
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, env=child_env()))  # fmt: skip
+        errs = [_lines(p.stderr) for p in procs]
+        for lines in errs:
+            _wait_for(lines, "waiting for it")
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    finally:
+        os.close(fd)
+    outs = []
+    for p in procs:
+        assert p.stdout is not None
+        outs.append(p.stdout.read())
+        assert p.wait(timeout=600) == 0, "".join(list(errs[len(outs) - 1].queue))
+    reports = [json.loads(out) for out in outs]
     snap = snapshot(index)
     # One built everything, the other found it done: no chunk embedded twice, one commit.
     assert sorted(r["chunks_embedded"] for r in reports) == [0, len(snap.vectors)]
+    assert sorted(r["added"] for r in reports) == [0, len(snap.documents)]
     assert generations(index) == ["gen-000001"]
-    idle = next(i for i, r in enumerate(reports) if r["chunks_embedded"] == 0)
-    waited = "waiting for it" in results[idle][1]
-    print(f"\n[concurrency] two writers at once: the second {'waited' if waited else 'came after'}")
 
 
 WRITER = """
@@ -139,14 +195,19 @@ def test_queries_during_updates_see_old_or_new_never_a_mix(tmp_path: Path) -> No
         for v in "AB"
     }
     commits = 8
+    log = open(tmp_path / "writer.log", "w+")  # noqa: SIM115 (a pipe nobody reads can fill)
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(corpus), str(index), str(commits)],
-        env=child_env(), stderr=subprocess.PIPE, text=True,
+        env=child_env(), stderr=log, text=True,
     )  # fmt: skip
     reader = Shelf(settings)  # long-lived, like a server: reopens when CURRENT moves
     seen: set[str] = set()
     reads = 0
+    deadline = time.monotonic() + 600
     while writer.poll() is None:
+        if time.monotonic() > deadline:
+            writer.kill()
+            raise AssertionError(f"the writer did not finish {commits} commits in 600 s")
         snap = snapshot(index)  # checks the generation whole
         versions = {v for v in "AB" for n in ("flip1.md", "flip2.md")
                     if snap.documents[n][0] == sha[(n, v)]}  # fmt: skip
@@ -156,8 +217,10 @@ def test_queries_during_updates_see_old_or_new_never_a_mix(tmp_path: Path) -> No
         assert len(letters) <= 1, f"one query saw versions {letters}"
         seen.add(snap.generation)
         reads += 1
-    _, err = writer.communicate()
-    assert writer.returncode == 0, err
+    log.seek(0)
+    err = log.read()
+    log.close()
+    assert writer.wait() == 0, err
     final = snapshot(index)
     assert final.documents["flip1.md"][0] == sha[("flip1.md", "AB"[commits % 2])]
     assert reads >= 3 and len(seen) >= 2, (reads, seen)

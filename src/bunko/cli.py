@@ -6,8 +6,12 @@ Exit codes: 0 success, 1 a bunko error (message on stderr), 2 bad usage,
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -20,6 +24,7 @@ from bunko import __version__
 from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import BunkoError, UsageError
+from bunko.store import _fault_point
 from bunko.types import MODES, EvalReport, IndexReport, QueryResult
 
 app = typer.Typer(
@@ -92,17 +97,79 @@ def _shelf(corpus: Path | None, index: Path | None, model: str | None) -> tuple[
     return Shelf(settings, progress=progress), progress
 
 
+INTERRUPTED = "Interrupted; the index is unchanged or fully updated."
+
+
+class _SigInt:
+    """What Ctrl-C does, at every moment of a `bunko` command (installed by :func:`main`).
+
+    * Inside the work (``_run``): KeyboardInterrupt unwinds it. The index store never
+      modifies a committed generation and swaps ``CURRENT`` atomically, so the index
+      left is the old one or the fully updated one.
+    * Before the work (parsing, settings) and after it (printing, exiting): nothing is
+      half-done, so bunko prints the message and leaves at once with ``os._exit``.
+    * A second Ctrl-C, and one that lands while unwinding the first, leaves at once.
+
+    In every case: exit 130, "Interrupted; …" on stderr, never a traceback, never
+    Click's "Aborted!" (Click sees no KeyboardInterrupt), never "Exception ignored"
+    (Python's own shutdown, which resets SIGINT, is skipped: :func:`main` ends with
+    ``os._exit`` after flushing and running the atexit handlers).
+    """
+
+    guarded = False  # inside _run's work: raise KeyboardInterrupt there
+    seen = False  # a Ctrl-C arrived
+    reported = False  # the message is printed
+
+
+def _say_interrupted() -> None:
+    if not _SigInt.reported:
+        _SigInt.reported = True
+        with contextlib.suppress(OSError):
+            os.write(2, (INTERRUPTED + "\n").encode())
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _SigInt.seen = True
+    if _SigInt.guarded:
+        _SigInt.guarded = False
+        raise KeyboardInterrupt
+    _say_interrupted()
+    os._exit(130)
+
+
+def _unraisable(info: Any) -> None:
+    # A KeyboardInterrupt raised inside a __del__ or a weakref callback is swallowed
+    # by Python ("Exception ignored in ..."); _run still sees `_SigInt.seen`.
+    if not isinstance(info.exc_value, KeyboardInterrupt):
+        sys.__unraisablehook__(info)
+
+
+def _interrupted() -> NoReturn:
+    _say_interrupted()
+    raise typer.Exit(130)
+
+
 def _run(fn: Any, progress: _Progress | None = None) -> Any:
     """Call the API, turning bunko errors and Ctrl-C into clean exits."""
     try:
-        return fn()
+        _SigInt.guarded = True
+        try:
+            result = fn()
+        finally:
+            _SigInt.guarded = False
+        if _SigInt.seen:  # the KeyboardInterrupt was swallowed on its way out
+            _interrupted()
+        return result
+    except KeyboardInterrupt:
+        _interrupted()
     except UsageError as exc:
+        if _SigInt.seen:
+            _interrupted()
         _err(str(exc), 2)
     except BunkoError as exc:
+        if _SigInt.seen:
+            _interrupted()
         _err(str(exc), 1)
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; the index is unchanged or fully updated.", err=True)
-        raise typer.Exit(130) from None
     finally:
         if progress is not None:
             progress.close()
@@ -375,5 +442,28 @@ def _main(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: run the command, then leave without Python's shutdown.
+
+    See :class:`_SigInt` for what Ctrl-C does at each moment.
+    """
+    signal.signal(signal.SIGINT, _on_sigint)
+    sys.unraisablehook = _unraisable
+    _fault_point("cli-start")
+    code: int = 0
+    try:
+        app()
+    except SystemExit as exc:
+        if isinstance(exc.code, int):
+            code = exc.code
+        elif exc.code is not None:
+            typer.echo(str(exc.code), err=True)
+            code = 1
+    _fault_point("cli-exit")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
