@@ -25,7 +25,7 @@ import bunko as bunko_package
 from bunko.store import IndexStore
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "corpus"
+SHIPPED = Path(__file__).parent / "data" / "articles"  # a copy of corpus/, which users edit
 MINI = Path(__file__).parent / "data" / "mini"
 
 

@@ -170,9 +170,17 @@ def _front_matter(text: str, source: str) -> tuple[dict[str, Any], int]:
     import yaml  # type: ignore[import-untyped,unused-ignore]
 
     block = text[opening.end() : closing.start()]
+    # Dates stay text: bunko does not use them, and an impossible one (2024-02-30)
+    # would make PyYAML reject the whole block, title included.
+    class _Loader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+            for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+
     try:
-        fields = yaml.safe_load(block)
-    except (yaml.YAMLError, ValueError) as err:  # bad dates raise ValueError
+        fields = yaml.load(block, Loader=_Loader)  # a SafeLoader
+    except (yaml.YAMLError, ValueError) as err:
         log.warning("%s: ignoring malformed YAML front matter: %s", source, err)
         return {}, closing.end()
     if fields is None:
