@@ -173,7 +173,7 @@ def _front_matter(text: str, source: str) -> tuple[dict[str, Any], int]:
     # Dates stay text: bunko does not use them, and an impossible one (2024-02-30)
     # would make PyYAML reject the whole block, title included.
     class _Loader(yaml.SafeLoader):
-        yaml_implicit_resolvers = {
+        yaml_implicit_resolvers = {  # noqa: RUF012 (PyYAML reads this class attribute)
             k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
             for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
         }
