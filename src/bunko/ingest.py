@@ -170,6 +170,7 @@ def _front_matter(text: str, source: str) -> tuple[dict[str, Any], int]:
     import yaml  # type: ignore[import-untyped,unused-ignore]
 
     block = text[opening.end() : closing.start()]
+
     # Dates stay text: bunko does not use them, and an impossible one (2024-02-30)
     # would make PyYAML reject the whole block, title included.
     class _Loader(yaml.SafeLoader):
