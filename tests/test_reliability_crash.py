@@ -3,28 +3,40 @@
 Each trial starts from a committed index of corpus S0, points `bunko index` at
 corpus S1 (articles added, one changed, one removed) and stops it:
 
-* by time: SIGKILL (or SIGINT) after a delay spread over the whole run;
-* by hook: ``BUNKO_FAULT=<point>`` makes store.commit kill itself at a named
-  point (after the SQLite file, after FAISS, after the rename, between the
-  pointer file and the CURRENT swap, ...), where a time-based kill rarely lands.
+* by hook: ``BUNKO_FAULT=<point>[:INT]`` makes the child signal itself at a named
+  point: the 10 points of store.commit (after the SQLite file, after FAISS, after
+  the rename, between the pointer file and the CURRENT swap, ...) and, for Ctrl-C,
+  ``cli-start`` (before the work) and ``cli-exit`` (after it, while exiting);
+* by time: SIGKILL (or SIGINT) at delays spread over the work, counted from the
+  moment the child says it starts embedding ("embedding 0/N" on stderr). A trial
+  counts only when it proves the signal landed during the work: the child had
+  printed that line and left the old index (it had not committed). Trials that
+  land later are still checked, then retried with shorter delays.
 
 After each trial the index must be exactly S0's or exactly S1's (checked whole,
 see reliability_helpers.snapshot), `bunko query` must work on it, and the next
 `bunko index` must complete and hold the same content (documents, chunk spans and
 texts, vectors) and give the same query results as a clean rebuild of S1.
 
-The default run is a fast subset on a small update (5 of the 10 kill points, 2 of
-the 4 Ctrl-C points, 3 timed kills, 1 timed Ctrl-C); the slow tests add the rest and
-the full count on a larger update (30 timed kills, 8 timed Ctrl-Cs). Run with ``-s``
-to see what each trial found.
+Ctrl-C must give exit 130 with "Interrupted; the index is unchanged or fully
+updated." as the last line of stderr, at every moment, and never a traceback,
+Click's "Aborted!" or "Exception ignored".
+
+The default run is a fast subset on a small update (5 of the 10 kill points, 6 of
+the 12 Ctrl-C points, 3 timed kills, 2 timed Ctrl-Cs); the slow tests add the rest
+and the full count on a larger update (30 timed kills, 8 timed Ctrl-Cs). Run with
+``-s`` to see what each trial found.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -62,6 +74,13 @@ FAULT_POINTS = (
     "commit-collect",
 )
 LIVE_AFTER = {"commit-swap", "commit-collect"}  # CURRENT already names the new generation
+# Ctrl-C also before the work starts and after it ends (bunko.cli's own points).
+SIGINT_POINTS = ("cli-start", *FAULT_POINTS, "cli-exit")
+SIGINT_NEW = {*LIVE_AFTER, "cli-exit"}
+FAST_SIGINT = {"cli-start", "commit-begin", "commit-rename", "commit-swap", "commit-collect",
+               "cli-exit"}  # fmt: skip
+STARTED = "embedding 0/"  # the child's stderr line when the work (embedding) starts
+INTERRUPTED = "Interrupted; the index is unchanged or fully updated."
 # The default run kills at the points where the on-disk state differs in kind; the
 # others (more files written into the same temporary folder) run with -m slow.
 FAST_POINTS = {"commit-sqlite", "commit-rename", "commit-pointer", "commit-swap", "commit-collect"}
@@ -75,7 +94,7 @@ class Scenario:
     old: Snapshot
     new: Snapshot  # a clean rebuild of S1
     answers: dict[str, list[tuple[str, int, int]]]  # the clean rebuild's results
-    seconds: float  # how long `bunko index` takes from S0 to S1, start to exit
+    seconds: float  # how long the work of `bunko index` from S0 to S1 takes: STARTED to exit
 
 
 def _answers(corpus: Path, index: Path) -> dict[str, list[tuple[str, int, int]]]:
@@ -106,16 +125,12 @@ def _build(root: Path, n_new: int, chars: int) -> Scenario:
     Shelf(Settings.resolve(corpus=root / "s1", index=clean)).index()
     # One uninterrupted run: its length spreads the kill times, and incremental
     # S0 -> S1 must already equal the clean rebuild.
-    timed = root / "timed"
-    shutil.copytree(base, timed)
-    start = time.monotonic()
-    done = subprocess.run(bunko("index", "--corpus", root / "s1", "--index", timed, "--json"),
-                          capture_output=True, text=True, env=child_env(), timeout=600)  # fmt: skip
-    seconds = time.monotonic() - start
-    assert done.returncode == 0, done.stderr
-    new = snapshot(clean)
-    assert snapshot(timed).same_content(new)
-    return Scenario(root / "s1", base, snapshot(base), new, _answers(root / "s1", clean), seconds)
+    sc = Scenario(root / "s1", base, snapshot(base), snapshot(clean),
+                  _answers(root / "s1", clean), 0.0)  # fmt: skip
+    out = _stop(sc, root / "timed")
+    assert out.returncode == 0 and out.state == "new", out.stderr
+    assert out.work is not None, out.stderr
+    return dataclasses.replace(sc, seconds=out.work)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +151,14 @@ class Outcome:
     returncode: int
     state: str  # "old" or "new": which committed index was left
     stderr: str
-    elapsed: float  # seconds from start to exit
+    stdout: str
+    work: float | None  # seconds from STARTED on stderr to exit (None: never started)
+    signalled: bool  # a timed signal was sent while the child still ran
+
+    @property
+    def during_work(self) -> bool:
+        """The signal provably landed during the work: after STARTED, before the commit."""
+        return self.signalled and self.returncode != 0 and self.state == "old"
 
 
 def _default_sigint() -> None:
@@ -150,44 +172,52 @@ def _stop(
     fault: str | None = None,
     delay: float | None = None,
     sig: int = signal.SIGKILL,
-    after_start: bool = False,
 ) -> Outcome:
-    """Run `bunko index` from S0 to S1 and stop it; check the index left behind."""
+    """Run `bunko index` from S0 to S1, stop it, and say which index it left.
+
+    ``fault``: the child signals itself at that named point. ``delay``: we send
+    ``sig`` that long after the child printed STARTED. Neither: it runs to the end.
+    """
     shutil.copytree(sc.base, index)
     env = child_env(**({"BUNKO_FAULT": fault} if fault else {}))
     args = bunko("index", "--corpus", sc.corpus, "--index", index, "--json")
-    start = time.monotonic()
     # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored
     # SIGINT ignored; give the child the default a user's terminal would.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, preexec_fn=_default_sigint)  # fmt: skip
     lines: list[str] = []
     started = threading.Event()
+    started_at = [0.0]
 
     def read_stderr() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            lines.append(line)
-            if "chunking" in line:
+            if STARTED in line and not started.is_set():
+                started_at[0] = time.monotonic()
                 started.set()
-        started.set()
+            lines.append(line)
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
-    if delay is not None:
-        if after_start:  # Ctrl-C "during indexing": once chunking has begun
-            started.wait(timeout=600)
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(sig)
-    proc.wait(timeout=600)
-    elapsed = time.monotonic() - start
+    signalled = False
+    try:
+        if delay is not None:
+            assert started.wait(timeout=600), "".join(lines)
+            try:
+                proc.wait(timeout=max(0.0, started_at[0] + delay - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(sig)
+                signalled = True
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()
+        proc.wait(timeout=600)
+    except BaseException:
+        proc.kill()
+        raise
+    ended = time.monotonic()
     reader.join(timeout=60)
-    assert proc.stdout is not None
-    proc.stdout.close()
     err = "".join(lines)
-    label = fault or f"{delay:.2f}s"
+    label = fault or (f"{delay:.2f}s" if delay is not None else "whole run")
     snap = snapshot(index)  # raises if the index cannot be opened or is inconsistent
     if snap.same_content(sc.old):
         state = "old"
@@ -195,7 +225,8 @@ def _stop(
         state = "new"
     else:
         raise AssertionError(f"{label}: the index is neither S0's nor S1's\n{err}")
-    return Outcome(label, proc.returncode, state, err, elapsed)
+    work = ended - started_at[0] if started.is_set() else None
+    return Outcome(label, proc.returncode, state, err, stdout, work, signalled)
 
 
 def _query_and_resume(sc: Scenario, index: Path, state: str) -> None:
@@ -234,91 +265,110 @@ def test_sigkill_at_commit_point(small: Scenario, tmp_path: Path, point: str) ->
 # --- SIGKILL at times spread over the run ----------------------------------------
 
 
-def _timed_kills(sc: Scenario, tmp_path: Path, n: int) -> list[Outcome]:
-    """``n`` SIGKILLs that land while `bunko index` runs, at times spread over the run.
+def _timed(sc: Scenario, tmp_path: Path, n: int, sig: int) -> list[Outcome]:
+    """``n`` signals that provably land during the work of `bunko index`.
 
-    Delays are stratified fractions of the run's length. The machine is shared, so
-    that length drifts: a run that ends before its kill is still checked (and
-    reported) but does not count, and its own duration becomes the new estimate.
+    Delays are stratified fractions of the work's length, counted from STARTED. The
+    machine is shared, so that length drifts: a trial whose signal came after the
+    commit (or after the exit) is still checked and reported, but does not count,
+    and its own length becomes the new estimate.
     """
-    outcomes: list[Outcome] = []
-    finished = 0
+    counted: list[Outcome] = []
+    late: list[Outcome] = []
     scale = sc.seconds
-    while len(outcomes) < n and finished < n:
-        i = len(outcomes)
-        delay = (i + 0.5) / n * scale
-        index = tmp_path / f"index{i}-{finished}"
-        out = _stop(sc, index, delay=delay)
-        assert out.returncode in (0, -signal.SIGKILL), out.stderr
-        assert "Traceback" not in out.stderr
+    while len(counted) < n and len(late) < 2 * n:
+        delay = (len(counted) + 0.5) / n * scale * 0.8
+        index = tmp_path / f"index{len(counted)}-{len(late)}"
+        out = _stop(sc, index, delay=delay, sig=sig)
+        if sig == signal.SIGKILL:
+            assert out.returncode in (0, -signal.SIGKILL), out.stderr
+            assert "Traceback" not in out.stderr, out.stderr
+            assert out.returncode == -signal.SIGKILL or out.state == "new"
+        else:
+            _check_interrupt(out)
         _query_and_resume(sc, index, out.state)
         shutil.rmtree(index)
-        if out.returncode == 0:
-            finished += 1
-            scale = min(scale, out.elapsed)
+        if out.during_work:
+            counted.append(out)
         else:
-            outcomes.append(out)
-    states = [o.state for o in outcomes]
-    print(f"\n[crash] {len(outcomes)} SIGKILLs at {', '.join(o.label for o in outcomes)} "
-          f"into runs of about {scale:.1f} s: {states.count('old')} left S0, "
-          f"{states.count('new')} left S1; {finished} more runs ended before their kill; "
-          "every resume equalled a clean rebuild")  # fmt: skip
-    assert len(outcomes) == n, f"only {len(outcomes)} kills landed before {n} runs finished"
-    return outcomes
+            late.append(out)
+            scale = min(scale, out.work or scale)
+    name = signal.Signals(sig).name
+    print(f"\n[crash] {len(counted)} {name}s at {', '.join(o.label for o in counted)} "
+          f"after the work started (runs of about {scale:.2f} s of work): all left S0; "
+          f"{len(late)} more landed after the commit or the exit "
+          f"({[(o.returncode, o.state) for o in late]}); every resume equalled a clean "
+          "rebuild")  # fmt: skip
+    assert len(counted) == n, f"only {len(counted)} of {n} {name}s landed during the work"
+    return counted
 
 
 def test_sigkill_at_times_fast_subset(small: Scenario, tmp_path: Path) -> None:
-    _timed_kills(small, tmp_path, 3)
+    _timed(small, tmp_path, 3, signal.SIGKILL)
 
 
 @pytest.mark.slow
 def test_sigkill_at_times_30_trials(large: Scenario, tmp_path: Path) -> None:
-    _timed_kills(large, tmp_path, 30)
+    _timed(large, tmp_path, 30, signal.SIGKILL)
 
 
 # --- Ctrl-C ---------------------------------------------------------------------
 
 
 def _check_interrupt(out: Outcome) -> None:
-    assert "Traceback" not in out.stderr, out.stderr
-    if out.returncode == 0:  # it finished before the signal
-        assert out.state == "new"
+    """What a Ctrl-C must give, whenever it lands: 130, the message last, nothing else."""
+    for bad in ("Traceback", "Aborted!", "Exception ignored", "KeyboardInterrupt"):
+        assert bad not in out.stderr, out.stderr
+    if out.returncode == 0:  # the run had ended (as a zombie) when the signal came
+        assert out.state == "new" and INTERRUPTED not in out.stderr, out.stderr
+        assert json.loads(out.stdout)["added"] >= 1
         return
     assert out.returncode == 130, (out.returncode, out.stderr)
-    last = out.stderr.strip().splitlines()[-1]
-    assert last == "Interrupted; the index is unchanged or fully updated.", out.stderr
+    assert out.stderr.strip().splitlines()[-1] == INTERRUPTED, out.stderr
+    assert out.stderr.count(INTERRUPTED) == 1, out.stderr
+    if out.state == "old":  # interrupted before the commit: no report was printed
+        assert out.stdout == "", out.stdout
 
 
 @pytest.mark.parametrize(
-    ("point", "state"),
-    [pytest.param("commit-sqlite", "old", marks=pytest.mark.slow), ("commit-rename", "old"),
-     pytest.param("commit-pointer", "old", marks=pytest.mark.slow), ("commit-swap", "new")],
+    "point", [p if p in FAST_SIGINT else pytest.param(p, marks=pytest.mark.slow)
+              for p in SIGINT_POINTS],
 )  # fmt: skip
-def test_sigint_at_commit_point(small: Scenario, tmp_path: Path, point: str, state: str) -> None:
+def test_sigint_at_named_point(small: Scenario, tmp_path: Path, point: str) -> None:
     out = _stop(small, tmp_path / "index", fault=f"{point}:INT")
-    assert out.returncode == 130
+    assert out.returncode == 130, out.stderr
     _check_interrupt(out)
-    assert out.state == state
+    assert out.state == ("new" if point in SIGINT_NEW else "old")
+    if point == "cli-start":
+        assert STARTED not in out.stderr  # before the work: nothing was done
+    if point == "cli-exit":  # after the work: its report was printed whole
+        assert json.loads(out.stdout)["added"] >= 1
     _query_and_resume(small, tmp_path / "index", out.state)
     print(f"[crash] SIGINT at {point}: exit 130, left the {out.state} index")
 
 
-def _timed_interrupts(sc: Scenario, tmp_path: Path, n: int) -> None:
-    states = []
-    for i in range(n):
-        delay = (i + 0.5) / n * sc.seconds * 0.8
-        out = _stop(sc, tmp_path / f"index{i}", delay=delay, sig=signal.SIGINT, after_start=True)
-        _check_interrupt(out)
-        _query_and_resume(sc, tmp_path / f"index{i}", out.state)
-        shutil.rmtree(tmp_path / f"index{i}")
-        states.append((out.returncode, out.state))
-    print(f"\n[crash] {n} timed Ctrl-Cs during indexing: (exit code, index left) = {states}")
+def test_sigint_while_bunko_loads(tmp_path: Path) -> None:
+    """Ctrl-C while `python -m bunko` is still importing bunko.cli: 130, the message."""
+    code = ("import os, signal, sys, time\n"
+            "import bunko.__main__ as m\n"
+            "signal.signal(signal.SIGINT, m._early_sigint)\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(60)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=child_env(), timeout=120, preexec_fn=_default_sigint)  # fmt: skip
+    assert done.returncode == 130
+    assert done.stderr == INTERRUPTED + "\n"
+    # and the entry point installs it before it imports the CLI
+    import bunko.__main__ as entry
+
+    src = inspect.getsource(entry.main)
+    assert src.index("_early_sigint") < src.index("bunko.cli")
 
 
 def test_sigint_during_indexing_fast_subset(small: Scenario, tmp_path: Path) -> None:
-    _timed_interrupts(small, tmp_path, 1)
+    _timed(small, tmp_path, 2, signal.SIGINT)
 
 
 @pytest.mark.slow
 def test_sigint_during_indexing_8_trials(large: Scenario, tmp_path: Path) -> None:
-    _timed_interrupts(large, tmp_path, 8)
+    _timed(large, tmp_path, 8, signal.SIGINT)
