@@ -272,6 +272,24 @@ class Shelf:
                 doc.source, doc.title, doc.sha256, doc.size, doc.mtime_ns, doc.encoding, len(rows)
             )
             self.progress("chunking", i + 1, len(work))
+        if full and kept_skipped:
+            assert old is not None
+            # Through a rebuild too, a file that cannot be read now keeps its last good
+            # version: its stored chunks come along, and _vectors_for reuses their
+            # vectors, or embeds their texts again when the model changed.
+            marks = ",".join("?" * len(kept_skipped))
+            sql = f"SELECT id FROM chunks WHERE source IN ({marks}) ORDER BY id"
+            ids = [r[0] for r in old.db.execute(sql, kept_skipped)]
+            stored = old.chunks(ids)
+            toks = self.tokenizer.tokens_many([stored[i].text for i in ids])
+            for cid, tok in zip(ids, toks, strict=True):
+                row = stored[cid]
+                text_hash = _text_hash(CHUNK_VECTORS + "\n" + embed_text(row.text))
+                new_rows.append(
+                    dataclasses.replace(row, id=next_id, hash=text_hash, tokens=tuple(tok))
+                )
+                next_id += 1
+            doc_rows.update({s: old_docs[s] for s in kept_skipped})
 
         new_rows, vectors, n_embedded = self._vectors_for(
             new_rows, embedder, old if reuse else None
@@ -348,7 +366,7 @@ class Shelf:
             added=len(added),
             updated=len(updated),
             removed=n_removed,
-            unchanged=len(kept) if not full else 0,
+            unchanged=len(kept) if not full else len(kept_skipped),
             skipped=len(skips),
             chunks_embedded=n_embedded,
             chunks_total=int(index.ntotal),
