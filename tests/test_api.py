@@ -58,7 +58,7 @@ def test_citations_point_at_the_passage_in_the_file(mini: Settings, mode: str) -
         assert c.char_start <= hs < he <= c.char_end
         assert text[hs:he] == p.highlight
     titles = {p.citation.source: p.citation.title for p in result.passages}
-    assert titles.get("fuji.md", "富士山の基礎知識") == "富士山の基礎知識"
+    assert titles["fuji.md"] == "富士山の基礎知識"
 
 
 def test_heading_path_is_recorded(mini: Settings) -> None:
@@ -86,6 +86,8 @@ def test_incremental_add_modify_delete(mini: Settings) -> None:
     report = shelf.index()
     assert (report.added, report.updated, report.removed, report.unchanged) == (0, 1, 0, 3)
     assert 0 < report.chunks_embedded <= shelf.loaded().documents()["matcha.md"].n_chunks
+    # (The exact count, on an article long enough for several chunks, is in
+    # test_updated_document_embeds_only_its_changed_chunks.)
 
     (mini.corpus / "matcha.md").unlink()
     report = shelf.index()
@@ -96,11 +98,37 @@ def test_incremental_add_modify_delete(mini: Settings) -> None:
     assert shelf.loaded().n_chunks == report.chunks_total
 
 
+def _chunk_texts(shelf: Shelf, source: str) -> list[str]:
+    loaded = shelf.loaded()
+    rows = loaded.chunks([int(i) for i in loaded.row_ids]).values()
+    return [r.text for r in sorted(rows, key=lambda r: r.char_start) if r.source == source]
+
+
+def test_updated_document_embeds_only_its_changed_chunks(mini: Settings) -> None:
+    """Editing the end of a long article embeds the chunks whose text changed, no more."""
+    sentences = [f"第{i}段落では抹茶の産地{i}番について詳しく説明します。" for i in range(60)]
+    (mini.corpus / "long.md").write_text("# 長い記事\n\n" + "\n".join(sentences) + "\n", "utf-8")
+    shelf = Shelf(mini)
+    shelf.index()
+    before = _chunk_texts(shelf, "long.md")
+    assert len(before) >= 3
+    sentences[-1] = "最後の段落を書き換えました。"
+    (mini.corpus / "long.md").write_text("# 長い記事\n\n" + "\n".join(sentences) + "\n", "utf-8")
+    report = shelf.index()
+    after = _chunk_texts(shelf, "long.md")
+    changed = [t for t in after if t not in before]
+    assert report.updated == 1 and 1 <= len(changed) < len(after)
+    assert report.chunks_embedded == len(changed)
+
+
 def test_rebuild_reuses_vectors_of_unchanged_text(mini: Settings) -> None:
+    """A rebuild re-reads every file: readable ones it had count as updated (README)."""
+    shelf = Shelf(mini)
+    had = len(shelf.loaded().documents())
     report = Shelf(mini).index(rebuild=True)
     assert report.rebuilt
     assert report.chunks_embedded == 0
-    assert report.added == 0 and report.updated == 3
+    assert (report.added, report.updated, report.unchanged, report.removed) == (0, had, 0, 0)
 
 
 def test_query_with_another_model_is_a_clear_error(mini: Settings) -> None:

