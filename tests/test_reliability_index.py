@@ -207,6 +207,8 @@ def test_damage_behind_an_index_without_checksums_never_crashes_a_query(mini: Se
     (gen / "meta.json").write_text(json.dumps(meta), "utf-8")
     db = (gen / "chunks.sqlite").read_bytes()
     outcomes: dict[str, int] = {}
+    corpus_files = {p.name for p in mini.corpus.iterdir()}
+    texts = {n: (mini.corpus / n).read_text("utf-8") for n in corpus_files}
     for page in range(len(db) // 4096):
         bad = bytearray(db)
         for i in range(page * 4096 + 100, page * 4096 + 4000):
@@ -214,12 +216,23 @@ def test_damage_behind_an_index_without_checksums_never_crashes_a_query(mini: Se
         (gen / "chunks.sqlite").write_bytes(bytes(bad))
         try:
             shelf = Shelf(mini)
-            for q in ("富士山の高さは？", "コーヒー", "sushi"):
-                shelf.query(q, k=10, mode="lexical")
-            shelf.status()
+            answers = [shelf.query(q, k=10, mode="lexical")
+                       for q in ("富士山の高さは？", "コーヒー", "sushi")]  # fmt: skip
+            status = shelf.status()
             kind = "answered"
         except IndexCorruptError:
             kind = "IndexCorruptError"
+        else:
+            # What it answered must be true to the files: no garbled passage, no
+            # citation pointing elsewhere, no document that is not in the corpus.
+            assert set(status.stale_new) <= corpus_files
+            for result in answers:
+                for p in result.passages:
+                    c = p.citation
+                    assert c.source in corpus_files, (page, c.source)
+                    text = texts[c.source]
+                    assert text[c.char_start : c.char_end] == p.text, (page, c)
+                    assert text[p.highlight_span[0] : p.highlight_span[1]] == p.highlight
         outcomes[kind] = outcomes.get(kind, 0) + 1
     (gen / "chunks.sqlite").write_bytes(db)
     print(f"\n[index] damaged SQLite pages without checksums: {outcomes}")
@@ -232,13 +245,18 @@ def _enospc(*_: object, **__: object) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def _fail_nth(monkeypatch: pytest.MonkeyPatch, obj: Any, attr: str, n: int) -> None:
+def _fail_on(
+    monkeypatch: pytest.MonkeyPatch, obj: Any, attr: str, name: Callable[[str], bool]
+) -> None:
+    """``obj.attr`` fails with ENOSPC when called on a path whose file name matches
+    ``name`` (the fault is picked by what is written, not by call order)."""
     real = getattr(obj, attr)
-    calls = [0]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == n:
+        target = args[-1] if attr == "replace" else args[0]
+        if isinstance(target, int):  # an fd (fsync): the file it is open on
+            target = os.readlink(f"/proc/self/fd/{target}")
+        if name(Path(target).name):
             _enospc()
         return real(*args, **kwargs)
 
@@ -263,15 +281,22 @@ FAULTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "bm25 written halfway": lambda mp: mp.setattr(
         store.LexicalIndex, "save", _half_then_enospc(store.LexicalIndex.save)
     ),
-    # The five files of a generation, then the CURRENT pointer (6 is the folder's, ignored).
-    **{f"fsync #{n}": partial(_fail_nth, obj=os, attr="fsync", n=n) for n in (1, 2, 3, 4, 5, 7)},
-    "rename of the generation": partial(_fail_nth, obj=os, attr="rename", n=1),
-    "swap of CURRENT": partial(_fail_nth, obj=os, attr="replace", n=1),
-    "mkdir of the new generation": partial(_fail_nth, obj=Path, attr="mkdir", n=2),  # 1: lock
+    # Each file of a new generation, then the new CURRENT pointer.
+    **{f"fsync of {f}": partial(_fail_on, obj=os, attr="fsync", name=f.__eq__) for f in FILES},
+    "fsync of the CURRENT pointer": partial(
+        _fail_on, obj=os, attr="fsync", name=lambda n: n.startswith(".CURRENT-")
+    ),
+    "rename of the generation": partial(
+        _fail_on, obj=os, attr="rename", name=lambda n: n.startswith(".tmp-")
+    ),
+    "swap of CURRENT": partial(_fail_on, obj=os, attr="replace", name="CURRENT".__eq__),
+    "mkdir of the new generation": partial(
+        _fail_on, obj=Path, attr="mkdir", name=lambda n: n.startswith(".tmp-")
+    ),
 }
 
 
-SLOW_FAULTS = {"fsync #2", "fsync #3", "fsync #4", "fsync #5"}
+SLOW_FAULTS = {f"fsync of {f}" for f in FILES[1:]}
 
 
 @pytest.mark.parametrize(
