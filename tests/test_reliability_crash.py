@@ -135,8 +135,8 @@ def _build(root: Path, n_new: int, chars: int) -> Scenario:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    """A small update (one new article): for the hook trials, which run it whole."""
-    return _build(tmp_path_factory.mktemp("crash-small"), 1, 200)
+    """A small update (three new articles): the hook trials and the fast timed ones."""
+    return _build(tmp_path_factory.mktemp("crash-small"), 3, 300)
 
 
 @pytest.fixture(scope="module")
