@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from bunko.store import IndexStore
 
 from bunko import store
 from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import IndexLockedError
-from bunko.store import IndexStore
 from reliability_helpers import (
     articles,
     bunko,

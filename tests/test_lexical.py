@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bunko.lexical import K1, B, LexicalIndex
+from bunko.index.lexical import K1, B, LexicalIndex
 
 DOCS = [
     ["富士", "山", "は", "日本", "で", "最も", "高い", "山"],

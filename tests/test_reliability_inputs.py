@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bunko.store import IndexStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -25,7 +26,6 @@ from bunko.cli import app
 from bunko.config import Settings
 from bunko.errors import UsageError
 from bunko.ingest import read_document
-from bunko.store import IndexStore
 from reliability_helpers import bunko, child_env, mini_files, snapshot, write_corpus
 
 runner = CliRunner()

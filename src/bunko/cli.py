@@ -138,13 +138,16 @@ def index(
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="Merge all segments into one, dropping deleted rows.")
+    ] = False,
 ) -> None:
     """Build or update the index: only new or changed articles are embedded.
 
-    Example: bunko index   (then: bunko index --json, bunko index --rebuild)
+    Example: bunko index   (then: bunko index --json, bunko index --rebuild, --optimize)
     """
     shelf, progress = _shelf(corpus, index, model)
-    report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild), progress)
+    report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild, optimize=optimize), progress)
     if as_json:
         _print_json(_index_json(report))
     else:

@@ -1,9 +1,13 @@
-"""A BM25 index over Japanese-aware tokens, in plain numpy.
+"""BM25 in plain numpy: raw postings per segment, corpus-wide statistics at query time.
 
 bm25s would do the same, but importing it pulls in scipy (0.34 s measured here),
-more than the rest of the query path together. The index is a term-major CSR
-matrix of precomputed BM25 weights, so a query is a few array slices and one
-scatter-add.
+more than the rest of the query path together.
+
+A segment stores :class:`Postings`: a term-major CSR matrix of raw term counts,
+and each row's length. :class:`BM25` scores over every live segment with the
+statistics of the whole shelf (live rows, average length, document frequency
+summed across segments, deleted rows left out), as Lucene does, so adding a
+segment never rewrites another one, and scores equal those of a clean rebuild.
 """
 
 from __future__ import annotations
@@ -32,19 +36,22 @@ _BLOCK = 20_000  # token lists turned into postings at a time
 
 
 @dataclass
-class LexicalIndex:
-    """BM25 postings: for term t, rows[indptr[t]:indptr[t+1]] with their weights."""
+class Postings:
+    """Raw postings of one segment: term t has rows[indptr[t]:indptr[t+1]] with counts tf."""
 
     vocab: dict[str, int]
-    idf: npt.NDArray[np.float32]
     indptr: npt.NDArray[np.int64]
     rows: npt.NDArray[np.int32]
-    weights: npt.NDArray[np.float32]
-    n_rows: int
+    tf: npt.NDArray[np.int32]
+    lengths: npt.NDArray[np.int32]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.lengths)
 
     @classmethod
-    def build(cls, docs: Iterable[Sequence[str]], k1: float = K1, b: float = B) -> LexicalIndex:
-        """Index token lists; row i of the index is the i-th list.
+    def build(cls, docs: Iterable[Sequence[str]]) -> Postings:
+        """Index token lists; row i is the i-th list.
 
         Tokens become term ids in one C-level pass per block of lists, and the
         (row, term) counts come from sorting in numpy: a million chunks take
@@ -89,63 +96,19 @@ class LexicalIndex:
         post_terms = cat([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
         post_tf = cat([p[2] for p in parts]).astype(np.int32) if parts else np.zeros(0, np.int32)
         parts.clear()
-        n = len(lengths)
-        lens = np.frombuffer(lengths, dtype=np.int32).astype(np.float32)
-        avgdl = float(lens.mean()) if n and lens.sum() > 0 else 1.0
-        terms = post_terms
         # Stable, so each term's rows stay in ascending order.
-        order = np.argsort(terms, kind="stable")
-        df = np.bincount(terms, minlength=len(vocab)).astype(np.int64)
-        del terms, post_terms
-        rows = post_rows[order]
-        del post_rows
-        tf = post_tf[order].astype(np.float32)
-        del post_tf
-        term_of = np.repeat(np.arange(len(vocab), dtype=np.int32), df)
-        del order
-        # The "plus one" idf of Lucene: never negative, even for very common terms.
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        order = np.argsort(post_terms, kind="stable")
+        df = np.bincount(post_terms, minlength=len(vocab)).astype(np.int64)
+        del post_terms
         indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum(df)
-        norm = k1 * (1.0 - b + b * lens[rows] / avgdl)
-        weights = (idf[term_of] * tf * (k1 + 1.0) / (tf + norm)).astype(np.float32)
-        return cls(vocab, idf, indptr, rows, weights, n)
-
-    def scores(self, query_tokens: Sequence[str]) -> npt.NDArray[np.float32]:
-        """BM25 score of every row for a tokenized query (repeated terms count once)."""
-        import numpy as np
-
-        out = np.zeros(self.n_rows, dtype=np.float32)
-        for term in dict.fromkeys(query_tokens):
-            tid = self.vocab.get(term)
-            if tid is None:
-                continue
-            a, z = int(self.indptr[tid]), int(self.indptr[tid + 1])
-            # A term lists each row once, so plain fancy-index addition is exact
-            # (and much faster than np.add.at).
-            out[self.rows[a:z]] += self.weights[a:z]
-        return out
-
-    def coverage(self, query_tokens: Sequence[str]) -> float:
-        """Share of the query's idf mass that the corpus vocabulary knows (0..1).
-
-        A term the corpus never saw is given the highest idf, so an English
-        question over Japanese articles scores near 0: lexical search is blind
-        to it, and fusion should lean on the dense side.
-        """
-        terms = list(dict.fromkeys(query_tokens))
-        if not terms or self.n_rows == 0:
-            return 0.0
-        unseen = math.log1p((self.n_rows + 0.5) / 0.5)
-        known = 0.0
-        total = 0.0
-        for term in terms:
-            tid = self.vocab.get(term)
-            w = unseen if tid is None else float(self.idf[tid])
-            total += w
-            if tid is not None:
-                known += w
-        return known / total if total > 0 else 0.0
+        return cls(
+            vocab,
+            indptr,
+            post_rows[order].astype(np.int32),
+            post_tf[order].astype(np.int32),
+            np.frombuffer(lengths, dtype=np.int32).copy(),
+        )
 
     def save(self, folder: Path) -> None:
         import numpy as np
@@ -153,32 +116,176 @@ class LexicalIndex:
         terms = sorted(self.vocab, key=self.vocab.__getitem__)
         (folder / "lexical_vocab.json").write_text(json.dumps(terms, ensure_ascii=False), "utf-8")
         with open(folder / "lexical.npz", "wb") as f:
-            np.savez(
-                f,
-                idf=self.idf,
-                indptr=self.indptr,
-                rows=self.rows,
-                weights=self.weights,
-                n_rows=np.array([self.n_rows]),
-            )
+            np.savez(f, indptr=self.indptr, rows=self.rows, tf=self.tf, lengths=self.lengths)
 
     @classmethod
-    def load(cls, folder: Path) -> LexicalIndex:
-
+    def load(cls, folder: Path) -> Postings:
         try:
             terms = json.loads((folder / "lexical_vocab.json").read_text("utf-8"))
             z = _map_npz(folder / "lexical.npz")
-            idf, indptr, rows, weights = z["idf"], z["indptr"], z["rows"], z["weights"]
-            n_rows = int(z["n_rows"][0])
+            indptr, rows, tf, lengths = z["indptr"], z["rows"], z["tf"], z["lengths"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexCorruptError(
                 f"the lexical index in {folder} is damaged ({exc}); run `bunko index --rebuild`"
             ) from exc
-        if len(terms) + 1 != len(indptr) or len(rows) != len(weights):
+        if (
+            not isinstance(terms, list)
+            or len(terms) + 1 != len(indptr)
+            or len(rows) != len(tf)
+            or (len(indptr) and int(indptr[-1]) != len(rows))
+        ):
             raise IndexCorruptError(
                 f"the lexical index in {folder} is inconsistent; run `bunko index --rebuild`"
             )
-        return cls({t: i for i, t in enumerate(terms)}, idf, indptr, rows, weights, n_rows)
+        return cls({t: i for i, t in enumerate(terms)}, indptr, rows, tf, lengths)
+
+
+class BM25:
+    """BM25 over several segments' postings, deleted rows masked out.
+
+    ``parts`` pairs each segment's postings with a boolean mask of its deleted
+    rows (None: none deleted). Scores use the statistics of the live rows of
+    all parts together.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[Postings, npt.NDArray[np.bool_] | None]],
+        k1: float = K1,
+        b: float = B,
+    ) -> None:
+        import numpy as np
+
+        self.parts = list(parts)
+        self.k1, self.b = k1, b
+        n = 0
+        total = 0
+        for post, dead in self.parts:
+            lens = post.lengths
+            if dead is None:
+                n += len(lens)
+                total += int(lens.sum(dtype=np.int64))
+            else:
+                n += int(len(lens) - dead.sum())
+                total += int(lens[~dead].sum(dtype=np.int64))
+        self.n_rows = n
+        self.avgdl = total / n if n and total > 0 else 1.0
+        self._norms: list[Any] = [None] * len(self.parts)
+
+    def _norm(self, i: int) -> npt.NDArray[np.float32]:
+        import numpy as np
+
+        if self._norms[i] is None:
+            lens = np.asarray(self.parts[i][0].lengths, dtype=np.float32)
+            avgdl = np.float32(self.avgdl)
+            self._norms[i] = (self.k1 * (1.0 - self.b + self.b * lens / avgdl)).astype(np.float32)
+        out: npt.NDArray[np.float32] = self._norms[i]
+        return out
+
+    def _live(self, term: str) -> list[tuple[int, Any, Any]]:
+        """(part, rows, tf) of the term's live postings in each part that has it."""
+        out = []
+        for i, (post, dead) in enumerate(self.parts):
+            tid = post.vocab.get(term)
+            if tid is None:
+                continue
+            a, z = int(post.indptr[tid]), int(post.indptr[tid + 1])
+            rows, tf = post.rows[a:z], post.tf[a:z]
+            if dead is not None:
+                keep = ~dead[rows]
+                rows, tf = rows[keep], tf[keep]
+            if len(rows):
+                out.append((i, rows, tf))
+        return out
+
+    def _idf(self, df: int) -> float:
+        import numpy as np
+
+        # The "plus one" idf of Lucene: never negative, even for very common terms.
+        return float(np.float32(math.log1p((self.n_rows - df + 0.5) / (df + 0.5))))
+
+    def idf(self, tokens: Sequence[str]) -> dict[str, float]:
+        """idf of each query term that occurs in a live row."""
+        out = {}
+        for term in dict.fromkeys(tokens):
+            df = sum(len(r) for _, r, _ in self._live(term))
+            if df:
+                out[term] = self._idf(df)
+        return out
+
+    def scores(self, tokens: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """BM25 score of every row of every part (repeated query terms count once).
+
+        Deleted rows score 0.
+        """
+        import numpy as np
+
+        out = [np.zeros(p.n_rows, dtype=np.float32) for p, _ in self.parts]
+        k1 = np.float32(self.k1)
+        for term in dict.fromkeys(tokens):
+            live = self._live(term)
+            df = sum(len(r) for _, r, _ in live)
+            if not df:
+                continue
+            idf = np.float32(self._idf(df))
+            for i, rows, tf in live:
+                tf = tf.astype(np.float32)
+                w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
+                    np.float32
+                )
+                # A term lists each row once, so plain fancy-index addition is exact
+                # (and much faster than np.add.at).
+                out[i][rows] += w
+        return out
+
+    def coverage(self, tokens: Sequence[str]) -> float:
+        """Share of the query's idf mass that the corpus vocabulary knows (0..1).
+
+        A term the corpus never saw is given the highest idf, so an English
+        question over Japanese articles scores near 0: lexical search is blind
+        to it, and fusion should lean on the dense side.
+        """
+        terms = list(dict.fromkeys(tokens))
+        if not terms or self.n_rows == 0:
+            return 0.0
+        idf = self.idf(terms)
+        unseen = math.log1p((self.n_rows + 0.5) / 0.5)
+        known = sum(idf.values())
+        total = known + unseen * (len(terms) - len(idf))
+        return known / total if total > 0 else 0.0
+
+
+class LexicalIndex:
+    """One set of postings scored on its own: a one-segment shelf (tests, benchmarks)."""
+
+    def __init__(self, postings: Postings) -> None:
+        self.postings = postings
+        self.bm25 = BM25([(postings, None)])
+
+    @classmethod
+    def build(cls, docs: Iterable[Sequence[str]]) -> LexicalIndex:
+        return cls(Postings.build(docs))
+
+    @classmethod
+    def load(cls, folder: Path) -> LexicalIndex:
+        return cls(Postings.load(folder))
+
+    def save(self, folder: Path) -> None:
+        self.postings.save(folder)
+
+    @property
+    def n_rows(self) -> int:
+        return self.postings.n_rows
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        return self.postings.vocab
+
+    def scores(self, tokens: Sequence[str]) -> npt.NDArray[np.float32]:
+        return self.bm25.scores(tokens)[0]
+
+    def coverage(self, tokens: Sequence[str]) -> float:
+        return self.bm25.coverage(tokens)
 
 
 def _map_npz(path: Path) -> dict[str, Any]:
