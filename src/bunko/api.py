@@ -138,9 +138,11 @@ class Shelf:
             ModelLoadError: the model could not be loaded.
         """
         from bunko import pipeline
-        from bunko.ingest import list_corpus
 
-        list_corpus(self.settings.corpus)  # a missing corpus is an error before the lock
+        if not self.settings.corpus.is_dir():  # an error before the lock (no index folder made)
+            from bunko.ingest import list_corpus
+
+            list_corpus(self.settings.corpus)  # raises CorpusError, naming the problem
         with self.store.lock():
             return pipeline.run(
                 self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
