@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bunko.lexical import LexicalIndex
 
 from bunko import search
-from bunko.lexical import LexicalIndex
 from bunko.text import Tokenizer
 from common import REPO, Task, devqa_task, metrics, squad_task, table
 

@@ -54,6 +54,9 @@ FAULT_POINTS = (
     "commit-sqlite",
     "commit-faiss",
     "commit-lexical",
+    "commit-segment",
+    "commit-deletes",
+    "commit-docs",
     "commit-meta",
     "commit-fsync",
     "commit-rename",
@@ -64,7 +67,10 @@ FAULT_POINTS = (
 LIVE_AFTER = {"commit-swap", "commit-collect"}  # CURRENT already names the new generation
 # The default run kills at the points where the on-disk state differs in kind; the
 # others (more files written into the same temporary folder) run with -m slow.
-FAST_POINTS = {"commit-sqlite", "commit-rename", "commit-pointer", "commit-swap", "commit-collect"}
+FAST_POINTS = {
+    "commit-sqlite", "commit-segment", "commit-deletes", "commit-rename", "commit-pointer",
+    "commit-swap", "commit-collect",
+}  # fmt: skip
 runner = CliRunner()
 
 

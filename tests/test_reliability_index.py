@@ -265,7 +265,7 @@ def _sqlite_full(*_: object) -> None:
 
 FAULTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "sqlite: database or disk is full": lambda mp: mp.setattr(
-        segment, "write_chunks", _sqlite_full
+        segment, "insert_chunks", _sqlite_full
     ),
     "bm25 written halfway": lambda mp: mp.setattr(
         lexical.Postings, "save", _half_then_enospc(lexical.Postings.save)

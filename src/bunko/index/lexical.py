@@ -17,7 +17,7 @@ import math
 import struct
 import zipfile
 from array import array
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 K1 = 1.2
 B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
+CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
+CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
 
 
 @dataclass
@@ -171,6 +173,10 @@ class BM25:
         self.n_rows = n
         self.avgdl = total / n if n and total > 0 else 1.0
         self._norms: list[Any] = [None] * len(self.parts)
+        # term -> its scored live postings [(part, rows, weights)]: frequent terms
+        # (the costly ones, with the most postings) are scored once per snapshot.
+        self._cache: OrderedDict[str, list[tuple[int, Any, Any]]] = OrderedDict()
+        self._cached = 0  # postings held in the cache
 
     def _norm(self, i: int) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -213,6 +219,34 @@ class BM25:
                 out[term] = self._idf(df)
         return out
 
+    def _weights(self, term: str) -> list[tuple[int, Any, Any]]:
+        """The term's live postings with their BM25 weights, per part."""
+        import numpy as np
+
+        hit = self._cache.get(term)
+        if hit is not None:
+            self._cache.move_to_end(term)
+            return hit
+        live = self._live(term)
+        df = sum(len(r) for _, r, _ in live)
+        out = []
+        if df:
+            idf = np.float32(self._idf(df))
+            k1 = np.float32(self.k1)
+            for i, rows, tf in live:
+                tf = tf.astype(np.float32)
+                w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
+                    np.float32
+                )
+                out.append((i, rows, w))
+        if df >= CACHE_MIN_POSTINGS:
+            self._cache[term] = out
+            self._cached += df
+            while self._cached > CACHE_POSTINGS and self._cache:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= sum(len(r) for _, r, _ in old)
+        return out
+
     def scores(self, tokens: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """BM25 score of every row of every part (repeated query terms count once).
 
@@ -221,18 +255,8 @@ class BM25:
         import numpy as np
 
         out = [np.zeros(p.n_rows, dtype=np.float32) for p, _ in self.parts]
-        k1 = np.float32(self.k1)
         for term in dict.fromkeys(tokens):
-            live = self._live(term)
-            df = sum(len(r) for _, r, _ in live)
-            if not df:
-                continue
-            idf = np.float32(self._idf(df))
-            for i, rows, tf in live:
-                tf = tf.astype(np.float32)
-                w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
-                    np.float32
-                )
+            for i, rows, w in self._weights(term):
                 # A term lists each row once, so plain fancy-index addition is exact
                 # (and much faster than np.add.at).
                 out[i][rows] += w

@@ -11,7 +11,9 @@ store renames into place) and then only read (:class:`Segment`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +35,14 @@ if TYPE_CHECKING:
 
 def write_segment(
     folder: Path,
-    rows: Sequence[ChunkRow],
+    rows: Iterable[ChunkRow],
     vectors: npt.NDArray[np.float32],
     kind: ann.IndexType,
     fault: Any = None,
 ) -> dict[str, Any]:
     """Write a segment of ``rows`` (ascending id) and their chunk ``vectors`` into ``folder``.
+
+    The rows are read once, in blocks: a million of them never sit in memory together.
 
     Returns:
         What the manifest records about the segment (without name, files and sums).
@@ -48,47 +52,72 @@ def write_segment(
 
     fault = fault or (lambda name: None)
     folder.mkdir(parents=True)
-    ids = np.asarray([r.id for r in rows], dtype=np.int64)
-    if len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-        raise ValueError("segment rows must be in ascending id order")
-    write_chunks(folder / "chunks.sqlite", rows)
+    ids = array("q")
+    db = sqlite3.connect(folder / "chunks.sqlite")
+    try:
+        db.execute("PRAGMA journal_mode=OFF")  # the whole file is new; atomicity comes from rename
+        db.execute("PRAGMA synchronous=OFF")  # we fsync the finished file ourselves
+        db.executescript(CHUNKS_SCHEMA)
+
+        def tokens() -> Iterator[Sequence[str]]:
+            for block in _blocks(rows, 5_000):
+                if (ids and block[0].id <= ids[-1]) or any(
+                    a.id >= b.id for a, b in pairwise(block)
+                ):
+                    raise ValueError("segment rows must be in ascending id order")
+                insert_chunks(db, block)
+                ids.extend(r.id for r in block)
+                yield from (r.tokens for r in block)
+
+        postings = Postings.build(tokens())
+        db.commit()
+    finally:
+        db.close()
     fault("commit-sqlite")
-    np.save(folder / "ids.npy", ids)
+    postings.save(folder)
+    del postings
+    fault("commit-lexical")
+    id_arr = np.frombuffer(ids, dtype=np.int64) if ids else np.zeros(0, dtype=np.int64)
+    np.save(folder / "ids.npy", id_arr)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    index, info = ann.build(vectors, np.arange(len(ids), dtype=np.int64), kind)
+    if len(vectors) != len(id_arr):
+        raise ValueError(f"{len(vectors)} vectors for {len(id_arr)} rows")
+    index, info = ann.build(vectors, np.arange(len(id_arr), dtype=np.int64), kind)
     index = ann.for_writing(index)
     # Not faiss.write_index(index, path): its C writer reports a failed flush at
     # close (ENOSPC) only on stderr and returns, leaving a truncated file that
     # would then go live. Python's write raises instead.
     with open(folder / "vectors.faiss", "wb") as f:
         f.write(faiss.serialize_index(index).data)
+    del index
     if info["index_type"] != "flat":
         with open(folder / "vectors.npy", "wb") as f:
             np.save(f, vectors)
     fault("commit-faiss")
-    Postings.build(r.tokens for r in rows).save(folder)
-    fault("commit-lexical")
     return {
-        "n": len(ids),
-        "min_id": int(ids[0]) if len(ids) else 0,
-        "max_id": int(ids[-1]) if len(ids) else 0,
+        "n": len(id_arr),
+        "min_id": int(id_arr[0]) if len(id_arr) else 0,
+        "max_id": int(id_arr[-1]) if len(id_arr) else 0,
         **info,
     }
 
 
-def write_chunks(path: Path, rows: Iterable[ChunkRow]) -> None:
-    db = sqlite3.connect(path)
-    try:
-        db.execute("PRAGMA journal_mode=OFF")  # the whole file is new; atomicity comes from rename
-        db.execute("PRAGMA synchronous=OFF")  # we fsync the finished file ourselves
-        db.executescript(CHUNKS_SCHEMA)
-        db.executemany(
-            f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 14)})",
-            (r.to_sql() for r in rows),
-        )
-        db.commit()
-    finally:
-        db.close()
+def _blocks(rows: Iterable[ChunkRow], size: int) -> Iterator[list[ChunkRow]]:
+    block: list[ChunkRow] = []
+    for r in rows:
+        block.append(r)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def insert_chunks(db: sqlite3.Connection, rows: Iterable[ChunkRow]) -> None:
+    db.executemany(
+        f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 14)})",
+        (r.to_sql() for r in rows),
+    )
 
 
 def segment_files(info: dict[str, Any]) -> tuple[str, ...]:

@@ -97,7 +97,7 @@ class IndexWriter:
                     if len(ids):
                         dead[i] = np.union1d(dead[i], ids)
                         touched.add(i)
-        new_rows = list(changes.rows)
+        new_rows = changes.rows  # a sequence that may be generated lazily (benchmarks)
         vectors = (
             np.asarray(changes.vectors, dtype=np.float32)
             if new_rows
@@ -116,7 +116,7 @@ class IndexWriter:
             vecs: list[Any] = []
             for i in group:
                 if i == len(segments):  # the new segment
-                    rows += new_rows
+                    rows += list(new_rows)
                     vecs.append(vectors)
                     continue
                 assert base is not None
