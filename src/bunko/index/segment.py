@@ -199,7 +199,7 @@ class Segment:
         """Load every part now (a reader wants damage found at open, not mid-query)."""
         _ = self.db, self.index, self.postings
 
-    def rows_of(self, ids: Sequence[int]) -> npt.NDArray[np.int64]:
+    def rows_of(self, ids: Sequence[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Row numbers of chunk ids (which must be in this segment)."""
         import numpy as np
 

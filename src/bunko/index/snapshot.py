@@ -160,10 +160,10 @@ class Snapshot:
             batch = faiss.IDSelectorBatch(np.flatnonzero(dead).astype(np.int64))
             sel = faiss.IDSelectorNot(batch)
             index = self.segments[i].index
-            if isinstance(index, faiss.IndexIVF):
-                params: Any = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
-            else:
-                params = faiss.SearchParameters(sel=sel)
+            # (The keyword arguments exist at run time, not in faiss's type stubs.)
+            ivf = isinstance(index, faiss.IndexIVF)
+            kind: Any = faiss.SearchParametersIVF if ivf else faiss.SearchParameters
+            params = kind(sel=sel, nprobe=index.nprobe) if ivf else kind(sel=sel)
             # The selectors must outlive the parameters that point at them.
             self._selectors[i] = (params, sel, batch)
         return self._selectors[i][0]

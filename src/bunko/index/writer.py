@@ -86,9 +86,9 @@ class IndexWriter:
         touched: set[int] = set()
         if base is not None:
             segments = [dict(s) for s in base.meta["segments"]]
-            for seg, mask in zip(base.segments, base.deleted, strict=True):
+            for part, mask in zip(base.segments, base.deleted, strict=True):
                 dead.append(
-                    np.asarray(seg.ids[np.flatnonzero(mask)], dtype=np.int64)
+                    np.asarray(part.ids[np.flatnonzero(mask)], dtype=np.int64)
                     if mask is not None
                     else np.zeros(0, dtype=np.int64)
                 )
@@ -133,7 +133,7 @@ class IndexWriter:
             merged_rows.append(len(rows))
         if new_rows and len(segments) not in merged_away:
             out_new.insert(0, self._segment(new_rows, vectors))
-        keep_segments = []
+        keep_segments: list[dict[str, Any]] = []
         deletes: dict[str, npt.NDArray[np.int64]] = {}
         for i, seg in enumerate(segments):
             if i in merged_away or int(seg["n"]) - len(dead[i]) <= 0:
