@@ -214,7 +214,7 @@ class BM25:
         """idf of each query term that occurs in a live row."""
         out = {}
         for term in dict.fromkeys(tokens):
-            df = sum(len(r) for _, r, _ in self._live(term))
+            df = sum(len(r) for _, r, _ in self._weights(term))
             if df:
                 out[term] = self._idf(df)
         return out

@@ -48,7 +48,7 @@ class Snapshot:
         self.folder = folder
         self.root = folder.parent
         self.meta = read_manifest(folder)
-        verify_files(folder, self.meta)
+        verify_files(folder, self.meta, segments=eager)
         dim = int(self.meta["dimension"])
         self.segments: list[Segment] = []
         self.deleted: list[npt.NDArray[np.bool_] | None] = []
@@ -248,10 +248,16 @@ class Snapshot:
     def live_rows(
         self, i: int, sources: Sequence[str] | None = None
     ) -> tuple[list[ChunkRow], npt.NDArray[np.float32]]:
-        """Segment ``i``'s live rows (of ``sources`` only, if given) with their vectors."""
+        """Segment ``i``'s live rows (of ``sources`` only, if given) with their vectors.
+
+        Reading a whole segment (a merge) first checks its files' checksums, so that
+        damage is never copied into a new segment.
+        """
         import numpy as np
 
         seg, dead = self.segments[i], self.deleted[i]
+        if sources is None:
+            verify_files(self.folder, self.meta, segments={seg.folder.name})
         if sources is None:
             rows = seg.fetch("1 ORDER BY id", [])
         else:
