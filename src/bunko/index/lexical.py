@@ -190,13 +190,17 @@ class BM25:
 
     def _live(self, term: str) -> list[tuple[int, Any, Any]]:
         """(part, rows, tf) of the term's live postings in each part that has it."""
+        import numpy as np
+
         out = []
         for i, (post, dead) in enumerate(self.parts):
             tid = post.vocab.get(term)
             if tid is None:
                 continue
             a, z = int(post.indptr[tid]), int(post.indptr[tid + 1])
-            rows, tf = post.rows[a:z], post.tf[a:z]
+            # Plain arrays over the mapped pages: a memmap slice costs a Python-level
+            # __array_finalize__ on every later operation.
+            rows, tf = np.asarray(post.rows[a:z]), np.asarray(post.tf[a:z])
             if dead is not None:
                 keep = ~dead[rows]
                 rows, tf = rows[keep], tf[keep]
@@ -238,7 +242,9 @@ class BM25:
                 w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
                     np.float32
                 )
-                out.append((i, rows, w))
+                # Index arrays of the platform's width: numpy converts int32 ones on
+                # every use (30 % of the addition's time at a million rows).
+                out.append((i, rows.astype(np.intp), w))
         if df >= CACHE_MIN_POSTINGS:
             self._cache[term] = out
             self._cached += df
@@ -258,7 +264,7 @@ class BM25:
         for term in dict.fromkeys(tokens):
             for i, rows, w in self._weights(term):
                 # A term lists each row once, so plain fancy-index addition is exact
-                # (and much faster than np.add.at).
+                # (and much faster than np.add.at; measured faster than one bincount).
                 out[i][rows] += w
         return out
 
