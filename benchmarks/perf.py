@@ -5,7 +5,8 @@
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
     python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
-    python benchmarks/perf.py smoke        # scale and update at 2,000 chunks (CI runs this)
+    python benchmarks/perf.py diff --size 100000   # `bunko index` with nothing changed, 100k files
+    python benchmarks/perf.py smoke        # scale, update, diff at tiny sizes (CI runs this)
     python benchmarks/perf.py all          # everything (scale at 10k, 100k and 1M)
 
 Every figure is the median (and p99 where latency) of several runs, and each
@@ -744,6 +745,49 @@ def update(size: int, runs: int, commits: int, e2e: int, smoke: bool) -> None:
     print(json.dumps({"size": size, **line}))
 
 
+def change_detection(n_files: int, runs: int) -> dict[str, Any]:
+    """What `bunko index` pays when nothing changed, for ``n_files`` articles: list and
+    stat every file, read the index's documents table, hash nothing."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import sqlite3
+
+    from bunko.corpus.diff import diff_corpus
+    from bunko.index.format import DOC_COLUMNS, DocRow
+    from bunko.index.store import Commit, _write_docs
+
+    folder = WORK / f"diff-{n_files}"
+    corpus = folder / "corpus"
+    if not corpus.is_dir() or len(list(corpus.iterdir())) != n_files:
+        shutil.rmtree(folder, ignore_errors=True)
+        corpus.mkdir(parents=True)
+        for i in range(n_files):
+            (corpus / f"a{i:06d}.md").write_text(f"# 記事{i}\n\n本文{i}です。\n", "utf-8")
+    docs = []
+    for p in sorted(corpus.iterdir()):
+        st = p.stat()
+        docs.append(DocRow(p.name, p.stem, "0" * 64, st.st_size, st.st_mtime_ns, "utf-8", 1))
+    db_path = folder / "docs.sqlite"
+    db_path.unlink(missing_ok=True)
+    _write_docs(db_path, Commit({}, [], [], {}, None, docs, [], {}, {}))
+    times: dict[str, list[float]] = {"read_documents_s": [], "stat_and_compare_s": []}
+    read = 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        db = sqlite3.connect(db_path)
+        indexed = {
+            r[0]: DocRow.from_sql(r) for r in db.execute(f"SELECT {DOC_COLUMNS} FROM documents")
+        }
+        db.close()
+        times["read_documents_s"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        diff = diff_corpus(corpus, indexed)
+        times["stat_and_compare_s"].append(time.perf_counter() - t)
+        read = diff.read
+    out: dict[str, Any] = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    out.update(files=n_files, files_read=read, runs=runs, load_average=load())
+    return out
+
+
 def smoke() -> None:
     """Every section that needs no extra data or model, at a tiny size (CI runs this)."""
     global WORK, RESULTS
@@ -752,6 +796,7 @@ def smoke() -> None:
     try:
         scale([2_000], e2e=1, keep=False)
         update(2_000, runs=1, commits=2, e2e=0, smoke=True)
+        print(json.dumps(change_detection(200, runs=1)))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 
@@ -800,6 +845,7 @@ def main() -> None:
             "incremental",
             "scale",
             "update",
+            "diff",
             "smoke",
             "all",
             "_scale-build",
@@ -830,6 +876,8 @@ def main() -> None:
             scale(a.size or [10_000, 100_000, 1_000_000], a.e2e, a.keep)
         if a.section == "update":
             update((a.size or [200_000])[-1], max(3, a.runs // 2), a.commits, a.e2e, smoke=False)
+        if a.section == "diff":
+            save("change_detection", change_detection((a.size or [100_000])[-1], 3))
         if a.section == "smoke":
             smoke()
 
