@@ -370,3 +370,36 @@ def test_crash_during_a_merge_leaves_the_old_or_the_new_index(tmp_path: Path, po
     assert done.returncode == 0
     assert snapshot(index).same_content(before)
     assert not leftovers(index) and len(generations(index)) <= 2
+
+
+@pytest.mark.parametrize("how", ["--rebuild", "chunk settings changed"])
+def test_unreadable_file_keeps_its_last_good_version_through_a_rebuild(
+    mini: Settings, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Its stored chunks are carried into the rebuilt index (with their vectors, as the
+    model is the same), and it is reported as skipped."""
+    from bunko import ingest
+    from bunko.errors import SkipFile
+
+    before = snapshot(mini.index)
+    real = ingest.read_document
+
+    def read(path: Path, root: Path) -> Any:
+        if path.name == "fuji.md":
+            raise SkipFile("fuji.md", "permission denied")
+        return real(path, root)
+
+    monkeypatch.setattr(ingest, "read_document", read)
+    settings_ = mini
+    if how != "--rebuild":
+        settings_ = Settings.resolve(corpus=mini.corpus, index=mini.index, chunk_tokens=128)
+    report = Shelf(settings_).index(rebuild=how == "--rebuild")
+    assert report.rebuilt and report.skipped_files == ("fuji.md: permission denied",)
+    after = snapshot(mini.index)
+    assert after.documents["fuji.md"] == before.documents["fuji.md"]
+    fuji = {k: n for k, n in before.chunks.items() if k[0] == "fuji.md"}
+    assert fuji and {k: n for k, n in after.chunks.items() if k[0] == "fuji.md"} == fuji
+    for key, vec in before.vectors.items():
+        if key[0] == "fuji.md":
+            assert np.allclose(after.vectors[key], vec, atol=1e-6)
+    assert Shelf(settings_).query("富士山の標高は？", k=1).passages[0].citation.source == "fuji.md"
