@@ -795,8 +795,8 @@ def smoke() -> None:
     RESULTS = WORK / "perf.json"
     try:
         scale([2_000], e2e=1, keep=False)
-        update(2_000, runs=1, commits=2, e2e=0, smoke=True)
-        print(json.dumps(change_detection(200, runs=1)))
+        print(json.dumps(change_detection(200, runs=1)), file=sys.stderr)
+        update(2_000, runs=1, commits=2, e2e=0, smoke=True)  # its JSON line comes last
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 
