@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,12 +51,9 @@ def squad_task(
     )
     shelf = Shelf(settings, progress=_progress)
     shelf.index()
-    loaded = shelf.loaded()
     by_source: dict[str, list[tuple[int, int, int]]] = {}
-    for cid, src, cs, ce in loaded.db.execute(
-        "SELECT id, source, char_start, char_end FROM chunks"
-    ):
-        by_source.setdefault(src, []).append((cid, cs, ce))
+    for row in all_chunks(shelf):
+        by_source.setdefault(row.source, []).append((row.id, row.char_start, row.char_end))
     items = []
     for q in sample(questions, size):
         rel = _containing(by_source.get(q.source, []), q)
@@ -67,14 +65,23 @@ def _containing(chunks: Sequence[tuple[int, int, int]], q: Question) -> set[int]
     return {cid for cid, cs, ce in chunks for s, e in q.spans if cs <= s and e <= ce}
 
 
-def devqa_task(index_name: str = "index", chunk_tokens: int | None = None) -> Task:
+def all_chunks(shelf: Shelf) -> list[Any]:
+    """Every live chunk row of the shelf, in chunk id order (through the snapshot)."""
+    loaded = shelf.loaded()
+    rows = loaded.chunks(loaded.live_ids().tolist())
+    return [rows[c] for c in sorted(rows)]
+
+
+def devqa_task(
+    index_name: str = "index", chunk_tokens: int | None = None, limit: int | None = None
+) -> Task:
     """dev-qa over the shipped corpus: a hit is a chunk containing an evidence string."""
     settings = Settings.resolve(
         corpus=REPO / "corpus", index=CACHE / "dev-qa" / index_name, chunk_tokens=chunk_tokens
     )
     shelf = Shelf(settings, progress=_progress)
     shelf.index()
-    rows = list(shelf.loaded().db.execute("SELECT id, text FROM chunks"))
+    rows = [(r.id, r.text) for r in all_chunks(shelf)]
     items = []
     for line in DEV_QA.read_text("utf-8").splitlines():
         if not line.strip():
@@ -83,6 +90,14 @@ def devqa_task(index_name: str = "index", chunk_tokens: int | None = None) -> Ta
         ev = tuple(nfkc(e) for e in d["evidence"])
         rel = {cid for cid, text in rows if any(e in nfkc(text) for e in ev)}
         items.append(Item(d["question"], d["lang"], rel, ev))
+    if limit is not None:  # smoke runs: the first few questions of each language
+        seen: dict[str, int] = {}
+        kept = []
+        for i in items:
+            seen[i.lang] = seen.get(i.lang, 0) + 1
+            if seen[i.lang] <= limit:
+                kept.append(i)
+        items = kept
     return Task("dev-qa", shelf, items)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from bunko import search
-from bunko.lexical import LexicalIndex
+from bunko.index.lexical import LexicalIndex
 from bunko.text import Tokenizer
-from common import REPO, Task, devqa_task, metrics, squad_task, table
+from common import REPO, Task, all_chunks, devqa_task, metrics, squad_task, table
 
 N = 50
 
@@ -59,9 +60,9 @@ def run(task: Task, tok_names: list[str]) -> list[tuple[str, dict[str, float]]]:
     from bunko.embedding import get_embedder
 
     embedder = get_embedder(loaded.model)
-    row_ids = loaded.row_ids
-    texts = dict(loaded.db.execute("SELECT id, text FROM chunks"))
-    row_texts = [texts[int(i)] for i in row_ids]
+    rows = all_chunks(shelf)
+    row_ids = [r.id for r in rows]
+    row_texts = [r.text for r in rows]
     items = task.items
     print(f"[{task.name}] embedding {len(items)} questions", file=sys.stderr)
     qv = np.stack([embedder.embed_query(it.question) for it in items])
@@ -108,14 +109,19 @@ def main() -> None:
     )
     ap.add_argument("--chunk-tokens", type=int, default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "explore.json"))
+    ap.add_argument("--smoke", action="store_true", help="dev-qa, 3 questions a language (CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.datasets, args.tokenizers = "dev-qa", "surface"
+        args.out = str(Path(tempfile.mkdtemp()) / "explore.json")
     toks = args.tokenizers.split(",")
     everything: dict[str, Any] = {}
     cols = ["R@1", "R@5", "MRR@10", "nDCG@10"]
     for name in args.datasets.split(","):
         if name == "dev-qa":
             ct = args.chunk_tokens
-            task = devqa_task(index_name=f"index-c{ct}" if ct else "index", chunk_tokens=ct)
+            index_name = "smoke" if args.smoke else f"index-c{ct}" if ct else "index"
+            task = devqa_task(index_name, ct, 3 if args.smoke else None)
             for lang in ("ja", "en"):
                 sub = Task(f"dev-qa-{lang}", task.shelf, [i for i in task.items if i.lang == lang])
                 res = run(sub, toks)

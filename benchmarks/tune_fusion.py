@@ -29,11 +29,11 @@ def variants() -> list[tuple[str, str, float, float]]:
 
 def run(task: Task) -> list[tuple[str, dict[str, float]]]:
     cands = []
-    lex = task.shelf.loaded().lexical
+    loaded = task.shelf.loaded()
     for it in task.items:
         toks = task.shelf.tokenizer.tokens(it.question)
         dense, lexical, _, _ = task.shelf.candidates(it.question, toks, "hybrid", 50)
-        cands.append((dense, lexical, lex.coverage(toks)))
+        cands.append((dense, lexical, loaded.coverage(toks)))
     rows = []
     for name, method, w, p in variants():
         ranked = []
@@ -53,10 +53,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="dev-qa,jsquad-valid")
     ap.add_argument("--sample", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help="dev-qa, 3 questions a language (CI)")
     args = ap.parse_args()
+    if args.smoke:
+        args.datasets = "dev-qa"
     for name in args.datasets.split(","):
         if name == "dev-qa":
-            task = devqa_task()
+            task = devqa_task(*(("smoke", None, 3) if args.smoke else ()))
             for lang in ("ja", "en"):
                 sub = Task(f"dev-qa-{lang}", task.shelf, [i for i in task.items if i.lang == lang])
                 print(f"\n## {sub.name}\n" + table(run(sub), ["R@1", "R@5", "MRR@10"]), flush=True)

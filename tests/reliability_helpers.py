@@ -1,15 +1,16 @@
 """Shared pieces of the reliability tests: run the real CLI, and check an index whole.
 
 ``snapshot`` opens an index folder the way a query does and checks every invariant
-a crash or a race could break: the FAISS vectors, the chunk table, the BM25 rows and
-meta.json agree in number, the FAISS ids and the chunk ids are the same set with no
-duplicates, every chunk belongs to a document row, and each document's chunk count
-matches. It returns what the index holds, without chunk ids (an incremental update
-numbers chunks differently from a clean rebuild), so two indexes can be compared.
+a crash or a race could break (``Snapshot.check``: each segment's vectors, chunk
+table and BM25 rows agree, no chunk is live twice, every chunk belongs to a document
+row, and each document's chunk count matches). It returns what the index holds,
+without chunk ids (an incremental update numbers chunks differently from a clean
+rebuild), so two indexes can be compared.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 
 import bunko as bunko_package
-from bunko.store import IndexStore
+from bunko.index.format import GENERATION_FILES, MANIFEST
+from bunko.index.store import IndexStore
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = Path(__file__).parent / "data" / "articles"  # a copy of corpus/, which users edit
@@ -75,31 +77,30 @@ def snapshot(index: Path) -> Snapshot:
     """Open the live generation of ``index`` and check it whole (see the module doc)."""
     loaded = IndexStore(index).load()
     try:
-        db = loaded.db
-        ids = [r[0] for r in db.execute("SELECT id FROM chunks")]
-        faiss_ids = loaded.row_ids.tolist()
-        n = loaded.n_chunks
-        assert n == len(ids) == len(faiss_ids) == loaded.lexical.n_rows == loaded.meta["chunks"]
-        assert len(set(faiss_ids)) == len(faiss_ids), "duplicate vector ids"
-        assert len(set(ids)) == len(ids), "duplicate chunk ids"
-        assert set(faiss_ids) == set(ids), "vectors without rows, or rows without vectors"
-        docs = {
-            r[0]: (r[1], r[2]) for r in db.execute("SELECT source, sha256, n_chunks FROM documents")
-        }
-        per_doc = Counter(r[0] for r in db.execute("SELECT source FROM chunks"))
-        assert per_doc == {s: c for s, (_, c) in docs.items() if c}, "orphan chunks"
-        assert loaded.meta["documents"] == len(docs)
+        loaded.check()
+        ids = loaded.live_ids().tolist()
+        docs = {s: (d.sha256, d.n_chunks) for s, d in loaded.documents().items()}
         rows = loaded.chunks(ids)
+        vecs = loaded.chunk_vectors(ids)
+        assert set(rows) == set(vecs) == set(ids), "vectors without rows, or rows without vectors"
         chunks: Counter[tuple[str, int, int, str]] = Counter()
         vectors: dict[tuple[str, int, int], Any] = {}
         for cid, row in rows.items():
             chunks[(row.source, row.char_start, row.char_end, row.text)] += 1
-            vec = loaded.vectors.reconstruct(cid)
+            vec = vecs[cid]
             assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-3
             vectors[(row.source, row.char_start, row.char_end)] = vec
         return Snapshot(loaded.folder.name, docs, chunks, vectors)
     finally:
         loaded.close()
+
+
+def index_file(gen: Path, name: str) -> Path:
+    """A file of a generation: its own (meta.json, docs.sqlite) or one of its first segment."""
+    if name in GENERATION_FILES:
+        return gen / name
+    meta = json.loads((gen / MANIFEST).read_text("utf-8"))
+    return gen.parent / meta["segments"][0]["name"] / name
 
 
 def leftovers(index: Path) -> list[str]:

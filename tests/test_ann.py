@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bunko import ann
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
+from bunko.index import ann
 
 MINI = Path(__file__).parent / "data" / "mini"
 
@@ -102,8 +102,8 @@ def test_shelf_uses_ivf_above_the_threshold(
 def test_ivf_index_updates_incrementally_and_reuses_vectors(
     mini_unindexed: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BUNKO_ANN_THRESHOLD", "2")
-    shelf = Shelf(mini_unindexed)
+    monkeypatch.setenv("BUNKO_ANN_THRESHOLD", "2")  # read when Settings are resolved
+    shelf = Shelf(Settings.resolve(corpus=mini_unindexed.corpus, index=mini_unindexed.index))
     first = shelf.index()
     (mini_unindexed.corpus / "matcha.md").write_text(
         "# 抹茶\n\n抹茶は碾茶を石臼で挽いた粉末の緑茶です。\n", "utf-8"
@@ -119,9 +119,12 @@ def test_ivf_index_updates_incrementally_and_reuses_vectors(
     again = shelf.index(rebuild=True)
     assert again.rebuilt and again.chunks_embedded == 0
     # Removing articles below half the threshold goes back to exact search.
+    # (A segment's type is chosen when it is written: the removal rewrites the one
+    # whose rows are mostly deleted.)
     monkeypatch.setenv("BUNKO_ANN_THRESHOLD", str(2 * first.chunks_total + 10))
     shutil.rmtree(mini_unindexed.corpus)
     shutil.copytree(MINI, mini_unindexed.corpus)
     (mini_unindexed.corpus / "fuji.md").unlink()
+    shelf = Shelf(Settings.resolve(corpus=mini_unindexed.corpus, index=mini_unindexed.index))
     shelf.index()
     assert shelf.status().index_type == "flat"

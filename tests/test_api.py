@@ -209,17 +209,18 @@ def test_index_meta_describes_itself(mini: Settings) -> None:
 def test_every_chunk_keeps_one_vector_per_sentence(mini: Settings) -> None:
     import numpy as np
 
-    from bunko.store import unpack_vectors
-
     loaded = Shelf(mini).loaded()
-    rows = loaded.chunks([int(i) for i in loaded.row_ids])
+    ids = loaded.live_ids().tolist()
+    rows = loaded.chunks(ids)
+    vectors = loaded.chunk_vectors(ids)
+    sents = loaded.sentence_vectors(rows.values())
     assert len(rows) == loaded.n_chunks
     for cid, row in rows.items():
-        sent = unpack_vectors(row.sentvecs, 384)
+        sent = sents[cid]
         assert sent.shape == (len(row.sentences), 384)
         # The chunk vector is the (token-weighted) mean of its sentence vectors.
         mean = sent.mean(axis=0)
-        assert float(loaded.vectors.reconstruct(cid) @ (mean / np.linalg.norm(mean))) > 0.97
+        assert float(vectors[cid] @ (mean / np.linalg.norm(mean))) > 0.97
 
 
 def test_explain_shows_how_scores_were_fused(mini: Settings) -> None:

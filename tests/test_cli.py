@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
+from reliability_helpers import index_file
 
 runner = CliRunner()
 
@@ -144,19 +145,19 @@ def _generation(s: Settings) -> Path:
 def test_corrupted_index_is_detected_and_rebuild_fixes_it(mini: Settings, damage: str) -> None:
     gen = _generation(mini)
     if damage == "truncate_faiss":
-        data = (gen / "vectors.faiss").read_bytes()
-        (gen / "vectors.faiss").write_bytes(data[: len(data) // 2])
+        data = index_file(gen, "vectors.faiss").read_bytes()
+        index_file(gen, "vectors.faiss").write_bytes(data[: len(data) // 2])
     elif damage == "garbage_sqlite":
-        (gen / "chunks.sqlite").write_bytes(b"not a database" * 100)
+        index_file(gen, "chunks.sqlite").write_bytes(b"not a database" * 100)
     elif damage == "bad_meta":
-        (gen / "meta.json").write_text("{oops", "utf-8")
+        index_file(gen, "meta.json").write_text("{oops", "utf-8")
     elif damage == "delete_lexical":
-        (gen / "lexical.npz").unlink()
+        index_file(gen, "lexical.npz").unlink()
     elif damage == "meta_mismatch":
-        meta = json.loads((gen / "meta.json").read_text("utf-8"))
+        meta = json.loads(index_file(gen, "meta.json").read_text("utf-8"))
         meta["chunks"] += 5
         meta.pop("files")
-        (gen / "meta.json").write_text(json.dumps(meta), "utf-8")
+        index_file(gen, "meta.json").write_text(json.dumps(meta), "utf-8")
     else:
         (mini.index / "CURRENT").write_text("../../etc\n", "utf-8")
     code, out, err = run("query", "富士山の高さは？", *where(mini))

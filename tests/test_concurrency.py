@@ -12,15 +12,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
-from bunko import store
 from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import IndexLockedError
-from bunko.store import IndexStore
+from bunko.index import snapshot as snapshot_module
+from bunko.index.store import IndexStore
 from reliability_helpers import (
     articles,
     bunko,
@@ -232,19 +232,19 @@ def test_reader_survives_its_generation_being_removed_while_it_opens(
 ) -> None:
     """Two commits land while a reader is between reading CURRENT and opening the files
     of that generation, so the collector removes it: the reader opens the newest."""
-    real_load = store.LexicalIndex.load
+    real_read = snapshot_module.read_manifest
     opening: list[Path] = []
 
-    def load(cls: type[store.LexicalIndex], folder: Path) -> store.LexicalIndex:
+    def read_manifest(folder: Path) -> dict[str, Any]:
         if not opening:
             opening.append(folder)
             for n in ("一", "二"):
                 (mini.corpus / "race.md").write_text(f"# 競争\n\n{n}回目の本文です。\n", "utf-8")
                 Shelf(mini).index()
             assert not folder.exists()
-        return real_load(folder)
+        return real_read(folder)
 
-    monkeypatch.setattr(store.LexicalIndex, "load", classmethod(load))
+    monkeypatch.setattr(snapshot_module, "read_manifest", read_manifest)
     loaded = IndexStore(mini.index).load()
     assert opening and loaded.folder != opening[0]
     assert loaded.folder.name == generations(mini.index)[-1]

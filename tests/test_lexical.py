@@ -1,4 +1,5 @@
-"""BM25 index: the numpy build matches the textbook formula; saved postings are memory-mapped."""
+"""BM25: the numpy build matches the textbook formula; postings are memory-mapped;
+scores over several segments with deletes equal those of one segment of the live rows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bunko.lexical import K1, B, LexicalIndex
+from bunko.index.lexical import BM25, K1, B, LexicalIndex, Postings
 
 DOCS = [
     ["富士", "山", "は", "日本", "で", "最も", "高い", "山"],
@@ -42,9 +43,28 @@ def test_scores_match_the_formula_and_survive_a_round_trip(tmp_path: Path) -> No
     assert np.allclose(index.scores(query), want, atol=1e-5)
     index.save(tmp_path)
     loaded = LexicalIndex.load(tmp_path)
-    assert isinstance(loaded.rows, np.memmap) and isinstance(loaded.weights, np.memmap)
+    assert isinstance(loaded.postings.rows, np.memmap) and isinstance(loaded.postings.tf, np.memmap)
     assert np.allclose(loaded.scores(query), want, atol=1e-5)
     assert loaded.n_rows == 4 and loaded.vocab == index.vocab
+
+
+def test_segments_with_deletes_score_as_one_segment_of_the_live_rows() -> None:
+    extra = [["山", "山", "川"], ["日本", "の", "山"], ["coffee"]]
+    parts = [
+        (Postings.build(DOCS), np.array([False, True, False, False])),  # 寿司 deleted
+        (Postings.build(extra), None),
+    ]
+    live = [DOCS[0], DOCS[2], DOCS[3], *extra]
+    query = ["山", "日本", "寿司", "coffee"]
+    want = _reference(live, query)
+    got = BM25(parts).scores(query)
+    assert got[0][1] == 0.0  # a deleted row never scores
+    flat = [float(got[0][i]) for i in (0, 2, 3)] + [float(x) for x in got[1]]
+    assert np.allclose(flat, want, atol=1e-5)
+    one = BM25([(Postings.build(live), None)])
+    assert np.array_equal(np.concatenate([got[0][[0, 2, 3]], got[1]]), one.scores(query)[0])
+    assert "寿司" not in one.idf(query) and "寿司" not in BM25(parts).idf(query)
+    assert BM25(parts).coverage(query) == one.coverage(query)
 
 
 def test_empty_index(tmp_path: Path) -> None:

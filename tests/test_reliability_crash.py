@@ -66,6 +66,9 @@ FAULT_POINTS = (
     "commit-sqlite",
     "commit-faiss",
     "commit-lexical",
+    "commit-segment",
+    "commit-deletes",
+    "commit-docs",
     "commit-meta",
     "commit-fsync",
     "commit-rename",
@@ -86,7 +89,10 @@ INTERRUPTED = "Interrupted; the index is unchanged or fully updated."
 LONG_TRIALS_TIMEOUT = 3600
 # The default run kills at the points where the on-disk state differs in kind; the
 # others (more files written into the same temporary folder) run with -m slow.
-FAST_POINTS = {"commit-sqlite", "commit-rename", "commit-pointer", "commit-swap", "commit-collect"}
+FAST_POINTS = {
+    "commit-sqlite", "commit-segment", "commit-deletes", "commit-rename", "commit-pointer",
+    "commit-swap", "commit-collect",
+}  # fmt: skip
 runner = CliRunner()
 
 

@@ -26,17 +26,19 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bunko import store
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.errors import IndexCorruptError
-from bunko.store import FILES, IndexStore
+from bunko.index import lexical, segment
+from bunko.index.format import GENERATION_FILES, SEGMENT_FILES
+from bunko.index.store import IndexStore
 from reliability_helpers import (
     articles,
     bunko,
     child_env,
     generations,
+    index_file,
     leftovers,
     mini_files,
     snapshot,
@@ -44,6 +46,7 @@ from reliability_helpers import (
 )
 
 runner = CliRunner()
+FILES = GENERATION_FILES + SEGMENT_FILES
 
 
 def where(s: Settings) -> list[str]:
@@ -71,9 +74,9 @@ def _truncate(path: Path, keep: float) -> None:
 
 def _edit_meta(fn: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]:
     def edit(gen: Path) -> None:
-        meta = json.loads((gen / "meta.json").read_text("utf-8"))
+        meta = json.loads(index_file(gen, "meta.json").read_text("utf-8"))
         fn(meta)
-        (gen / "meta.json").write_text(json.dumps(meta), "utf-8")
+        index_file(gen, "meta.json").write_text(json.dumps(meta), "utf-8")
 
     return edit
 
@@ -81,35 +84,37 @@ def _edit_meta(fn: Callable[[dict[str, Any]], object]) -> Callable[[Path], None]
 def _older_meta(gen: Path) -> None:
     """meta.json of the generation before: a meta that belongs to other files."""
     older = sorted(p for p in gen.parent.glob("gen-*") if p != gen)[-1]
-    shutil.copy(older / "meta.json", gen / "meta.json")
+    shutil.copy(older / "meta.json", index_file(gen, "meta.json"))
 
 
 DAMAGE: dict[str, Callable[[Path], None]] = {
-    "faiss truncated to half": lambda g: _truncate(g / "vectors.faiss", 0.5),
-    "faiss one byte short": lambda g: (g / "vectors.faiss").write_bytes(
-        (g / "vectors.faiss").read_bytes()[:-1]
+    "faiss truncated to half": lambda g: _truncate(index_file(g, "vectors.faiss"), 0.5),
+    "faiss one byte short": lambda g: index_file(g, "vectors.faiss").write_bytes(
+        index_file(g, "vectors.faiss").read_bytes()[:-1]
     ),
-    "faiss empty": lambda g: (g / "vectors.faiss").write_bytes(b""),
-    "faiss header flipped": lambda g: _flip(g / "vectors.faiss", 0.0, 4),
-    "faiss vectors flipped (same size)": lambda g: _flip(g / "vectors.faiss", 0.6),
-    "sqlite truncated": lambda g: _truncate(g / "chunks.sqlite", 0.5),
-    "sqlite empty": lambda g: (g / "chunks.sqlite").write_bytes(b""),
-    "sqlite header flipped": lambda g: _flip(g / "chunks.sqlite", 0.0),
-    "sqlite page flipped (same size)": lambda g: _flip(g / "chunks.sqlite", 0.5),
-    "sqlite last page flipped": lambda g: _flip(g / "chunks.sqlite", 0.99),
-    "bm25 npz flipped": lambda g: _flip(g / "lexical.npz", 0.5),
-    "bm25 vocab flipped": lambda g: _flip(g / "lexical_vocab.json", 0.5, 2),
+    "faiss empty": lambda g: index_file(g, "vectors.faiss").write_bytes(b""),
+    "faiss header flipped": lambda g: _flip(index_file(g, "vectors.faiss"), 0.0, 4),
+    "faiss vectors flipped (same size)": lambda g: _flip(index_file(g, "vectors.faiss"), 0.6),
+    "sqlite truncated": lambda g: _truncate(index_file(g, "chunks.sqlite"), 0.5),
+    "sqlite empty": lambda g: index_file(g, "chunks.sqlite").write_bytes(b""),
+    "sqlite header flipped": lambda g: _flip(index_file(g, "chunks.sqlite"), 0.0),
+    "sqlite page flipped (same size)": lambda g: _flip(index_file(g, "chunks.sqlite"), 0.5),
+    "sqlite last page flipped": lambda g: _flip(index_file(g, "chunks.sqlite"), 0.99),
+    "bm25 npz flipped": lambda g: _flip(index_file(g, "lexical.npz"), 0.5),
+    "bm25 vocab flipped": lambda g: _flip(index_file(g, "lexical_vocab.json"), 0.5, 2),
     "meta: wrong chunk count": _edit_meta(lambda m: m.update(chunks=m["chunks"] + 1)),
     "meta: wrong dimension, no sizes or sums": _edit_meta(
         lambda m: (m.update(dimension=768), m.pop("files"), m.pop("crc32"))
     ),
-    "meta: wrong checksum": _edit_meta(lambda m: m["crc32"].update({"vectors.faiss": 1})),
+    "meta: wrong checksum": _edit_meta(
+        lambda m: m["crc32"].update({k: 1 for k in m["crc32"] if k.endswith("vectors.faiss")})
+    ),
     "meta: key missing": _edit_meta(lambda m: m.pop("fingerprint")),
     "meta: other format": _edit_meta(lambda m: m.update(format=99)),
     "meta: from the generation before": _older_meta,
-    "meta: not an object": lambda g: (g / "meta.json").write_text("[1, 2]", "utf-8"),
-    "meta: not JSON": lambda g: (g / "meta.json").write_text('{"format": 1,', "utf-8"),
-    **{f"{name} missing": (lambda n: lambda g: (g / n).unlink())(name) for name in FILES},
+    "meta: not an object": lambda g: index_file(g, "meta.json").write_text("[1, 2]", "utf-8"),
+    "meta: not JSON": lambda g: index_file(g, "meta.json").write_text('{"format": 1,', "utf-8"),
+    **{f"{name} missing": (lambda n: lambda g: index_file(g, n).unlink())(name) for name in FILES},
     "generation folder missing": lambda g: shutil.rmtree(g),
     "CURRENT empty": lambda g: (g.parent / "CURRENT").write_text("", "utf-8"),
     "CURRENT names a path outside": lambda g: (g.parent / "CURRENT").write_text("../x\n"),
@@ -171,7 +176,7 @@ def test_rebuild_after_damage_succeeds(mini2: Settings, damage: str) -> None:
 
 
 def test_plain_index_warns_and_rebuilds_a_damaged_index(mini2: Settings) -> None:
-    _flip(live(mini2) / "chunks.sqlite", 0.5)
+    _flip(index_file(live(mini2), "chunks.sqlite"), 0.5)
     res = runner.invoke(app, ["index", "--json", *where(mini2)])
     assert res.exit_code == 0, res.output
     assert "damaged" in res.stderr and json.loads(res.stdout)["rebuilt"] is True
@@ -182,18 +187,18 @@ def test_every_flipped_block_and_every_truncation_is_caught_on_load(mini: Settin
     """Sweep: 16 bytes flipped every 512 bytes of every index file, and each file cut
     at ten lengths. Each one of these must fail to load, as IndexCorruptError."""
     gen = live(mini)
-    pristine = {n: (gen / n).read_bytes() for n in FILES}
+    pristine = {n: index_file(gen, n).read_bytes() for n in FILES}
     cases = 0
     for name, data in pristine.items():
         edits = [data[:i] + bytes(b ^ 0xFF for b in data[i : i + 16]) + data[i + 16 :]
                  for i in range(0, len(data) - 16, 512)]  # fmt: skip
         edits += [data[: len(data) * k // 10] for k in range(10)]
         for bad in edits:
-            (gen / name).write_bytes(bad)
+            index_file(gen, name).write_bytes(bad)
             with pytest.raises(IndexCorruptError):
                 IndexStore(mini.index).load().close()
             cases += 1
-        (gen / name).write_bytes(data)
+        index_file(gen, name).write_bytes(data)
     IndexStore(mini.index).load().close()
     print(f"\n[index] {cases} damaged or truncated files, all refused on load")
 
@@ -202,10 +207,10 @@ def test_damage_behind_an_index_without_checksums_never_crashes_a_query(mini: Se
     """Indexes written before checksums (or damage the sums cannot see) still fail with
     IndexCorruptError, not a KeyError or a raw sqlite error, when a query meets it."""
     gen = live(mini)
-    meta = json.loads((gen / "meta.json").read_text("utf-8"))
+    meta = json.loads(index_file(gen, "meta.json").read_text("utf-8"))
     meta.pop("crc32")
-    (gen / "meta.json").write_text(json.dumps(meta), "utf-8")
-    db = (gen / "chunks.sqlite").read_bytes()
+    index_file(gen, "meta.json").write_text(json.dumps(meta), "utf-8")
+    db = index_file(gen, "chunks.sqlite").read_bytes()
     outcomes: dict[str, int] = {}
     corpus_files = {p.name for p in mini.corpus.iterdir()}
     texts = {n: (mini.corpus / n).read_text("utf-8") for n in corpus_files}
@@ -213,7 +218,7 @@ def test_damage_behind_an_index_without_checksums_never_crashes_a_query(mini: Se
         bad = bytearray(db)
         for i in range(page * 4096 + 100, page * 4096 + 4000):
             bad[i] = (bad[i] * 7 + 13) & 0xFF
-        (gen / "chunks.sqlite").write_bytes(bytes(bad))
+        index_file(gen, "chunks.sqlite").write_bytes(bytes(bad))
         try:
             shelf = Shelf(mini)
             answers = [shelf.query(q, k=10, mode="lexical")
@@ -234,7 +239,7 @@ def test_damage_behind_an_index_without_checksums_never_crashes_a_query(mini: Se
                     assert text[c.char_start : c.char_end] == p.text, (page, c)
                     assert text[p.highlight_span[0] : p.highlight_span[1]] == p.highlight
         outcomes[kind] = outcomes.get(kind, 0) + 1
-    (gen / "chunks.sqlite").write_bytes(db)
+    index_file(gen, "chunks.sqlite").write_bytes(db)
     print(f"\n[index] damaged SQLite pages without checksums: {outcomes}")
 
 
@@ -253,7 +258,8 @@ def _fail_on(
     real = getattr(obj, attr)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        target = args[-1] if attr == "replace" else args[0]
+        # rename/replace: the name it gets (a temp name says nothing of what it is)
+        target = args[1] if attr in ("rename", "replace") else args[0]
         if isinstance(target, int):  # an fd (fsync): the file it is open on
             target = os.readlink(f"/proc/self/fd/{target}")
         if name(Path(target).name):
@@ -277,20 +283,25 @@ def _sqlite_full(*_: object) -> None:
 
 
 FAULTS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "sqlite: database or disk is full": lambda mp: mp.setattr(store, "_write_sqlite", _sqlite_full),
-    "bm25 written halfway": lambda mp: mp.setattr(
-        store.LexicalIndex, "save", _half_then_enospc(store.LexicalIndex.save)
+    "sqlite: database or disk is full": lambda mp: mp.setattr(
+        segment, "insert_chunks", _sqlite_full
     ),
-    # Each file of a new generation, then the new CURRENT pointer.
+    "bm25 written halfway": lambda mp: mp.setattr(
+        lexical.Postings, "save", _half_then_enospc(lexical.Postings.save)
+    ),
+    # Each file of a new segment and of the new generation, then the CURRENT pointer.
     **{f"fsync of {f}": partial(_fail_on, obj=os, attr="fsync", name=f.__eq__) for f in FILES},
     "fsync of the CURRENT pointer": partial(
         _fail_on, obj=os, attr="fsync", name=lambda n: n.startswith(".CURRENT-")
     ),
+    "rename of the segment": partial(
+        _fail_on, obj=os, attr="rename", name=lambda n: n.startswith("seg-") and "." not in n
+    ),
     "rename of the generation": partial(
-        _fail_on, obj=os, attr="rename", name=lambda n: n.startswith(".tmp-")
+        _fail_on, obj=os, attr="rename", name=lambda n: n.startswith("gen-")
     ),
     "swap of CURRENT": partial(_fail_on, obj=os, attr="replace", name="CURRENT".__eq__),
-    "mkdir of the new generation": partial(
+    "mkdir of the new segment or generation": partial(
         _fail_on, obj=Path, attr="mkdir", name=lambda n: n.startswith(".tmp-")
     ),
 }

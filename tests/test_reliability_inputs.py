@@ -24,8 +24,8 @@ from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.errors import UsageError
+from bunko.index.store import IndexStore
 from bunko.ingest import read_document
-from bunko.store import IndexStore
 from reliability_helpers import bunko, child_env, mini_files, snapshot, write_corpus
 
 runner = CliRunner()
@@ -110,8 +110,7 @@ def test_odd_file_is_indexed_correctly(odd: tuple[Settings, dict, str], name: st
     doc = read_document(s.corpus / name, s.corpus)
     loaded = IndexStore(s.index).load()
     try:
-        ids = [r[0] for r in loaded.db.execute("SELECT id FROM chunks WHERE source=?", (name,))]
-        rows = loaded.chunks(ids).values()
+        rows = [r for r in loaded.chunks(loaded.live_ids().tolist()).values() if r.source == name]
     finally:
         loaded.close()
     assert rows

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bunko.errors import IndexCorruptError
-from bunko.lexical import LexicalIndex
+from bunko.index.format import pack_vectors, unpack_vectors
+from bunko.index.lexical import LexicalIndex
 from bunko.search import fuse, rescore_dense, sentence_scores, single
-from bunko.store import pack_vectors, unpack_vectors
 from bunko.text import Tokenizer
 
 

@@ -7,7 +7,6 @@ functions are one-shot conveniences over it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -15,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,26 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bunko import search
-from bunko.config import DEFAULT_MODEL, Settings
+from bunko.config import Settings
 from bunko.errors import (
     AddError,
-    BunkoError,
     CorpusError,
     EvalError,
-    IndexCorruptError,
     IndexMissingError,
     ModelMismatchError,
     UsageError,
 )
-from bunko.store import (
-    FORMAT_VERSION,
-    ChunkRow,
-    DocRow,
-    IndexStore,
-    LoadedIndex,
-    pack_vectors,
-    unpack_vectors,
-)
+from bunko.index.format import ChunkRow
+from bunko.index.snapshot import Snapshot
+from bunko.index.store import IndexStore
 from bunko.types import (
     MODES,
     Citation,
@@ -62,22 +52,15 @@ if TYPE_CHECKING:
 
     from bunko.embedding import Embedder
     from bunko.text import Tokenizer
-    from bunko.types import Document
 
 log = logging.getLogger("bunko")
 
 ProgressFn = Callable[[str, int, int], None]
 """progress(stage, done, total): called as long work advances."""
 
-CHUNKER_VERSION = 1
-TOKENIZER = {"name": "fugashi-unidic-lite", "mode": "surface", "version": 1}
 SHORT_HIGHLIGHT = 60  # chars; measured on dev-qa (see benchmarks/README)
-ANN_META = ("index_type", "nlist", "nprobe", "recall_at_10", "trained_on")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
-# Where a chunk's own vector comes from: "embed" embeds the chunk text; "mean" is
-# the token-weighted mean of its sentence vectors (half the embedding work).
-CHUNK_VECTORS = os.environ.get("BUNKO_CHUNK_VECTORS", "mean")
 
 
 @dataclass(frozen=True)
@@ -99,7 +82,7 @@ class Shelf:
         self.store = IndexStore(self.settings.index)
         self.progress = progress or _no_progress
         self._tokenizer: Tokenizer | None = None
-        self._loaded: LoadedIndex | None = None
+        self._loaded: Snapshot | None = None
         self._loaded_from: Path | None = None
 
     # -- shared pieces -------------------------------------------------------
@@ -113,20 +96,16 @@ class Shelf:
         return self._tokenizer
 
     def chunker_settings(self) -> dict[str, Any]:
-        return {
-            "version": CHUNKER_VERSION,
-            "max_tokens": self.settings.chunk_tokens,
-            "overlap": self.settings.overlap,
-            "chunk_vectors": CHUNK_VECTORS,
-            "sentence_vectors": True,
-        }
+        from bunko.pipeline import chunker_settings
+
+        return chunker_settings(self.settings)
 
     def _requested_model(self) -> str | None:
-        from bunko.embedding import canonical_name
+        from bunko.pipeline import requested_model
 
-        return canonical_name(self.settings.model) if self.settings.model else None
+        return requested_model(self.settings)
 
-    def loaded(self) -> LoadedIndex:
+    def loaded(self) -> Snapshot:
         """The live index, reopened when another process has committed a new one."""
         current = self.store.current()
         if current is None:
@@ -142,12 +121,13 @@ class Shelf:
 
     # -- index ---------------------------------------------------------------
 
-    def index(self, rebuild: bool = False) -> IndexReport:
+    def index(self, rebuild: bool = False, optimize: bool = False) -> IndexReport:
         """Bring the index up to date with the corpus, embedding only what changed.
 
         Args:
             rebuild: ignore the existing index and build from scratch (vectors of
                 unchanged chunk texts are still reused when the model is the same).
+            optimize: merge every segment into one, dropping deleted rows.
 
         Returns:
             What was added, updated, removed, left unchanged and skipped.
@@ -157,321 +137,16 @@ class Shelf:
             IndexWriteError: the index could not be written; the old one is intact.
             ModelLoadError: the model could not be loaded.
         """
-        from bunko.ingest import load_corpus
+        from bunko import pipeline
 
-        t0 = time.perf_counter()
-        corpus = self.settings.corpus
-        docs, skips = load_corpus(corpus)
-        if not docs and not skips:
-            raise CorpusError(
-                f"the corpus folder {corpus} has no .txt or .md articles; "
-                "add some (or `bunko add FILE`), or pass --corpus DIR"
-            )
+        if not self.settings.corpus.is_dir():  # an error before the lock (no index folder made)
+            from bunko.ingest import list_corpus
+
+            list_corpus(self.settings.corpus)  # raises CorpusError, naming the problem
         with self.store.lock():
-            old, reason = self._open_for_update(rebuild)
-            try:
-                return self._update(docs, skips, old, reason, t0)
-            finally:
-                if old is not None and old is not self._loaded:
-                    old.close()
-
-    def _open_for_update(self, rebuild: bool) -> tuple[LoadedIndex | None, str | None]:
-        """The old index to update (or to reuse vectors from), and why a full rebuild."""
-        try:
-            old = self.store.load()
-        except IndexMissingError:
-            return None, "new index"
-        except IndexCorruptError as exc:
-            log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
-            return None, "damaged index"
-        if rebuild:
-            return old, "--rebuild"
-        want = self._requested_model()
-        if want is not None and want != old.model:
-            log.warning("model changed from %s to %s: rebuilding the whole index", old.model, want)
-            return old, f"model changed from {old.model} to {want}"
-        if old.meta["chunker"] != self.chunker_settings():
-            log.warning(
-                "chunk settings changed from %s to %s: rebuilding the whole index",
-                old.meta["chunker"],
-                self.chunker_settings(),
+            return pipeline.run(
+                self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
             )
-            return old, "chunk settings changed"
-        if old.meta.get("tokenizer") != TOKENIZER:
-            log.warning("the lexical tokenizer changed: rebuilding the whole index")
-            return old, "tokenizer changed"
-        return old, None
-
-    def _update(
-        self,
-        docs: list[Document],
-        skips: Sequence[BunkoError],
-        old: LoadedIndex | None,
-        reason: str | None,
-        t0: float,
-    ) -> IndexReport:
-        import numpy as np
-
-        from bunko import ann
-        from bunko.embedding import get_embedder
-
-        model = self._requested_model() or (old.model if old else DEFAULT_MODEL)
-        embedder = get_embedder(model)
-        if old is not None and reason is None and old.meta["fingerprint"] != embedder.fingerprint:
-            log.warning("model %s has changed since the index was built: rebuilding", model)
-            reason = "model weights changed"
-        full = reason is not None
-        reuse = (
-            old is not None
-            and old.model == model
-            and old.meta["fingerprint"] == embedder.fingerprint
-        )
-        old_docs = old.documents() if old is not None else {}
-        skipped_sources = {getattr(s, "path", "") for s in skips}
-
-        added: list[Document] = []
-        updated: list[Document] = []
-        kept: list[str] = []
-        for doc in docs:
-            prev = old_docs.get(doc.source)
-            if prev is None:
-                added.append(doc)
-            elif full or prev.sha256 != doc.sha256:
-                updated.append(doc)
-            else:
-                kept.append(doc.source)
-        # A file that exists but could not be read this time keeps its last good
-        # version rather than vanishing from the index.
-        current = {d.source for d in docs}
-        kept_skipped = [s for s in old_docs if s not in current and s in skipped_sources]
-        if not full:
-            kept.extend(kept_skipped)
-        removed = [s for s in old_docs if s not in current and s not in skipped_sources]
-        if full:
-            removed = [s for s in removed if s not in kept_skipped]
-        n_removed = len(removed)
-
-        if not full and not added and not updated and not removed:
-            assert old is not None
-            return IndexReport(
-                added=0, updated=0, removed=0, unchanged=len(kept), skipped=len(skips),
-                chunks_embedded=0, chunks_total=old.n_chunks,
-                seconds=time.perf_counter() - t0,
-                skipped_files=tuple(str(s) for s in skips),
-            )  # fmt: skip
-
-        next_id = int(old.meta.get("next_id", 1)) if old is not None else 1
-        new_rows: list[ChunkRow] = []
-        doc_rows: dict[str, DocRow] = {s: old_docs[s] for s in kept}
-        work = added + updated
-        for i, doc in enumerate(work):
-            rows = self._chunk(doc, embedder, next_id)
-            next_id += len(rows)
-            new_rows.extend(rows)
-            doc_rows[doc.source] = DocRow(
-                doc.source, doc.title, doc.sha256, doc.size, doc.mtime_ns, doc.encoding, len(rows)
-            )
-            self.progress("chunking", i + 1, len(work))
-        if full and kept_skipped:
-            assert old is not None
-            # Through a rebuild too, a file that cannot be read now keeps its last good
-            # version: its stored chunks come along, and _vectors_for reuses their
-            # vectors, or embeds their texts again when the model changed.
-            marks = ",".join("?" * len(kept_skipped))
-            sql = f"SELECT id FROM chunks WHERE source IN ({marks}) ORDER BY id"
-            ids = [r[0] for r in old.db.execute(sql, kept_skipped)]
-            stored = old.chunks(ids)
-            toks = self.tokenizer.tokens_many([stored[i].text for i in ids])
-            for cid, tok in zip(ids, toks, strict=True):
-                row = stored[cid]
-                text_hash = _text_hash(CHUNK_VECTORS + "\n" + embed_text(row.text))
-                new_rows.append(
-                    dataclasses.replace(row, id=next_id, hash=text_hash, tokens=tuple(tok))
-                )
-                next_id += 1
-            doc_rows.update({s: old_docs[s] for s in kept_skipped})
-
-        new_rows, vectors, n_embedded = self._vectors_for(
-            new_rows, embedder, old if reuse else None
-        )
-
-        new_ids = np.asarray([r.id for r in new_rows], dtype=np.int64)
-        index: Any = None
-        live_type: ann.IndexType | None = None
-        ann_meta: dict[str, Any] = {}
-        if old is not None and not full:
-            index = old.vectors
-            live_type = ann.index_type(index)
-            ann_meta = {k: old.meta[k] for k in ANN_META if k in old.meta}
-            gone = [s for s in old_docs if s not in kept]
-            if gone:
-                marks = ",".join("?" * len(gone))
-                ids = [r[0] for r in old.db.execute(
-                    f"SELECT id FROM chunks WHERE source IN ({marks})", gone)]  # fmt: skip
-                index.remove_ids(np.asarray(ids, dtype=np.int64))
-            if new_rows:
-                index.add_with_ids(vectors, new_ids)
-        # Exact below the threshold, approximate above it (ann.py); an approximate
-        # index is rebuilt when it changes type or outgrows its clusters.
-        n_total = int(index.ntotal) if index is not None else len(new_rows)
-        kind = ann.wanted_type(n_total, live_type, ann.threshold())
-        trained_on = int(ann_meta.get("trained_on") or n_total)
-        outgrown = kind == "ivf-sq8" and n_total > ann.RETRAIN_GROWTH * trained_on
-        if index is None or kind != live_type or outgrown:
-            if index is None:
-                all_ids, all_vecs = new_ids, vectors
-            else:
-                all_ids = ann.row_ids(index)
-                all_vecs = ann.reconstruct(index, all_ids)
-            if kind == "ivf-sq8":
-                self.progress("clustering", 0, 1)
-            index, ann_meta = ann.build(all_vecs, all_ids, kind)
-        index = ann.for_writing(index)
-
-        # BM25 rows follow the FAISS row order so one row number means one chunk.
-        tokens: dict[int, Sequence[str]] = {r.id: r.tokens for r in new_rows}
-        if old is not None and not full and kept:
-            marks = ",".join("?" * len(kept))
-            for cid, tok in old.db.execute(
-                f"SELECT id, tokens FROM chunks WHERE source IN ({marks})", kept
-            ):
-                tokens[cid] = tok.split("\x1f") if tok else []
-        from bunko.lexical import LexicalIndex
-
-        row_ids = ann.row_ids(index)
-        lexical = LexicalIndex.build([tokens[int(i)] for i in row_ids])
-
-        meta = {
-            "format": FORMAT_VERSION,
-            "model": model,
-            "fingerprint": embedder.fingerprint,
-            "dimension": embedder.dim,
-            **ann_meta,
-            "metric": "inner_product",
-            "chunker": self.chunker_settings(),
-            "tokenizer": TOKENIZER,
-            "documents": len(doc_rows),
-            "chunks": int(index.ntotal),
-            "next_id": next_id,
-            "created": old.meta.get("created") if old is not None and not full else None,
-            "corpus": str(self.settings.corpus.resolve()),
-        }
-        meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        copy_from = (old.folder, kept) if old is not None and not full else None
-        self.store.commit(
-            meta, sorted(doc_rows.values(), key=lambda d: d.source), new_rows, index, lexical,
-            copy_from,
-        )  # fmt: skip
-        return IndexReport(
-            added=len(added),
-            updated=len(updated),
-            removed=n_removed,
-            unchanged=len(kept) if not full else len(kept_skipped),
-            skipped=len(skips),
-            chunks_embedded=n_embedded,
-            chunks_total=int(index.ntotal),
-            seconds=time.perf_counter() - t0,
-            rebuilt=full,
-            rebuild_reason=reason,
-            skipped_files=tuple(str(s) for s in skips),
-        )
-
-    def _chunk(self, doc: Document, embedder: Embedder, first_id: int) -> list[ChunkRow]:
-        from bunko.chunking import chunk_document
-
-        max_tokens = min(self.settings.chunk_tokens, embedder.max_tokens)
-        chunks = chunk_document(doc, embedder.count_tokens, max_tokens, self.settings.overlap)
-        toks = self.tokenizer.tokens_many([c.text for c in chunks])
-        return [
-            ChunkRow(
-                id=first_id + i,
-                source=c.source,
-                title=c.title,
-                heading=c.heading,
-                text=c.text,
-                char_start=c.char_start,
-                char_end=c.char_end,
-                line_start=c.line_start,
-                line_end=c.line_end,
-                sentences=tuple((s.start, s.end) for s in c.sentences),
-                n_tokens=c.n_tokens,
-                hash=_text_hash(CHUNK_VECTORS + "\n" + embed_text(c.text)),
-                tokens=tuple(t),
-            )
-            for i, (c, t) in enumerate(zip(chunks, toks, strict=True))
-        ]
-
-    def _vectors_for(
-        self, rows: list[ChunkRow], embedder: Embedder, cache: LoadedIndex | None
-    ) -> tuple[list[ChunkRow], npt.NDArray[np.float32], int]:
-        """Chunk vectors and packed sentence vectors for new rows.
-
-        A chunk whose text was embedded before (same text hash, same model) takes
-        its vectors from the old index; the rest are embedded. Returns the rows
-        with their sentence vectors filled in, the chunk vectors, and how many
-        chunks had to be embedded.
-        """
-        import numpy as np
-
-        out = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-        blobs = [b""] * len(rows)
-        todo = list(range(len(rows)))
-        if cache is not None and rows:
-            hashes = sorted({r.hash for r in rows})
-            found: dict[str, tuple[int, bytes]] = {}
-            for start in range(0, len(hashes), 500):
-                part = hashes[start : start + 500]
-                marks = ",".join("?" * len(part))
-                for h, cid, blob in cache.db.execute(
-                    f"SELECT hash, id, sentvecs FROM chunks WHERE hash IN ({marks})", part
-                ):
-                    found[h] = (cid, blob)
-            from bunko import ann
-
-            hit = [i for i, r in enumerate(rows) if r.hash in found]
-            todo = [i for i, r in enumerate(rows) if r.hash not in found]
-            if hit:
-                cids = np.asarray([found[rows[i].hash][0] for i in hit], dtype=np.int64)
-                out[hit] = ann.reconstruct(cache.vectors, cids)
-                for i in hit:
-                    blobs[i] = found[rows[i].hash][1]
-        if todo:
-            # Each distinct sentence is embedded once (overlapping chunks share one).
-            texts: list[str] = []
-            slot: dict[str, int] = {}
-            members: list[list[int]] = []
-            for i in todo:
-                r = rows[i]
-                idx = []
-                for a, z in r.sentences:
-                    t = r.text[a - r.char_start : z - r.char_start]
-                    idx.append(slot.setdefault(t, len(slot)))
-                    if idx[-1] == len(texts):
-                        texts.append(t)
-                members.append(idx)
-            chunk_texts = (
-                [] if CHUNK_VECTORS == "mean" else [embed_text(rows[i].text) for i in todo]
-            )
-            total = len(texts) + len(chunk_texts)
-            self.progress("embedding", 0, total)
-            vecs = embedder.embed_passages(
-                texts + chunk_texts, progress=lambda n: self.progress("embedding", n, total)
-            )
-            sent = vecs[: len(texts)]
-            if CHUNK_VECTORS == "mean":
-                base = embedder.count_tokens("")
-                weight = np.array(
-                    [max(1, embedder.count_tokens(t) - base) for t in texts], dtype=np.float32
-                )
-            for j, (i, idx) in enumerate(zip(todo, members, strict=True)):
-                blobs[i] = pack_vectors(sent[idx])
-                if CHUNK_VECTORS == "mean":
-                    v = (sent[idx] * weight[idx, None]).sum(axis=0)
-                    out[i] = v / (np.linalg.norm(v) or 1.0)
-                else:
-                    out[i] = vecs[len(texts) + j]
-        done = [dataclasses.replace(r, sentvecs=blob) for r, blob in zip(rows, blobs, strict=True)]
-        return done, out, len(todo)
 
     # -- query ---------------------------------------------------------------
 
@@ -498,12 +173,11 @@ class Shelf:
             q, q_tokens, mode, max(search.CANDIDATES, k)
         )
         if mode == "hybrid":
-            weight = search.lexical_weight(loaded.lexical.coverage(q_tokens))
+            weight = search.lexical_weight(loaded.coverage(q_tokens))
             hits = search.fuse(dense, lexical, weight, k)
         else:
             hits = search.single(dense if mode == "dense" else lexical, k, mode)
-        lex = loaded.lexical
-        idf = {t: float(lex.idf[lex.vocab[t]]) for t in q_tokens if t in lex.vocab}
+        idf = loaded.idf(q_tokens)
         passages = []
         for rank, hit in enumerate(hits, 1):
             row = rows[hit.chunk_id]
@@ -547,12 +221,12 @@ class Shelf:
         rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
         sent_sims: dict[int, Any] = {}
         if qvec is not None:
-            for cid, row in rows.items():
-                sent_sims[cid] = unpack_vectors(row.sentvecs, loaded.vectors.d) @ qvec
+            for cid, vecs in loaded.sentence_vectors(rows.values()).items():
+                sent_sims[cid] = vecs @ qvec
             dense = search.rescore_dense(dense, list(rows), sent_sims)
         return dense, lexical, rows, sent_sims
 
-    def _embedder_for(self, loaded: LoadedIndex) -> Embedder:
+    def _embedder_for(self, loaded: Snapshot) -> Embedder:
         from bunko.embedding import get_embedder
 
         want = self._requested_model()
@@ -732,15 +406,6 @@ class Shelf:
         )
 
 
-def embed_text(chunk_text: str) -> str:
-    """The text given to the embedding model for a chunk."""
-    return chunk_text
-
-
-def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
 def _nfkc(s: str) -> str:
     return unicodedata.normalize("NFKC", s)
 
@@ -822,9 +487,11 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
 # -- one-shot conveniences -----------------------------------------------------
 
 
-def index(settings: Settings | None = None, rebuild: bool = False) -> IndexReport:
+def index(
+    settings: Settings | None = None, rebuild: bool = False, optimize: bool = False
+) -> IndexReport:
     """Build or update the index for ``settings`` (see :meth:`Shelf.index`)."""
-    return Shelf(settings).index(rebuild=rebuild)
+    return Shelf(settings).index(rebuild=rebuild, optimize=optimize)
 
 
 def query(

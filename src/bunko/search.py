@@ -2,7 +2,7 @@
 
 Fusion is a convex combination of per-query normalised scores. The lexical
 weight is scaled by how much of the question the corpus vocabulary knows
-(:meth:`LexicalIndex.coverage`): BM25 over Japanese text is blind to an English
+(:meth:`Snapshot.coverage`): BM25 over Japanese text is blind to an English
 question, and plain RRF would let its noise push good dense hits down.
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from bunko.store import LoadedIndex
+    from bunko.index.snapshot import Snapshot
 
 Fusion = Literal["convex", "rrf"]
 
@@ -52,28 +52,14 @@ class Hit:
 Ranked = list[tuple[int, float]]  # (chunk id, raw score), best first
 
 
-def dense_candidates(index: LoadedIndex, qvec: npt.NDArray[np.float32], n: int) -> Ranked:
+def dense_candidates(index: Snapshot, qvec: npt.NDArray[np.float32], n: int) -> Ranked:
     """Top ``n`` chunks by inner product (cosine: vectors are normalised)."""
-    import numpy as np
-
-    n = min(n, index.n_chunks)
-    if n <= 0:
-        return []
-    scores, ids = index.vectors.search(np.ascontiguousarray(qvec.reshape(1, -1)), n)
-    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    return index.dense_search(qvec, n)
 
 
-def lexical_candidates(index: LoadedIndex, tokens: Sequence[str], n: int) -> Ranked:
+def lexical_candidates(index: Snapshot, tokens: Sequence[str], n: int) -> Ranked:
     """Top ``n`` chunks by BM25; chunks with score 0 are not candidates."""
-    import numpy as np
-
-    scores = index.lexical.scores(tokens)
-    n = min(n, int(np.count_nonzero(scores)))
-    if n <= 0:
-        return []
-    top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(index.row_ids[r]), float(scores[r])) for r in top]
+    return index.lexical_search(tokens, n)
 
 
 def fuse(

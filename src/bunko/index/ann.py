@@ -19,15 +19,15 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
+from bunko.config import DEFAULT_ANN_THRESHOLD, env_int
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
 IndexType = Literal["flat", "ivf-sq8"]
 
-# Measured in benchmarks/PERF.md: exact search of 100k chunks takes about 10 ms
-# here, and the IVF index is as fast or faster from about this size on.
-DEFAULT_THRESHOLD = 50_000
+DEFAULT_THRESHOLD = DEFAULT_ANN_THRESHOLD
 RECALL_TARGET = 0.95
 # The sample recall must clear this margin over the target: the sample queries
 # are synthetic (see tune), and 256 of them measure recall to about ±0.01.
@@ -40,11 +40,7 @@ RETRAIN_GROWTH = 4  # retrain the clusters when the shelf grew 4x since training
 
 def threshold() -> int:
     """Chunks from which the index is approximate (``BUNKO_ANN_THRESHOLD``, else the default)."""
-    raw = os.environ.get("BUNKO_ANN_THRESHOLD")
-    try:
-        return max(1, int(raw)) if raw else DEFAULT_THRESHOLD
-    except ValueError:
-        return DEFAULT_THRESHOLD
+    return env_int("BUNKO_ANN_THRESHOLD", DEFAULT_THRESHOLD)
 
 
 def index_type(index: Any) -> IndexType:
@@ -210,7 +206,7 @@ def recall_at(exact: Any, found: Any, k: int = 10) -> float:
 
 @contextlib.contextmanager
 def _all_cores() -> Iterator[None]:
-    """Let FAISS use every core for a build (queries set it to one, see store.py)."""
+    """Let FAISS use every core for a build (queries set it to one, see snapshot.py)."""
     import faiss
 
     before = faiss.omp_get_max_threads()

@@ -1,0 +1,166 @@
+"""Change detection and chunk id assignment for ``bunko index``.
+
+Change detection is cheap: a file whose size and mtime match what the index
+recorded is not read at all; only files whose size or mtime changed are read
+and hashed, and a file whose bytes turn out unchanged only gets its new mtime
+recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bunko.errors import SkipFile
+from bunko.index.format import ChunkRow, DocRow
+
+if TYPE_CHECKING:
+    from bunko.embedding import Embedder
+    from bunko.text import Tokenizer
+    from bunko.types import Document
+
+log = logging.getLogger("bunko")
+
+
+@dataclass
+class CorpusDiff:
+    """How the corpus differs from the index.
+
+    ``kept_skipped``: indexed files that exist but could not be read this time;
+    they keep their last good version.
+    """
+
+    added: list[Document] = field(default_factory=list)
+    updated: list[Document] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    touched: list[DocRow] = field(default_factory=list)  # same bytes, new mtime
+    kept_skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skips: list[SkipFile] = field(default_factory=list)
+    read: int = 0  # files read and hashed
+    listed: int = 0  # files seen
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.touched)
+
+
+def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> CorpusDiff:
+    """Compare the corpus folder with the documents the index holds.
+
+    Args:
+        root: the corpus folder.
+        indexed: the index's documents by source.
+        full: every file counts as changed (a rebuild): all are read.
+
+    Raises:
+        CorpusError: ``root`` is missing or not a folder.
+    """
+    from bunko.ingest import list_corpus, read_document, source_of
+
+    out = CorpusDiff()
+    seen: set[str] = set()
+    skipped: set[str] = set()
+    for path in list_corpus(root):
+        out.listed += 1
+        src = source_of(path, root)
+        seen.add(src)
+        prev = indexed.get(src)
+        if prev is not None and not full:
+            try:
+                st = path.stat()
+            except OSError:
+                st = None
+            if (
+                st is not None
+                and stat_mod.S_ISREG(st.st_mode)
+                and st.st_size == prev.size
+                and st.st_mtime_ns == prev.mtime_ns
+                # chmod leaves size and mtime alone: an unreadable file is read (and
+                # reported as skipped), not silently taken as unchanged.
+                and os.access(path, os.R_OK)
+            ):
+                out.kept.append(src)
+                continue
+        try:
+            doc = read_document(path, root)
+        except SkipFile as skip:
+            log.warning("skipping %s: %s", skip.path, skip.reason)
+            out.skips.append(skip)
+            skipped.add(skip.path)
+            continue
+        out.read += 1
+        if prev is None:
+            out.added.append(doc)
+        elif full or prev.sha256 != doc.sha256:
+            out.updated.append(doc)
+        else:
+            out.kept.append(src)
+            out.touched.append(
+                DocRow(
+                    prev.source, prev.title, prev.sha256, doc.size, doc.mtime_ns,
+                    prev.encoding, prev.n_chunks, prev.extra,
+                )
+            )  # fmt: skip
+    for src in indexed:
+        if src in seen and src in skipped:
+            out.kept_skipped.append(src)
+        elif src not in seen:
+            out.removed.append(src)
+    return out
+
+
+def chunk_rows(
+    doc: Document,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    max_tokens: int,
+    overlap: int,
+    first_id: int,
+    chunk_vectors: str,
+) -> list[ChunkRow]:
+    """A document's chunks as rows with ids ``first_id``, ``first_id + 1``, ...
+
+    Vectors are not filled in yet (see :func:`bunko.embedding.cache.vectors_for`).
+    """
+    from bunko.chunking import chunk_document
+    from bunko.embedding.cache import text_hash
+
+    chunks = chunk_document(
+        doc, embedder.count_tokens, min(max_tokens, embedder.max_tokens), overlap
+    )
+    toks = tokenizer.tokens_many([c.text for c in chunks])
+    return [
+        ChunkRow(
+            id=first_id + i,
+            source=c.source,
+            title=c.title,
+            heading=c.heading,
+            text=c.text,
+            char_start=c.char_start,
+            char_end=c.char_end,
+            line_start=c.line_start,
+            line_end=c.line_end,
+            sentences=tuple((s.start, s.end) for s in c.sentences),
+            n_tokens=c.n_tokens,
+            hash=text_hash(c.text, chunk_vectors),
+            tokens=tuple(t),
+        )
+        for i, (c, t) in enumerate(zip(chunks, toks, strict=True))
+    ]
+
+
+def doc_row(doc: Document, n_chunks: int) -> DocRow:
+    return DocRow(doc.source, doc.title, doc.sha256, doc.size, doc.mtime_ns, doc.encoding, n_chunks)
+
+
+def renumber(rows: Sequence[ChunkRow], first_id: int) -> list[ChunkRow]:
+    """Rows carried into a rebuild, with fresh ids from ``first_id``."""
+    import dataclasses
+
+    return [dataclasses.replace(r, id=first_id + i) for i, r in enumerate(rows)]

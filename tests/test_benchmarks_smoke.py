@@ -1,0 +1,45 @@
+"""Every benchmark script runs in its smoke mode, so that none can drift from the code.
+
+(perf.py scale once wrote an index format the store no longer accepted, and nothing
+noticed.) The smoke modes use tiny sizes: the synthetic shelves have 2,000 chunks,
+the quality scripts ask three dev-qa questions a language over the shipped corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reliability_helpers import child_env
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True, text=True, env=child_env(), timeout=900, cwd=BENCH.parent,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+@pytest.mark.slow
+def test_perf_smoke_builds_queries_and_updates_a_synthetic_shelf() -> None:
+    res = _run("perf.py", "smoke")
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(last) == {"size", "add_s", "delete_s", "add_s_small", "segments"}
+    assert last["size"] == 2000 and last["segments"] >= 2
+    assert last["add_s"] > 0 and last["delete_s"] > 0 and last["add_s_small"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["quality.py", "explore.py", "tune_fusion.py"])
+def test_quality_scripts_smoke(script: str) -> None:
+    res = _run(script, "--smoke")
+    # A markdown table of scores per setting, dense among them.
+    assert "dev-qa" in res.stdout and "|---|" in res.stdout and "| dense" in res.stdout
