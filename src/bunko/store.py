@@ -28,7 +28,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bunko")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: documents.extra
 CRC_LIMIT = 256 << 20  # bytes: files up to this size are checksummed on every load
 CURRENT = "CURRENT"
 FILES = ("meta.json", "chunks.sqlite", "vectors.faiss", "lexical.npz", "lexical_vocab.json")
@@ -57,7 +57,7 @@ SCHEMA = """
 CREATE TABLE documents (
     source TEXT PRIMARY KEY, title TEXT NOT NULL, sha256 TEXT NOT NULL,
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, encoding TEXT NOT NULL,
-    n_chunks INTEGER NOT NULL
+    n_chunks INTEGER NOT NULL, extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, heading TEXT,
@@ -148,6 +148,9 @@ class DocRow:
     mtime_ns: int
     encoding: str
     n_chunks: int
+    # Free-form per-document metadata, stored as JSON and returned unchanged
+    # (a web page's "url", a PDF's page start offsets "pages").
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LoadedIndex:
@@ -243,11 +246,15 @@ class LoadedIndex:
     def documents(self) -> dict[str, DocRow]:
         try:
             rows = self.db.execute(
-                "SELECT source, title, sha256, size, mtime_ns, encoding, n_chunks FROM documents"
+                "SELECT source, title, sha256, size, mtime_ns, encoding, n_chunks, extra "
+                "FROM documents"
             ).fetchall()
-        except sqlite3.DatabaseError as exc:
+            return {
+                r[0]: DocRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]))
+                for r in rows
+            }
+        except (sqlite3.DatabaseError, ValueError) as exc:
             raise self._damaged(exc) from exc
-        return {r[0]: DocRow(*r) for r in rows}
 
     def _damaged(self, why: object) -> IndexCorruptError:
         return IndexCorruptError(
@@ -452,9 +459,18 @@ def _write_sqlite(
         db.execute("PRAGMA synchronous=OFF")  # we fsync the finished file ourselves
         db.executescript(SCHEMA)
         db.executemany(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
             [
-                (d.source, d.title, d.sha256, d.size, d.mtime_ns, d.encoding, d.n_chunks)
+                (
+                    d.source,
+                    d.title,
+                    d.sha256,
+                    d.size,
+                    d.mtime_ns,
+                    d.encoding,
+                    d.n_chunks,
+                    json.dumps(d.extra, ensure_ascii=False),
+                )
                 for d in documents
             ],
         )

@@ -1,0 +1,146 @@
+"""Compare PDF text extractors on Japanese PDFs made with reportlab.
+
+Candidates: pypdfium2 (PDFium), pdfminer.six and pypdf, each with its plain text
+call, plus bunko's own PDF reader (pypdfium2 with line re-joining and vertical
+text ordering). For every fixture it reports:
+
+- ``exact``: how many of the fixture's paragraphs appear whole and in order once
+  whitespace is removed (so a reader is not punished for line breaks);
+- ``sim``: difflib similarity of the whitespace-free output to the expected text;
+
+then extraction speed on a long PDF (pages/s, best of ``--repeat``) and each
+library's installed size.
+
+    python benchmarks/pdf_readers.py            # full: 200-page speed run
+    python benchmarks/pdf_readers.py --smoke    # tiny, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.metadata
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import format_files as ff
+
+_WS = re.compile(r"\s+")
+
+
+def _pdfium(path: Path) -> str:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(str(path))
+    try:
+        out = []
+        for i in range(len(doc)):
+            page = doc[i]
+            tp = page.get_textpage()
+            out.append(tp.get_text_range())
+            tp.close()
+            page.close()
+        return "\n".join(out)
+    finally:
+        doc.close()
+
+
+def _pdfminer(path: Path) -> str:
+    from pdfminer.high_level import extract_text
+
+    return str(extract_text(str(path)))
+
+
+def _pypdf(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(p.extract_text() or "" for p in PdfReader(str(path)).pages)
+
+
+def _bunko(path: Path) -> str:
+    from bunko.readers import pdf
+
+    return pdf.read(path.read_bytes(), path.name).text
+
+
+READERS: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "pypdfium2": ("pypdfium2", _pdfium),
+    "pdfminer.six": ("pdfminer.six", _pdfminer),
+    "pypdf": ("pypdf", _pypdf),
+    "bunko (pypdfium2)": ("pypdfium2", _bunko),
+}
+
+
+def _installed_mb(dist: str) -> float:
+    files = importlib.metadata.distribution(dist).files or []
+    total = 0
+    for f in files:
+        p = Path(str(f.locate()))
+        if p.is_file():
+            total += p.stat().st_size
+    return total / 1e6
+
+
+def _score(text: str, paras: list[str]) -> tuple[int, float]:
+    got = _WS.sub("", text)
+    want = [_WS.sub("", p) for p in paras]
+    exact, at = 0, 0
+    for w in want:
+        found = got.find(w, at)
+        if found >= 0:
+            exact += 1
+            at = found + len(w)
+    sim = difflib.SequenceMatcher(None, got, "".join(want), autojunk=False).ratio()
+    return exact, sim
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
+    ap.add_argument("--pages", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args(argv)
+    pages = 3 if args.smoke else args.pages
+    repeat = 1 if args.smoke else args.repeat
+    only = ["pypdfium2", "bunko (pypdfium2)"] if args.smoke else list(READERS)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        fixtures = {
+            "report (2 pages, ja+en)": (
+                ff.make_report_pdf(d / "report.pdf"),
+                ff.PDF_PAGE1 + ff.PDF_PAGE2,
+            ),
+            "two columns": (
+                ff.make_two_column_pdf(d / "cols.pdf"),
+                ff.COLUMN_LEFT + ff.COLUMN_RIGHT,
+            ),
+            "vertical (縦書き)": (ff.make_vertical_pdf(d / "vert.pdf"), ff.VERTICAL),
+        }
+        long_pdf = ff.make_long_pdf(d / "long.pdf", pages)
+        print(f"| reader | {' | '.join(fixtures)} | pages/s ({pages} pages) | installed MB |")
+        print("|---|" + "---|" * (len(fixtures) + 2))
+        for name in only:
+            dist, fn = READERS[name]
+            cells = []
+            for path, paras in fixtures.values():
+                exact, sim = _score(fn(path), paras)
+                cells.append(f"{exact}/{len(paras)} whole, sim {sim:.2f}")
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn(long_pdf)
+                best = min(best, time.perf_counter() - t0)
+            print(
+                f"| {name} | {' | '.join(cells)} | {pages / best:.0f} | {_installed_mb(dist):.1f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
