@@ -96,7 +96,7 @@ class TextBuilder:
 
 _CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60"
 # Whitespace with a line break between two CJK chars is a wrapped line, not a space.
-_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])[ \t]*[\r\n]\s*(?=[{_CJK}])")
+CJK_BREAK = re.compile(rf"(?<=[{_CJK}])[ \t]*[\r\n]\s*(?=[{_CJK}])")
 _SPACES = re.compile(r"\s+")
 
 
@@ -106,7 +106,7 @@ def is_cjk(ch: str) -> bool:
 
 def squeeze(text: str) -> str:
     """One line of text: breaks between CJK chars vanish, other whitespace runs become a space."""
-    return _SPACES.sub(" ", _CJK_BREAK.sub("", text)).strip()
+    return _SPACES.sub(" ", CJK_BREAK.sub("", text)).strip()
 
 
 def clean_title(title: str | None) -> str | None:

@@ -57,7 +57,8 @@ def read(data: bytes, source: str) -> Extracted:
         item = book.get_item_with_id(idref)
         if item is None:
             warnings.append(f"spine entry {idref!r} is not in the manifest; skipped")
-        elif item.get_type() == ebooklib.ITEM_DOCUMENT:
+        elif item.get_type() == ebooklib.ITEM_DOCUMENT and not isinstance(item, epub.EpubNav):
+            # The navigation document repeats the table of contents: not book text.
             chapters.append(item)
     if not chapters:
         documents = [

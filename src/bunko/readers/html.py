@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from bunko.errors import SkipFile
-from bunko.readers import Extracted, TextBuilder, clean_title
+from bunko.readers import CJK_BREAK, Extracted, TextBuilder, clean_title
 
 SUFFIXES = (".html", ".htm", ".xhtml")
 
@@ -63,16 +63,20 @@ def decode(data: bytes) -> tuple[str, str]:
 
 
 def strip_site(title: str, site: str | None) -> str:
-    """ "Article | Site" -> "Article": the part after the last separator goes when
-    it names the site or is shorter than what is left ("Site | Article" keeps the
-    article)."""
+    """Drop the site name from a page title: "Article | Site" -> "Article".
+
+    After a bar ("|", "｜") the tail is almost always the site, so it goes; after a
+    dash or "::" only when it names the site or is shorter than the rest. "Site |
+    Article" keeps the article.
+    """
     at, sep = max((title.rfind(s), s) for s in _SEPARATORS)
     if at <= 0:
         return title
     head, tail = title[:at].strip(), title[at + len(sep) :].strip()
     if site and site.lower() in head.lower() and site.lower() not in tail.lower():
         return tail or title
-    if (site and site.lower() in tail.lower()) or len(tail) <= len(head):
+    bar = sep.strip() in ("|", "｜")
+    if bar or (site and site.lower() in tail.lower()) or len(tail) <= len(head):
         return head or title
     return title
 
@@ -147,7 +151,9 @@ def read(data: bytes, source: str) -> Extracted:
     text, encoding = decode(data)
     if not text.strip():
         raise SkipFile(source, "empty HTML page")
-    tree = lxml.html.document_fromstring(text)
+    # A line break in the markup between two Japanese chars is source wrapping, not
+    # a space (trafilatura would turn it into one): drop it before parsing.
+    tree = lxml.html.document_fromstring(CJK_BREAK.sub("", text))
     title, h1, url, site = _page_facts(tree)
     xml = trafilatura.extract(
         tree,

@@ -29,6 +29,7 @@ from bunko.readers import Extracted, clean_title, is_cjk
 SUFFIXES = (".pdf",)
 
 MAX_PAGES = 20_000
+_ZERO_PAGES = re.compile(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b")
 _CID = re.compile(r"\(cid:\d+\)")
 _BAD = re.compile("[\ufffd\ufffe\x00-\x08\x0b\x0c\x0e-\x1f\ue000-\uf8ff]")
 _SENTENCE_END = tuple("。．.!?！？」』）)")
@@ -152,12 +153,17 @@ def read(data: bytes, source: str) -> Extracted:
 
     try:
         doc = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        if "password" in str(exc).lower():
+    except pdfium.PdfiumError:
+        # PDFium's error code can be stale (left from an earlier file), so look at the
+        # bytes: an /Encrypt dictionary, or a page tree that counts zero pages (which
+        # PDFium refuses to open).
+        if b"/Encrypt" in data:
             raise SkipFile(
                 source, "encrypted PDF (it needs a password); bunko cannot read it"
             ) from None
-        raise SkipFile(source, f"damaged or not a PDF ({exc})") from None
+        if _ZERO_PAGES.search(data):
+            raise SkipFile(source, "the PDF has no pages") from None
+        raise SkipFile(source, "damaged or not a PDF; PDFium cannot open it") from None
     try:
         n_pages = len(doc)
         if n_pages == 0:
