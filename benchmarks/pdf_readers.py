@@ -11,7 +11,11 @@ text ordering). For every fixture it reports:
 then extraction speed on a long PDF (pages/s, best of ``--repeat``) and each
 library's installed size.
 
-    python benchmarks/pdf_readers.py            # full: 200-page speed run
+Then it measures bunko's reader alone: peak memory (max RSS) extracting a
+``--memory-pages`` PDF, against a process that only loads the same bytes, and the
+speed of the HTML and EPUB readers on the test fixtures.
+
+    python benchmarks/pdf_readers.py            # full: 200-page speed run, 500-page memory
     python benchmarks/pdf_readers.py --smoke    # tiny, for the test suite
 """
 
@@ -21,6 +25,7 @@ import argparse
 import difflib
 import importlib.metadata
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,6 +82,15 @@ READERS: dict[str, tuple[str, Callable[[Path], str]]] = {
 }
 
 
+def _truncated(d: Path) -> Path:
+    """The report with its cross-reference table and trailer cut off, as a broken
+    download leaves it."""
+    data = ff.make_report_pdf(d / "full.pdf").read_bytes()
+    path = d / "truncated.pdf"
+    path.write_bytes(data[: data.rindex(b"xref")])
+    return path
+
+
 def _installed_mb(dist: str) -> float:
     files = importlib.metadata.distribution(dist).files or []
     total = 0
@@ -105,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     ap.add_argument("--pages", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--memory-pages", type=int, default=500)
     args = ap.parse_args(argv)
     pages = 3 if args.smoke else args.pages
     repeat = 1 if args.smoke else args.repeat
@@ -121,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 ff.COLUMN_LEFT + ff.COLUMN_RIGHT,
             ),
             "vertical (縦書き)": (ff.make_vertical_pdf(d / "vert.pdf"), ff.VERTICAL),
+            "truncated (no xref)": (_truncated(d), ff.PDF_PAGE1 + ff.PDF_PAGE2),
         }
         long_pdf = ff.make_long_pdf(d / "long.pdf", pages)
         print(f"| reader | {' | '.join(fixtures)} | pages/s ({pages} pages) | installed MB |")
@@ -129,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             dist, fn = READERS[name]
             cells = []
             for path, paras in fixtures.values():
-                exact, sim = _score(fn(path), paras)
+                try:
+                    exact, sim = _score(fn(path), paras)
+                except Exception as exc:  # a candidate failing is a result, not a crash
+                    cells.append(f"fails ({type(exc).__name__})")
+                    continue
                 cells.append(f"{exact}/{len(paras)} whole, sim {sim:.2f}")
             best = float("inf")
             for _ in range(repeat):
@@ -139,7 +159,49 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {name} | {' | '.join(cells)} | {pages / best:.0f} | {_installed_mb(dist):.1f} |"
             )
+        n_mem = 5 if args.smoke else args.memory_pages
+        _memory(ff.make_long_pdf(d / "memory.pdf", n_mem), n_mem)
+        _other_formats(d, 2 if args.smoke else 50)
     return 0
+
+
+_RSS = (
+    "import resource, sys, pathlib; import pypdfium2; from bunko.readers import pdf;"
+    "data = pathlib.Path(sys.argv[1]).read_bytes();"
+    "{work};"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+)
+
+
+def _memory(path: Path, n_pages: int) -> None:
+    """Peak RSS of extracting ``path`` against a process that only loads its bytes."""
+    peaks = {}
+    for label, work in (("load only", "pass"), ("extract", "t = pdf.read(data, 'x').text")):
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS.format(work=work), str(path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        peaks[label] = int(out.stdout.split()[-1])
+    size = path.stat().st_size / 1e6
+    print(
+        f"\n{n_pages}-page PDF ({size:.1f} MB): peak RSS {peaks['extract']} MB extracting, "
+        f"{peaks['load only']} MB just loading it (+{peaks['extract'] - peaks['load only']} MB)"
+    )
+
+
+def _other_formats(d: Path, repeat: int) -> None:
+    from bunko.readers import epub, html
+
+    for name, path, reader in (
+        ("HTML (trafilatura)", ff.make_html(d / "page.html"), html),
+        ("EPUB (ebooklib)", ff.make_epub(d / "book.epub"), epub),
+    ):
+        data = path.read_bytes()
+        reader.read(data, path.name)  # warm: imports
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            reader.read(data, path.name)
+        print(f"{name}: {repeat / (time.perf_counter() - t0):.0f} files/s ({len(data)} bytes each)")
 
 
 if __name__ == "__main__":

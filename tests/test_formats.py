@@ -323,7 +323,7 @@ def test_meta_charset_decides_the_encoding() -> None:
 
 
 def test_registry_lists_every_reader_module() -> None:
-    assert {".html", ".htm", ".pdf", ".epub"} <= set(readers.SUFFIXES)
+    assert {".html", ".htm", ".pdf", ".epub"} <= set(readers.suffixes())
     assert readers.reader_for(Path("a.PDF")) is pdf_reader
     assert readers.reader_for(Path("a.md")) is None
 

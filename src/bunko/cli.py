@@ -228,11 +228,7 @@ def query(
     for p in result.passages:
         c = p.citation
         typer.echo(f"[{p.rank}] {c.title}" + (f" › {c.heading}" if c.heading else ""))
-        page = (
-            ""
-            if c.page is None
-            else f" p.{c.page[0]}" + (f"-{c.page[1]}" if c.page[1] != c.page[0] else "")
-        )
+        page = f" {c.pages()}" if c.page is not None else ""
         typer.echo(f"    {c.source}:{c.line_start}-{c.line_end}{page}  (score {p.score:.3f})")
         if c.url:
             typer.echo(f"    {c.link or c.url}")

@@ -23,7 +23,7 @@ from bunko.types import Document, Heading
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 # HTML, PDF, EPUB, ...: each read by its module in bunko.readers (text extracted).
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + readers.SUFFIXES
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + readers.suffixes()
 
 log = logging.getLogger("bunko")
 

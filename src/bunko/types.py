@@ -82,11 +82,17 @@ class Citation:
     url: str | None = None  # the canonical URL of a web page
     link: str | None = None  # ``url`` with a text fragment (#:~:text=) at the passage
 
+    def pages(self) -> str:
+        """ "p.2" or "pp.2-3"; empty for a source without pages."""
+        if self.page is None:
+            return ""
+        first, last = self.page
+        return f"p.{first}" if first == last else f"pp.{first}-{last}"
+
     def render(self) -> str:
         where = f"{self.source}:{self.line_start}-{self.line_end}"
         if self.page is not None:
-            first, last = self.page
-            where += f" p.{first}" if first == last else f" pp.{first}-{last}"
+            where += f" {self.pages()}"
         head = f" › {self.heading}" if self.heading else ""
         link = f" <{self.link or self.url}>" if self.url else ""
         return f"[{self.number}] {self.title}{head} — {where}{link}"

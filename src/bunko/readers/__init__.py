@@ -13,10 +13,7 @@ so every reader must be deterministic: the same bytes give the same text.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import logging
-import pkgutil
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -117,24 +114,36 @@ def clean_title(title: str | None) -> str | None:
     return title or None
 
 
-def _discover() -> dict[str, ModuleType]:
-    found: dict[str, ModuleType] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for suffix in getattr(module, "SUFFIXES", ()):
-            found[suffix.lower()] = module
-    return found
+_REGISTRY: dict[str, ModuleType] = {}
 
 
-_REGISTRY = _discover()
-SUFFIXES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+def registry() -> dict[str, ModuleType]:
+    """Suffix -> reader module, found by listing this package once.
+
+    Listing waits for the first call, so a query (which only needs
+    :func:`page_range` and :func:`text_fragment`) never imports the readers.
+    """
+    if not _REGISTRY:
+        import importlib
+        import pkgutil
+
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+            if info.name.startswith("_"):
+                continue
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            for suffix in getattr(module, "SUFFIXES", ()):
+                _REGISTRY[suffix.lower()] = module
+    return _REGISTRY
+
+
+def suffixes() -> tuple[str, ...]:
+    """Every suffix a reader module handles (".epub", ".htm", ".html", ".pdf", ...)."""
+    return tuple(sorted(registry()))
 
 
 def reader_for(path: Path) -> ModuleType | None:
     """The reader module for ``path``'s suffix, or None for plain text and Markdown."""
-    return _REGISTRY.get(path.suffix.lower())
+    return registry().get(path.suffix.lower())
 
 
 def extract(reader: ModuleType, data: bytes, source: str) -> Extracted:
@@ -174,6 +183,8 @@ def read_document(
     Raises:
         SkipFile: nothing could be extracted (see :func:`extract`).
     """
+    import hashlib
+
     got = extract(reader, data, source)
     title = clean_title(got.title) or (got.headings[0].text if got.headings else None)
     return Document(
