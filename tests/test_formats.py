@@ -347,4 +347,4 @@ def test_pdf_benchmark_smoke() -> None:
     )
     n = len(ff.PDF_PAGE1 + ff.PDF_PAGE2)
     row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| bunko (pypdfium2) |"))
-    assert row.count("whole, sim 1.00") == 3 and f"{n}/{n} whole" in row
+    assert row.count("whole, sim 1.00") == 4 and f"{n}/{n} whole" in row  # 4 fixtures
