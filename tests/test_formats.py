@@ -348,3 +348,34 @@ def test_pdf_benchmark_smoke() -> None:
     n = len(ff.PDF_PAGE1 + ff.PDF_PAGE2)
     row = next(ln for ln in out.stdout.splitlines() if ln.startswith("| bunko (pypdfium2) |"))
     assert row.count("whole, sim 1.00") == 4 and f"{n}/{n} whole" in row  # 4 fixtures
+
+
+def test_line_breaks_inside_a_paragraph() -> None:
+    page = (
+        "<html><head><title>t</title></head><body><article>"
+        "<p>" + "茶の葉は<br>蒸してから揉む。" * 12 + "</p>"
+        "<p>" + "Leaves are steamed<br>and rolled by hand. " * 12 + "</p>"
+        "</article></body></html>"
+    )
+    text = html_reader.read(page.encode(), "p.html").text
+    assert "茶の葉は蒸してから揉む。" in text
+    assert "steamed and rolled" in text
+
+
+def test_epub_zip_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    from bunko.errors import SkipFile
+    from bunko.readers import epub as epub_reader
+
+    monkeypatch.setattr(epub_reader, "_MAX_UNPACKED", 16 << 20)  # 1 GB in use; cheaper here
+    path = tmp_path / "bomb.epub"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("mimetype", "application/epub+zip")
+        with z.open("big.xhtml", "w", force_zip64=True) as f:
+            block = b"\0" * (1 << 20)
+            for _ in range(20):
+                f.write(block)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(SkipFile, match="unpacks to"):
+        epub_reader.read(path.read_bytes(), "bomb.epub")

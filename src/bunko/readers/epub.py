@@ -19,6 +19,7 @@ from bunko.readers.html import blocks_into
 SUFFIXES = (".epub",)
 
 _MAX_BYTES = 256 << 20
+_MAX_UNPACKED = 1 << 30  # ebooklib unpacks every item into memory: refuse zip bombs
 
 
 def _toc_titles(toc: Any, out: dict[str, str]) -> dict[str, str]:
@@ -43,6 +44,14 @@ def read(data: bytes, source: str) -> Extracted:
     """
     if len(data) > _MAX_BYTES:
         raise SkipFile(source, f"EPUB larger than {_MAX_BYTES >> 20} MB")
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        unpacked = sum(i.file_size for i in z.infolist())
+    if unpacked > _MAX_UNPACKED:
+        raise SkipFile(
+            source, f"EPUB unpacks to {unpacked >> 20} MB; bunko reads at most {_MAX_UNPACKED >> 20} MB"
+        )
     import ebooklib
     import lxml.etree
     import lxml.html

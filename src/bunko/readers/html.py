@@ -107,7 +107,10 @@ def blocks_into(builder: TextBuilder, root: Any, level_shift: int = 0) -> None:
 
     A heading becomes a heading; a block element with no block inside it becomes
     a paragraph; ``<br>`` splits nothing (its line break is squeezed like any other).
+    The tree is changed in place (each ``<br>`` gets a newline as its text).
     """
+    for br in root.iter("lb", "br", "{*}br"):
+        br.text = "\n"  # a line break inside a paragraph: a space, or nothing in Japanese
     for el in root.iter():
         tag = el.tag if isinstance(el.tag, str) else ""
         tag = tag.rsplit("}", 1)[-1].lower()
