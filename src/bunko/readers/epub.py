@@ -50,7 +50,8 @@ def read(data: bytes, source: str) -> Extracted:
         unpacked = sum(i.file_size for i in z.infolist())
     if unpacked > _MAX_UNPACKED:
         raise SkipFile(
-            source, f"EPUB unpacks to {unpacked >> 20} MB; bunko reads at most {_MAX_UNPACKED >> 20} MB"
+            source,
+            f"EPUB unpacks to {unpacked >> 20} MB; bunko reads at most {_MAX_UNPACKED >> 20} MB",
         )
     import ebooklib
     import lxml.etree
