@@ -215,22 +215,29 @@ def page_range(pages: Sequence[int] | None, start: int, end: int) -> tuple[int, 
 
 def text_fragment(url: str, text: str) -> str:
     """``url`` with a text fragment (``#:~:text=``) that makes a browser scroll to
-    and mark ``text`` on the page. Long passages are named by their first and last
-    few words (or chars, for Japanese), as the fragment syntax allows."""
+    and mark the first line of ``text`` on the page.
+
+    Browsers match fragment terms on word boundaries, so terms are cut only where
+    words end: a line up to 150 chars is used whole; a longer English one is named
+    by its first and last four words, a longer Japanese one by its first and last
+    clauses (cut at 、).
+    """
     from urllib.parse import quote
 
     def q(s: str) -> str:
         return quote(s, safe="").replace("-", "%2D")  # "-" marks a prefix/suffix
 
-    words = " ".join(text.split()).lstrip("・")
     base = url.split("#", 1)[0]
-    if not words:
+    lines = [ln for ln in (" ".join(ln.split()) for ln in text.splitlines()) if ln]
+    line = lines[0].lstrip("・ ") if lines else ""
+    if not line:
         return base
-    if len(words) <= 40:
-        frag = q(words)
-    elif " " in words[:40] and not is_cjk(words[0]):
-        parts = words.split(" ")
-        frag = q(" ".join(parts[:4])) + "," + q(" ".join(parts[-4:]))
-    else:
-        frag = q(words[:12]) + "," + q(words[-12:])
+    frag = q(line)
+    if len(line) > 150:
+        words = line.split(" ")
+        first, last = line.find("、"), line.rfind("、")
+        if len(words) >= 12 and not is_cjk(line[0]):
+            frag = q(" ".join(words[:4])) + "," + q(" ".join(words[-4:]))
+        elif 0 < first < last < len(line) - 1:
+            frag = q(line[: first + 1]) + "," + q(line[last + 1 :])
     return f"{base}#:~:text={frag}"
