@@ -198,7 +198,7 @@ def test_titles_headings_and_metadata(built: tuple[list[str], dict[str, object],
     page = read_document(corpus / "matcha.html", corpus)
     assert page.title == "抹茶の歴史と製法"  # without "| お茶ニュース"
     assert [h.text for h in page.headings] == ["抹茶の歴史と製法", "碾茶の栽培", "石臼挽き"]
-    assert page.extra == {"url": ff.HTML_URL}
+    assert page.extra["url"] == ff.HTML_URL and "trafilatura" in page.extra["extractor"]
     sjis = read_document(corpus / "sencha-sjis.html", corpus)
     assert sjis.encoding == "cp932" and "七十度から八十度" in sjis.text
     report = read_document(corpus / "report.pdf", corpus)
@@ -253,6 +253,20 @@ def test_changed_pdf_reembeds_only_changed_chunks(tmp_path: Path) -> None:
     top = ask(where, "品評会で農林水産大臣賞を受けたのはどこのかぶせ茶ですか")[0]
     assert fact in str(top["text"])
     assert top["page"][0] == 9  # type: ignore[index]  # the passage may run onto page 10
+
+
+def test_new_extractor_version_reextracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    where = ["--corpus", str(corpus), "--index", str(tmp_path / "index")]
+    ff.make_html(corpus / "matcha.html")
+    ff.make_report_pdf(corpus / "report.pdf")
+    assert run("index", *where)[0] == 0
+    monkeypatch.setattr(html_reader, "VERSION", html_reader.VERSION + 1)
+    code, out, err = run("index", "--json", *where)
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["updated"], report["unchanged"]) == (1, 1)
 
 
 def test_add_accepts_new_formats(tmp_path: Path) -> None:

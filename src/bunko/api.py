@@ -237,8 +237,12 @@ class Shelf:
             prev = old_docs.get(doc.source)
             if prev is None:
                 added.append(doc)
-            elif full or prev.sha256 != doc.sha256:
-                updated.append(doc)
+            elif (
+                full
+                or prev.sha256 != doc.sha256
+                or prev.extra.get("extractor") != doc.extra.get("extractor")
+            ):
+                updated.append(doc)  # changed, or its text extractor did
             else:
                 kept.append(doc.source)
         # A file that exists but could not be read this time keeps its last good

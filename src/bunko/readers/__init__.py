@@ -1,7 +1,9 @@
 """Readers for formats whose text must be extracted: HTML, PDF, EPUB, and any added later.
 
 Each public module in this package is one reader. It declares ``SUFFIXES`` (the
-lower-case file name endings it reads) and ``read(data, source) -> Extracted``; the
+lower-case file name endings it reads), ``VERSION`` (raise it when its output
+changes), ``LIBRARY`` (the distribution it extracts with, or None) and
+``read(data, source) -> Extracted``; the
 registry finds the modules by listing the package, so adding a format (DOCX, say)
 is one new module and nothing else. A reader imports its extraction library inside
 ``read``, so listing the registry or querying an index never loads them.
@@ -198,8 +200,25 @@ def read_document(
         encoding=got.encoding,
         size=len(data),
         mtime_ns=mtime_ns,
-        extra=got.extra(),
+        extra={**got.extra(), "extractor": extractor(reader)},
     )
+
+
+def extractor(reader: ModuleType) -> str:
+    """Which reader and library version made an extracted text, e.g.
+    "html/1 trafilatura 2.3.1". An upgrade can change the text that citations
+    point into, so a document whose extractor changed is re-indexed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    name = reader.__name__.rsplit(".", 1)[-1]
+    label = f"{name}/{getattr(reader, 'VERSION', 1)}"
+    library = getattr(reader, "LIBRARY", None)
+    if library:
+        try:
+            label += f" {library} {version(library)}"
+        except PackageNotFoundError:
+            label += f" {library}"
+    return label
 
 
 def page_range(pages: Sequence[int] | None, start: int, end: int) -> tuple[int, int] | None:

@@ -17,6 +17,8 @@ from bunko.readers import Extracted, TextBuilder, clean_title
 from bunko.readers.html import blocks_into
 
 SUFFIXES = (".epub",)
+VERSION = 1
+LIBRARY = "ebooklib"
 
 _MAX_BYTES = 256 << 20
 _MAX_UNPACKED = 1 << 30  # ebooklib unpacks every item into memory: refuse zip bombs

@@ -15,6 +15,8 @@ from bunko.errors import SkipFile
 from bunko.readers import CJK_BREAK, Extracted, TextBuilder, clean_title
 
 SUFFIXES = (".html", ".htm", ".xhtml")
+VERSION = 1
+LIBRARY = "trafilatura"
 
 _MAX_BYTES = 64 << 20  # a saved page larger than this is not an article
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)

@@ -27,6 +27,8 @@ from bunko.errors import SkipFile
 from bunko.readers import Extracted, clean_title, is_cjk
 
 SUFFIXES = (".pdf",)
+VERSION = 1
+LIBRARY = "pypdfium2"
 
 MAX_PAGES = 20_000
 _ZERO_PAGES = re.compile(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b")
