@@ -272,7 +272,7 @@ def test_list_corpus_sorted_nested_hidden_and_odd_names(tmp_path: Path) -> None:
         ".hidden.txt",
         ".git/config.txt",
         "sub/.secret/y.md",
-        "notes.pdf",
+        "notes.docx",  # no reader for this suffix
         "README",
     ]:
         write(tmp_path, name, "x\n")
