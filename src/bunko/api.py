@@ -84,6 +84,7 @@ class Shelf:
         self._tokenizer: Tokenizer | None = None
         self._loaded: Snapshot | None = None
         self._loaded_from: Path | None = None
+        self._extras: tuple[Path, dict[str, dict[str, Any]]] | None = None
 
     # -- shared pieces -------------------------------------------------------
 
@@ -178,10 +179,12 @@ class Shelf:
         else:
             hits = search.single(dense if mode == "dense" else lexical, k, mode)
         idf = loaded.idf(q_tokens)
+        extras = self._doc_extras(loaded) if hits else {}
         passages = []
         for rank, hit in enumerate(hits, 1):
             row = rows[hit.chunk_id]
             hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sent_sims.get(hit.chunk_id))
+            page, url, link = _where(extras.get(row.source, {}), row, hl_start, hl_end)
             passages.append(
                 Passage(
                     rank=rank,
@@ -198,11 +201,21 @@ class Shelf:
                         line_end=row.line_end,
                         char_start=row.char_start,
                         char_end=row.char_end,
+                        page=page,
+                        url=url,
+                        link=link,
                     ),
                     explain=_explain(hit, mode) if explain else None,
                 )
             )
         return QueryResult(query=question, mode=mode, model=loaded.model, passages=tuple(passages))
+
+    def _doc_extras(self, loaded: Snapshot) -> dict[str, dict[str, Any]]:
+        """Per-document metadata (page offsets, URL) of the live index, read once per index."""
+        if self._extras is None or self._extras[0] != loaded.folder:
+            docs = loaded.documents()
+            self._extras = (loaded.folder, {s: d.extra for s, d in docs.items() if d.extra})
+        return self._extras[1]
 
     def candidates(
         self, q: str, q_tokens: Sequence[str], mode: Mode, n: int
@@ -422,6 +435,21 @@ def _check_question(question: str, k: int, mode: str) -> str:
     # Lone surrogates (from command-line bytes that are not UTF-8) cannot reach the
     # tokenizer, the model or stdout; they become U+FFFD like any undecodable byte.
     return _SURROGATES.sub("\ufffd", question.strip())
+
+
+def _where(
+    extra: dict[str, Any], row: ChunkRow, hl_start: int, hl_end: int
+) -> tuple[tuple[int, int] | None, str | None, str | None]:
+    """A passage's pages (PDF), canonical URL and text-fragment link (web page)."""
+    if not extra:
+        return None, None, None
+    from bunko.readers import page_range, text_fragment
+
+    pages = extra.get("pages")
+    page = page_range(pages, row.char_start, row.char_end) if isinstance(pages, list) else None
+    url = extra.get("url") if isinstance(extra.get("url"), str) else None
+    highlight = row.text[hl_start - row.char_start : hl_end - row.char_start]
+    return page, url, text_fragment(url, highlight) if url else None
 
 
 def _explain(hit: search.Hit, mode: Mode) -> Explain:

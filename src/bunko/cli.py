@@ -235,6 +235,9 @@ def _query_json(result: QueryResult) -> dict[str, Any]:
             "lines": [c.line_start, c.line_end],
             "chars": [c.char_start, c.char_end],
             "highlight": p.highlight,
+            "page": list(c.page) if c.page is not None else None,
+            "url": c.url,
+            "link": c.link,
             "citation": c.render(),
         }
         if p.explain is not None:
@@ -295,7 +298,10 @@ def query(
     for p in result.passages:
         c = p.citation
         typer.echo(f"[{p.rank}] {c.title}" + (f" › {c.heading}" if c.heading else ""))
-        typer.echo(f"    {c.source}:{c.line_start}-{c.line_end}  (score {p.score:.3f})")
+        page = f" {c.pages()}" if c.page is not None else ""
+        typer.echo(f"    {c.source}:{c.line_start}-{c.line_end}{page}  (score {p.score:.3f})")
+        if c.url:
+            typer.echo(f"    {c.link or c.url}")
         typer.echo(f"    » {' '.join(p.highlight.split())} «")
         typer.echo(f"    {_shorten(p.text, p.highlight)}")
         if p.explain is not None:

@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bunko import readers
 from bunko.errors import CorpusError, SkipFile
 from bunko.types import Document, Heading
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown")
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+# HTML, PDF, EPUB, ...: each read by its module in bunko.readers (text extracted).
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + readers.suffixes()
 
 log = logging.getLogger("bunko")
 
@@ -248,6 +251,9 @@ def read_document(path: Path, root: Path) -> Document:
         raise SkipFile(source, "permission denied") from None
     except OSError as err:
         raise SkipFile(source, f"cannot read: {err.strerror or err}") from None
+    reader = readers.reader_for(path)
+    if reader is not None:  # Document.text is then the extracted text
+        return readers.read_document(path, source, data, st.st_mtime_ns, reader)
     text, encoding = _decode(data, source)
     if not text or text.isspace():
         raise SkipFile(source, "empty file")

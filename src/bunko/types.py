@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -37,6 +37,9 @@ class Document:
     encoding: str
     size: int
     mtime_ns: int
+    # Format metadata kept in the index (DocRow.extra): "url" (canonical URL of a
+    # web page), "pages" (char offset where each PDF page starts in ``text``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,24 @@ class Citation:
     line_end: int
     char_start: int
     char_end: int
+    page: tuple[int, int] | None = None  # [first, last] page of a PDF passage
+    url: str | None = None  # the canonical URL of a web page
+    link: str | None = None  # ``url`` with a text fragment (#:~:text=) at the passage
+
+    def pages(self) -> str:
+        """ "p.2" or "pp.2-3"; empty for a source without pages."""
+        if self.page is None:
+            return ""
+        first, last = self.page
+        return f"p.{first}" if first == last else f"pp.{first}-{last}"
 
     def render(self) -> str:
         where = f"{self.source}:{self.line_start}-{self.line_end}"
+        if self.page is not None:
+            where += f" {self.pages()}"
         head = f" › {self.heading}" if self.heading else ""
-        return f"[{self.number}] {self.title}{head} — {where}"
+        link = f" <{self.link or self.url}>" if self.url else ""
+        return f"[{self.number}] {self.title}{head} — {where}{link}"
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,12 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
         out.read += 1
         if prev is None:
             out.added.append(doc)
-        elif full or prev.sha256 != doc.sha256:
-            out.updated.append(doc)
+        elif (
+            full
+            or prev.sha256 != doc.sha256
+            or prev.extra.get("extractor") != doc.extra.get("extractor")
+        ):
+            out.updated.append(doc)  # changed, or its text extractor did
         else:
             out.kept.append(src)
             out.touched.append(
@@ -156,7 +160,10 @@ def chunk_rows(
 
 
 def doc_row(doc: Document, n_chunks: int) -> DocRow:
-    return DocRow(doc.source, doc.title, doc.sha256, doc.size, doc.mtime_ns, doc.encoding, n_chunks)
+    return DocRow(
+        doc.source, doc.title, doc.sha256, doc.size, doc.mtime_ns, doc.encoding, n_chunks,
+        dict(doc.extra),
+    )  # fmt: skip
 
 
 def renumber(rows: Sequence[ChunkRow], first_id: int) -> list[ChunkRow]:
