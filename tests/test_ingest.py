@@ -182,7 +182,7 @@ def test_first_line_title(tmp_path: Path, text: str, title: str) -> None:
 
 
 def test_first_line_title_is_truncated(tmp_path: Path) -> None:
-    assert read(tmp_path, "long.txt", "あ" * 500).title == "あ" * 120
+    assert read(tmp_path, "long.txt", "あ" * 500).title == "あ" * 50 + "…"
 
 
 def test_stem_is_the_last_resort(tmp_path: Path) -> None:

@@ -78,8 +78,23 @@ class Citation:
 
     def render(self) -> str:
         where = f"{self.source}:{self.line_start}-{self.line_end}"
-        head = f" › {self.heading}" if self.heading else ""
+        path = heading_below_title(self.title, self.heading)
+        head = f" › {path}" if path else ""
         return f"[{self.number}] {self.title}{head} — {where}"
+
+
+def heading_below_title(title: str, heading: str | None) -> str | None:
+    """The heading path without a leading heading that is the title itself.
+
+    An article's first heading is often its title; a citation shows it once
+    ("入門 › 特徴", not "入門 › 入門 > 特徴").
+    """
+    if not heading:
+        return None
+    parts = heading.split(" > ")
+    if parts[0].strip() == title.strip() or (title.endswith("…") and heading.startswith(title[:-1])):
+        parts = parts[1:]
+    return " > ".join(parts) or None
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,15 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A corpus file that indexing (or ``add``) skips, and why: it will not be indexed
+    until the file itself is fixed."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusReport:
     corpus: str
     index: str
@@ -151,6 +175,8 @@ class StatusReport:
     # when it was built, and the clusters scanned per query.
     recall_at_10: float | None = None
     nprobe: int | None = None
+    # Corpus files that indexing skips (binary, empty, undecodable), with the reason.
+    skipped: tuple[SkippedFile, ...] = ()
 
 
 @dataclass(frozen=True)
