@@ -287,7 +287,7 @@ def read_document(path: Path, root: Path) -> Document:
     title = ""
     if raw_title is not None and not isinstance(raw_title, (bool, dict, list)):
         title = str(raw_title).strip()
-    title = cap_title(title) if title else _choose_title(text, body_start, headings)
+    title = cap_title(title) if title else (_choose_title(text, body_start, headings) or "")
     title = title or path.stem
     return Document(
         source=source,

@@ -92,7 +92,8 @@ def heading_below_title(title: str, heading: str | None) -> str | None:
     if not heading:
         return None
     parts = heading.split(" > ")
-    if parts[0].strip() == title.strip() or (title.endswith("…") and heading.startswith(title[:-1])):
+    cut = title.endswith("…") and heading.startswith(title[:-1])  # a capped title
+    if parts[0].strip() == title.strip() or cut:
         parts = parts[1:]
     return " > ".join(parts) or None
 
