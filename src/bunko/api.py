@@ -113,6 +113,29 @@ class Shelf:
         self._loaded: LoadedIndex | None = None
         self._loaded_from: Path | None = None
 
+    @classmethod
+    def open(
+        cls,
+        home: str | Path | None = None,
+        *,
+        model: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Shelf:
+        """The shelf in folder ``home`` (its ``corpus/`` and ``index/``).
+
+        Without ``home``, the shelf is found as the command line finds it:
+        ``BUNKO_HOME``, else the nearest folder from the current one upwards that
+        holds ``corpus/`` or ``bunko.toml`` (``BUNKO_CORPUS``/``BUNKO_INDEX`` win).
+        Nothing is read until a method needs it.
+        """
+        if home is None:
+            return cls(Settings.resolve(model=model), progress=progress)
+        root = Path(home)
+        return cls(
+            Settings.resolve(corpus=root / "corpus", index=root / "index", model=model),
+            progress=progress,
+        )
+
     # -- shared pieces -------------------------------------------------------
 
     @property

@@ -186,7 +186,9 @@ def _query_json(result: QueryResult) -> dict[str, Any]:
 
 @app.command()
 def query(
-    question: Annotated[str, typer.Argument(help="The question, in Japanese or English.")],
+    question: Annotated[
+        str, typer.Argument(metavar="QUESTION", help="The question, in Japanese or English.")
+    ],
     top_k: Annotated[int, typer.Option("-k", "--top-k", help="Number of passages.")] = 5,
     mode: Annotated[Mode, typer.Option("--mode", help="How to retrieve.")] = "hybrid",
     explain: Annotated[
