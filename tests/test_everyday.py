@@ -331,6 +331,7 @@ def test_query_output_is_plain_keeps_line_breaks_and_strips_emphasis(mini: Setti
     (mini.corpus / "bold.md").write_text(
         "# 強調の記事\n\n## 要点\n\n**抹茶ラテ**は東京で人気です。\n甘さは控えめです。\n", "utf-8"
     )
+    assert run("index", *where(mini))[0] == 0
     code, out, err = run("query", "抹茶ラテはどこで人気？", "-k", "1", *where(mini))
     assert code == 0, err
     assert "\x1b[" not in out and "**" not in out
