@@ -232,7 +232,7 @@ def test_line_endings_are_kept(tmp_path: Path, eol: str) -> None:
 @pytest.mark.parametrize(
     ("text", "title"),
     [
-        ("あ" * 1_000_000, "あ" * 120),
+        ("あ" * 1_000_000, "あ" * 50 + "…"),
         ("x" + " " * 1_000_000 + "y", "x"),  # no regex backtracking over the run
         ("# h" + " " * 1_000_000 + "#\n", "h"),
     ],
@@ -324,8 +324,9 @@ def test_fifo_is_not_listed_or_read(tmp_path: Path) -> None:
 
 
 def test_missing_or_non_folder_corpus(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match=r"does not exist.*--corpus"):
+    with pytest.raises(CorpusError, match=r"does not exist") as info:
         list_corpus(tmp_path / "nope")
+    assert "--" not in str(info.value)  # library errors name no CLI flags (the CLI adds them)
     with pytest.raises(CorpusError, match="not a folder"):
         load_corpus(write(tmp_path, "file.txt", "x"))
 
