@@ -81,7 +81,8 @@ def test_add_folder_recursively_keeps_subfolders(mini: Settings, tmp_path: Path)
     assert code == 0, err
     data = json.loads(out)
     assert data["copied"] == ["2024/a.md", "2024/sub/b.txt"]
-    assert data["skipped"] == [{"source": "2024/sub/bad.md", "reason": "binary file (NUL bytes), not text"}]
+    binary = "binary file (NUL bytes), not text"
+    assert data["skipped"] == [{"source": "2024/sub/bad.md", "reason": binary}]
     assert data["index"]["added"] == 2
     assert (mini.corpus / "2024" / "sub" / "b.txt").read_text("utf-8").startswith("Ramen")
     assert not (mini.corpus / "2024" / ".hidden.md").exists()
@@ -128,7 +129,7 @@ def test_remove_refuses_anything_outside_the_corpus(
 ) -> None:
     (tmp_path / "x").write_text("outside", "utf-8")
     before = corpus_files(mini)
-    code, out, err = run("remove", target, *where(mini))
+    code, _out, err = run("remove", target, *where(mini))
     assert code == 1
     assert err.startswith("Error: ") and "not inside the corpus" in err
     assert corpus_files(mini) == before and (tmp_path / "x").exists()
@@ -178,8 +179,9 @@ def test_show_crlf_and_errors(mini: Settings) -> None:
     code, out, err = run("show", "crlf.txt:2", "--json", "--corpus", str(mini.corpus))
     assert code == 0, err
     assert json.loads(out)["text"] == [{"line": 2, "text": "二行目"}]
-    for target, msg in [("nope.md", "no article"), ("../fuji.md", "not inside"),
-                        ("fuji.md:99", "past its end"), ("fuji.md:5-3", "bad line range")]:  # fmt: skip
+    bad = [("nope.md", "no article"), ("../fuji.md", "not inside"),
+           ("fuji.md:99", "past its end"), ("fuji.md:5-3", "bad line range")]  # fmt: skip
+    for target, msg in bad:
         code, _, err = run("show", target, "--corpus", str(mini.corpus))
         assert code == 1 and msg in err, (target, err)
 
@@ -238,7 +240,7 @@ def test_outside_any_shelf_errors_name_the_folder(tmp_path: Path) -> None:
     nowhere = tmp_path / "nowhere"
     nowhere.mkdir()
     os.chdir(nowhere)
-    code, out, err = run("index")
+    code, _out, err = run("index")
     assert code == 1 and "Traceback" not in err
     assert str(nowhere / "corpus") in err and "no shelf found from" in err
 
@@ -279,7 +281,7 @@ def test_mode_lists_choices_and_usage_errors_are_plain() -> None:
 
 
 def test_completion_is_available() -> None:
-    code, out, _ = run("--help")
+    _code, out, _ = run("--help")
     assert "--install-completion" in out and "--show-completion" in out
     env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     proc = subprocess.run(
@@ -375,7 +377,7 @@ def test_status_lists_skipped_files_apart(mini: Settings) -> None:
     assert s["stale_new"] == ["new.md"]
     assert s["skipped"] == [{"source": "broken.md", "reason": "binary file (NUL bytes), not text"}]
     assert run("index", *where(mini))[0] == 0
-    code, out, _ = run("status", *where(mini))
+    _code, out, _ = run("status", *where(mini))
     assert "Not yet indexed" not in out and "up to date" in out
     assert "Skipped, cannot be indexed" in out and "broken.md: binary" in out
 
@@ -402,7 +404,10 @@ def test_title_rules(mini: Settings, text: str, title: str) -> None:
 
 
 def test_long_first_line_title_is_capped_at_a_soft_break(mini: Settings) -> None:
-    line = "本記事は長い説明文で始まり、読点で区切られながら、とても長く続いていく一文であり、題名には向かないので、短く切られるはずのもの"
+    line = (
+        "本記事は長い説明文で始まり、読点で区切られながら、とても長く続いていく一文であり、"
+        "題名には向かないので、短く切られるはずのもの"
+    )
     (mini.corpus / "t.md").write_text(line + "\n\n本文。\n", "utf-8")
     code, out, _ = run("show", "t.md", "--json", "--corpus", str(mini.corpus))
     title = json.loads(out)["title"]
