@@ -16,7 +16,7 @@ MINI = DATA / "mini"
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("BUNKO_CORPUS", "BUNKO_INDEX", "BUNKO_MODEL", "BUNKO_CHUNK_TOKENS"):
+    for var in ("BUNKO_CORPUS", "BUNKO_INDEX", "BUNKO_MODEL", "BUNKO_CHUNK_TOKENS", "BUNKO_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
 
