@@ -95,11 +95,10 @@ def plan_add(files: Sequence[str | Path], corpus: Path, force: bool = False) -> 
 
     def take(src: Path, rel: str) -> None:
         if rel in names:
-            raise AddError(f"two of the given files would both land on {rel}; rename one")
+            raise AddError(f"two files named {rel} were given; rename one")
         names.add(rel)
         dest = safe_dest(corpus, rel)
-        if dest.is_symlink():
-            raise AddError(f"{dest} is a symbolic link; bunko will not write through it")
+        # A link at the destination is replaced by os.replace, never written through.
         if dest.exists():
             if dest.is_file() and _same_bytes(dest, src):
                 identical.append(rel)
