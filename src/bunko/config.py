@@ -47,6 +47,10 @@ class Settings:
         """
         env = os.environ
         home, found = shelf_home()
+        if corpus:
+            found = "the corpus folder given explicitly"
+        elif env.get("BUNKO_CORPUS"):
+            found = "the corpus folder from BUNKO_CORPUS"
         return cls(
             corpus=_absolute(corpus or env.get("BUNKO_CORPUS") or home / "corpus"),
             index=_absolute(index or env.get("BUNKO_INDEX") or home / "index"),
