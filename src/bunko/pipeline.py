@@ -204,11 +204,14 @@ def update(
             len(stats.merged),
         )
     total = int(read_manifest(stats.generation)["chunks"])
+    # A full rebuild re-chunks every article, but only changed ones count as updated;
+    # an unreadable file that keeps its last good version counts as unchanged.
+    same = sum(1 for d in diff.updated if old_docs[d.source].sha256 == d.sha256)
     return IndexReport(
         added=len(diff.added),
-        updated=len(diff.updated),
+        updated=len(diff.updated) - same,
         removed=len(diff.removed),
-        unchanged=(len(diff.kept) + len(diff.kept_skipped)) if not full else 0,
+        unchanged=len(diff.kept) + len(diff.kept_skipped) + same,
         skipped=len(diff.skips),
         chunks_embedded=n_embedded,
         chunks_total=total,

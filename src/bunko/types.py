@@ -93,9 +93,25 @@ class Citation:
         where = f"{self.source}:{self.line_start}-{self.line_end}"
         if self.page is not None:
             where += f" {self.pages()}"
-        head = f" › {self.heading}" if self.heading else ""
+        path = heading_below_title(self.title, self.heading)
+        head = f" › {path}" if path else ""
         link = f" <{self.link or self.url}>" if self.url else ""
         return f"[{self.number}] {self.title}{head} — {where}{link}"
+
+
+def heading_below_title(title: str, heading: str | None) -> str | None:
+    """The heading path without a leading heading that is the title itself.
+
+    An article's first heading is often its title; a citation shows it once
+    ("入門 › 特徴", not "入門 › 入門 > 特徴").
+    """
+    if not heading:
+        return None
+    parts = heading.split(" > ")
+    cut = title.endswith("…") and heading.startswith(title[:-1])  # a capped title
+    if parts[0].strip() == title.strip() or cut:
+        parts = parts[1:]
+    return " > ".join(parts) or None
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,15 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A corpus file that indexing (or ``add``) skips, and why: it will not be indexed
+    until the file itself is fixed."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusReport:
     corpus: str
     index: str
@@ -167,6 +192,8 @@ class StatusReport:
     # when it was built, and the clusters scanned per query.
     recall_at_10: float | None = None
     nprobe: int | None = None
+    # Corpus files that indexing skips (binary, empty, undecodable), with the reason.
+    skipped: tuple[SkippedFile, ...] = ()
 
 
 @dataclass(frozen=True)
