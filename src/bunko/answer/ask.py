@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bunko.answer.citations import CheckedAnswer, MarkerStream, QuoteCheck, check_answer
-from bunko.answer.llm import LLMConfig, stream_chat
+from bunko.answer.llm import LLMConfig, chat
 from bunko.answer.prompt import build_messages, no_answer_text
 from bunko.types import Mode, Passage, QueryResult
 
@@ -144,7 +144,7 @@ def answer_from(
             if shown:
                 on_delta(shown)
 
-    raw = stream_chat(llm, build_messages(result.query, passages), relay)
+    raw = chat(llm, build_messages(result.query, passages), relay if on_delta else None)
     if on_delta is not None:
         tail = stream.flush()
         if tail:

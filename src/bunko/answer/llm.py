@@ -66,25 +66,28 @@ class LLMConfig:
         return cls(url=url.rstrip("/"), model=model, api_key=key, timeout=timeout)
 
 
-def stream_chat(
+def chat(
     config: LLMConfig,
     messages: list[dict[str, str]],
     on_delta: Callable[[str], None] | None = None,
 ) -> str:
-    """Stream a chat completion; call ``on_delta`` with each piece; return the whole text.
+    """One chat completion; the whole text.
+
+    With ``on_delta`` the reply is streamed and each piece passed on as it arrives;
+    without, one plain (non-streamed) request is made.
 
     Raises:
         LLMError: unreachable endpoint, timeout, bad key, unknown model, server error.
     """
     parts: list[str] = []
-    for piece in _pieces(config, messages):
+    for piece in _pieces(config, messages, stream=on_delta is not None):
         parts.append(piece)
         if on_delta is not None:
             on_delta(piece)
     return "".join(parts)
 
 
-def _pieces(config: LLMConfig, messages: list[dict[str, str]]) -> Iterator[str]:
+def _pieces(config: LLMConfig, messages: list[dict[str, str]], stream: bool) -> Iterator[str]:
     import openai
 
     client = openai.OpenAI(
@@ -94,13 +97,23 @@ def _pieces(config: LLMConfig, messages: list[dict[str, str]]) -> Iterator[str]:
         max_retries=1,
     )
     try:
-        stream = client.chat.completions.create(
+        if not stream:
+            reply = client.chat.completions.create(
+                model=config.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0,
+            )
+            if not reply.choices:
+                raise LLMError(f"the LLM at {config.url} sent a reply with no answer in it")
+            yield reply.choices[0].message.content or ""
+            return
+        chunks = client.chat.completions.create(
             model=config.model,
             messages=messages,  # type: ignore[arg-type]
             stream=True,
             temperature=0,
         )
-        for chunk in stream:
+        for chunk in chunks:
             if not getattr(chunk, "choices", None):
                 continue
             delta = chunk.choices[0].delta.content  # type: ignore[union-attr]

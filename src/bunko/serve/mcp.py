@@ -79,9 +79,22 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
 
     from bunko import __version__
 
+    class StrictServer(MCPServer[Any]):
+        """Rejects unknown tool arguments instead of silently dropping them."""
+
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            known = {t.name: t.input_schema.get("properties", {}) for t in await self.list_tools()}
+            extra = sorted(set(arguments) - set(known.get(name, arguments)))
+            if extra:
+                raise ToolError(
+                    f"unknown argument(s) {', '.join(extra)} for tool {name}; "
+                    f"it takes {', '.join(known[name]) or 'no arguments'}"
+                )
+            return await super().call_tool(name, arguments, context)
+
     shared = SharedShelf(shelf)
     corpus = shelf.settings.corpus
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = StrictServer(
         "bunko", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
 
