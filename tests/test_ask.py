@@ -32,6 +32,10 @@ def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLLM]:
         yield server
 
 
+def _use(llm: ScriptedLLM, model: str) -> list[str]:
+    return ["--llm-url", llm.url, "--llm-model", model]
+
+
 def _ask(s: Settings, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     where = ["--corpus", str(s.corpus), "--index", str(s.index)]
     r = runner.invoke(app, ["ask", *args, *where], env=env)
@@ -48,7 +52,7 @@ def _query(s: Settings, q: str) -> dict[str, object]:
 def test_ask_resolves_valid_citations_to_the_query_passages(
     mini: Settings, llm: ScriptedLLM
 ) -> None:
-    code, out, err = _ask(mini, QUESTION, "--json", "--llm-url", llm.url, "--llm-model", "valid")
+    code, out, err = _ask(mini, QUESTION, "--json", *_use(llm, "valid"))
     assert code == 0, err
     data = json.loads(out)
     assert set(data) >= {"question", "answer", "citations", "dropped", "model", "llm"}
@@ -82,15 +86,13 @@ def test_ask_resolves_valid_citations_to_the_query_passages(
 def test_ask_normalises_full_width_markers_and_drops_unknown_ones(
     mini: Settings, llm: ScriptedLLM
 ) -> None:
-    code, out, err = _ask(
-        mini, QUESTION, "--json", "--llm-url", llm.url, "--llm-model", "fullwidth"
-    )
+    code, out, err = _ask(mini, QUESTION, "--json", *_use(llm, "fullwidth"))
     assert code == 0, err
     data = json.loads(out)
     assert data["answer"] == "富士山の標高は3776メートルです[1]。世界文化遺産です[2]。"
     assert [c["n"] for c in data["citations"]] == [1, 2]
 
-    code, out, err = _ask(mini, QUESTION, "--json", "--llm-url", llm.url, "--llm-model", "unknown")
+    code, out, err = _ask(mini, QUESTION, "--json", *_use(llm, "unknown"))
     assert code == 0, err
     data = json.loads(out)
     assert data["answer"] == "富士山の標高は3776メートルです[1]。"
@@ -102,7 +104,7 @@ def test_ask_normalises_full_width_markers_and_drops_unknown_ones(
 def test_ask_reports_quotes_missing_from_the_cited_passage(
     mini: Settings, llm: ScriptedLLM
 ) -> None:
-    code, out, err = _ask(mini, QUESTION, "--json", "--llm-url", llm.url, "--llm-model", "quotes")
+    code, out, err = _ask(mini, QUESTION, "--json", *_use(llm, "quotes"))
     assert code == 0, err
     data = json.loads(out)
     assert data["unverified_quotes"] == ["標高は5000メートル"]
@@ -126,7 +128,7 @@ def test_ask_streams_with_markers_already_checked(mini: Settings, llm: ScriptedL
 
 def test_ask_in_english_and_plain_text_output(mini: Settings, llm: ScriptedLLM) -> None:
     q = "At what temperature does the first crack happen?"
-    code, out, err = _ask(mini, q, "--llm-url", llm.url, "--llm-model", "english")
+    code, out, err = _ask(mini, q, *_use(llm, "english"))
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == 'The first crack happens at "about 196 degrees" [1].'
@@ -155,7 +157,7 @@ def test_ask_without_an_llm_answers_extractively(mini: Settings, llm: ScriptedLL
 
 
 def test_ask_slow_reply_within_and_past_the_timeout(mini: Settings, llm: ScriptedLLM) -> None:
-    args = [QUESTION, "--json", "--llm-url", llm.url, "--llm-model", "slow"]
+    args = [QUESTION, "--json", *_use(llm, "slow")]
     code, out, err = _ask(mini, *args, env={"BUNKO_LLM_TIMEOUT": "30"})
     assert code == 0, err
     assert json.loads(out)["answer"] == "富士山の標高は3776メートルです[1]。"
@@ -209,7 +211,7 @@ def test_ask_does_not_call_the_model_when_the_corpus_has_no_answer(
     mini: Settings, llm: ScriptedLLM
 ) -> None:
     q = "火星の首都の人口は何人ですか？"
-    code, out, err = _ask(mini, q, "--json", "--llm-url", llm.url, "--llm-model", "valid")
+    code, out, err = _ask(mini, q, "--json", *_use(llm, "valid"))
     assert code == 0, err
     data = json.loads(out)
     assert data["answerable"] is False
