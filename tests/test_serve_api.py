@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_server import scripted_llm
-from serve_helpers import get_json, request, running
 from typer.testing import CliRunner
 
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.serve.results import MAX_K
 from bunko.serve.security import MAX_BODY_BYTES, check_bind, is_loopback
+from llm_server import scripted_llm
+from serve_helpers import get_json, request, running
 
 runner = CliRunner()
 JA = "富士山の標高は何メートルですか？"
@@ -125,7 +125,7 @@ def test_own_loopback_names_are_accepted(port: int) -> None:
         {"q": JA, "mode": "fuzzy"},
         {"q": "あ" * 5000},
         {"k": 3},
-    ],  # fmt: skip
+    ],
 )
 def test_bad_queries_are_refused(port: int, params: dict[str, object]) -> None:
     status, body = get_json(port, q("/api/query", **params))
