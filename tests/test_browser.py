@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_server import scripted_llm
-from serve_helpers import get_json, running
 
 from bunko.config import Settings
 from bunko.types import QueryResult
+from llm_server import scripted_llm
+from serve_helpers import get_json, running
 
 HAS_TRUST = "answerable" in getattr(QueryResult, "__dataclass_fields__", {})
 CHROMIUM = os.environ.get("BUNKO_CHROMIUM", "/usr/bin/chromium")
@@ -122,7 +122,9 @@ def test_query_link_shows_cited_results(
         assert card.locator("p.highlight mark").inner_text() == " ".join(r["highlight"].split())
     top = api["results"][0]
     assert top["source"] == ("fuji.md" if lang == "ja" else "coffee.md")
-    assert ("3776" if lang == "ja" else "196") in cards.nth(0).locator("p.passage mark").inner_text()
+    assert ("3776" if lang == "ja" else "196") in cards.nth(0).locator(
+        "p.passage mark"
+    ).inner_text()
     assert page.locator("#no-answer").is_hidden()
     shot(page, tmp_path, f"results-{lang}")
 
@@ -148,6 +150,7 @@ def test_citation_click_opens_the_reader_on_the_cited_lines(
     # Scrolled so the cited lines are in view.
     box = marked.first.bounding_box()
     assert box is not None and 0 <= box["y"] < 860
+    assert page.evaluate("window.scrollY") == 0  # only the reader scrolled
     shot(page, tmp_path, f"reader-{lang}")
 
 
@@ -191,7 +194,7 @@ def test_ask_streams_an_answer_with_passage_links(
 def test_no_answer_state(page: Any, port: int, tmp_path: Path) -> None:
     q = "火星の首都の人口は何人ですか？"
     status, api = get_json(port, "/api/query?" + urllib.parse.urlencode({"q": q}))
-    assert api["answerable"] is False, json.dumps(api, ensure_ascii=False)[:300]
+    assert status == 200 and api["answerable"] is False, json.dumps(api, ensure_ascii=False)[:300]
     open_query(page, port, q)
     assert page.locator("#no-answer").is_visible()
     assert "見つかりませんでした" in page.locator("#no-answer").inner_text()

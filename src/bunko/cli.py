@@ -367,8 +367,7 @@ def mcp(
     token = token or os.environ.get("BUNKO_TOKEN") or None
     _run(lambda: check_bind(host, token) if http else None)
     shelf, progress = _shelf(corpus, index, model)
-    _run(lambda: shelf.query("warm up", k=1), progress)  # build/load before the first call
-    _run(lambda: run(shelf, http=http, host=host, port=port, token=token))
+    _run(lambda: run(shelf, http=http, host=host, port=port, token=token), progress)
 
 
 @app.command()

@@ -8,9 +8,17 @@ stray native output cannot corrupt the JSON-RPC stream.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+import os
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+# mcp_types is light (pydantic models) and this module is imported only by `bunko mcp`;
+# the tool signatures below need these names at module level for the SDK to read them.
+from mcp_types import CallToolResult, TextContent
 from typing_extensions import NotRequired, TypedDict
 
 from bunko.errors import BunkoError
@@ -104,7 +112,7 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         k: int = 5,
         mode: Literal["hybrid", "dense", "lexical"] = "hybrid",
         source: str | None = None,
-    ) -> SearchOutput:
+    ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the shelf for passages that answer a question (Japanese or English).
 
         Returns up to k passages (1-20), best first, each with its source file,
@@ -118,10 +126,12 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
             result = shared.query(question, k, mode, source)
         except BunkoError as exc:
             raise ToolError(str(exc)) from None
-        return mcp_results(result)  # type: ignore[return-value]
+        return _structured(mcp_results(result))
 
     @server.tool()
-    def read(source: str, start_line: int = 1, end_line: int | None = None) -> ReadOutput:
+    def read(
+        source: str, start_line: int = 1, end_line: int | None = None
+    ) -> Annotated[CallToolResult, ReadOutput]:
         """Read exact lines of a corpus source (as named by a search result's `source`).
 
         Lines are 1-based and inclusive. A page holds at most 200 lines or 20,000
@@ -129,9 +139,10 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         Paths outside the corpus are refused.
         """
         try:
-            return read_lines(corpus, source, start_line, end_line).to_json()  # type: ignore[return-value]
+            page = read_lines(corpus, source, start_line, end_line)
         except BunkoError as exc:
             raise ToolError(str(exc)) from None
+        return _structured(page.to_json())
 
     @server.tool()
     def status() -> StatusOutput:
@@ -163,13 +174,44 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
     return server
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Point fd 1 at stderr for a while, so native libraries cannot write to stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _structured(data: dict[str, Any]) -> CallToolResult:
+    """Structured content plus its compact JSON as text (for hosts that read only text).
+
+    The SDK's own text copy is indented with ASCII escapes; compact UTF-8 JSON is about
+    half the size, and tool-result size is what MCP hosts cut.
+    """
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
 def run(shelf: Shelf, http: bool = False, host: str = "127.0.0.1", port: int = 8766,
         token: str | None = None) -> None:  # fmt: skip
-    """Serve over stdio (default) or streamable HTTP on ``host:port``."""
+    """Serve over stdio (default) or streamable HTTP on ``host:port``.
+
+    The index is opened (or built) and the model loaded first, so the first tool call
+    is fast; on stdio, anything printed meanwhile goes to stderr, not to the client.
+    """
     server = build_server(shelf)
     if not http:
+        with stdout_to_stderr():
+            shelf.query("warm up", k=1)
         server.run("stdio")
         return
+    shelf.query("warm up", k=1)
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 

@@ -115,7 +115,16 @@ async function openReader(source, start, end, title) {
     appendLines(page);
     reader.hidden = false;
     const first = body.querySelector(".line.cited");
-    if (first) first.scrollIntoView({ block: "center" });
+    if (first) {
+      // Scroll the reader only (not the page, so the results stay where they were);
+      // in the narrow layout the reader does not scroll itself, so the page does.
+      if (reader.scrollHeight > reader.clientHeight) {
+        const offset = first.getBoundingClientRect().top - reader.getBoundingClientRect().top;
+        reader.scrollTop += offset - reader.clientHeight / 4;
+      } else {
+        first.scrollIntoView({ block: "center" });
+      }
+    }
     document.body.dataset.reader = source;
   } catch (e) {
     message("Error: " + e.message, true);
