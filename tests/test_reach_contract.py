@@ -32,15 +32,20 @@ class _TrustedResult(QueryResult):
     min_confidence: float = 0.5
 
 
+def _fields(obj: object, skip: tuple[str, ...]) -> dict[str, object]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}  # type: ignore[arg-type]
+
+
 def _trusted(result: QueryResult, answerable: bool) -> QueryResult:
+    conf = 0.9 if answerable else 0.1
     passages = tuple(
-        _TrustedPassage(
-            **{f.name: getattr(p, f.name) for f in dataclasses.fields(p)},
-            confidence=0.9 if answerable else 0.1,
-        )
+        _TrustedPassage(**_fields(p, ("confidence",)), confidence=conf)  # type: ignore[arg-type]
         for p in result.passages
     )
-    return _TrustedResult(result.query, result.mode, result.model, passages, answerable=answerable)
+    rest = _fields(result, ("passages", "answerable", "min_confidence"))
+    return _TrustedResult(  # type: ignore[arg-type]
+        **rest, passages=passages, answerable=answerable, min_confidence=0.5
+    )
 
 
 def test_outputs_leave_out_what_the_index_cannot_tell(mini: Settings) -> None:
