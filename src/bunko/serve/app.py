@@ -60,6 +60,7 @@ def _status_for(exc: BunkoError) -> int:
 def create_app(shelf: Shelf, llm: LLMConfig | None = None) -> FastAPI:
     """The FastAPI app (without the guard; see :func:`guarded_app`)."""
     from fastapi import Body, FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
 
     shared = SharedShelf(shelf)
@@ -69,6 +70,14 @@ def create_app(shelf: Shelf, llm: LLMConfig | None = None) -> FastAPI:
     @app.exception_handler(BunkoError)
     async def _bunko_error(request: Request, exc: BunkoError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=_status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=400)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Any:
