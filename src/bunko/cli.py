@@ -24,6 +24,7 @@ from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
+from bunko.jsonout import query_json as _query_json
 from bunko.types import MODES, EvalReport, IndexReport, Mode, QueryResult
 
 app = typer.Typer(
@@ -231,31 +232,6 @@ def index(
         _print_json(_index_json(report))
     else:
         typer.echo(_index_summary(report))
-
-
-def _query_json(result: QueryResult) -> dict[str, Any]:
-    results = []
-    for p in result.passages:
-        c = p.citation
-        item: dict[str, Any] = {
-            "rank": p.rank,
-            "score": p.score,
-            "text": p.text,
-            "source": c.source,
-            "title": c.title,
-            "heading": c.heading,
-            "lines": [c.line_start, c.line_end],
-            "chars": [c.char_start, c.char_end],
-            "highlight": p.highlight,
-            "page": list(c.page) if c.page is not None else None,
-            "url": c.url,
-            "link": c.link,
-            "citation": c.render(),
-        }
-        if p.explain is not None:
-            item["explain"] = asdict(p.explain)
-        results.append(item)
-    return {"query": result.query, "mode": result.mode, "model": result.model, "results": results}
 
 
 @app.command()
@@ -472,6 +448,133 @@ def _scores_json(s: Any) -> dict[str, Any]:
     out.update({f"hit@{c}": round(v, 4) for c, v in sorted(s.hit_at.items())})
     out["mrr@10"] = round(s.mrr_at_10, 4)
     return out
+
+
+# -- where people ask: MCP, HTTP + page, ask (bunko.serve, bunko.answer) ------------
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="Bearer token required by the API [env BUNKO_TOKEN]."),
+]
+LlmUrlOpt = Annotated[
+    str | None,
+    typer.Option("--llm-url", help="OpenAI-compatible API base URL [env BUNKO_LLM_URL]."),
+]
+LlmModelOpt = Annotated[
+    str | None, typer.Option("--llm-model", help="Chat model name [env BUNKO_LLM_MODEL].")
+]
+
+
+@app.command()
+def mcp(
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP, not stdio.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Address for --http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port for --http.")] = 8766,
+    token: TokenOpt = None,
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Serve the shelf to AI assistants over MCP (tools: search, read, status).
+
+    Example: bunko mcp --corpus ~/articles --index ~/articles-index
+             bunko mcp --http --port 8766     (streamable HTTP at http://127.0.0.1:8766/mcp)
+    """
+    from bunko.serve.mcp import run
+    from bunko.serve.security import check_bind
+
+    token = token or os.environ.get("BUNKO_TOKEN") or None
+    _run(lambda: check_bind(host, token) if http else None)
+    shelf, progress = _shelf(corpus, index, model)
+    _run(lambda: run(shelf, http=http, host=host, port=port, token=token), progress)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
+    token: TokenOpt = None,
+    llm_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Serve the web page and the HTTP API (/api/query, /api/read, /api/status, /api/ask).
+
+    Example: bunko serve      (then open http://127.0.0.1:8765/?q=富士山の高さは？)
+    """
+    from bunko.answer.llm import LLMConfig
+    from bunko.serve.app import guarded_app
+    from bunko.serve.security import check_bind
+
+    token = token or os.environ.get("BUNKO_TOKEN") or None
+    _run(lambda: check_bind(host, token))
+    llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
+    shelf, progress = _shelf(corpus, index, model)
+    # Build the index if needed and load the model now, so the first request is fast.
+    _run(lambda: shelf.query("warm up", k=1), progress)
+    app_ = guarded_app(shelf, host, token, llm)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"bunko: serving http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in Japanese or English.")],
+    top_k: Annotated[int, typer.Option("-k", "--top-k", help="Passages given to the model.")] = 5,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")] = "hybrid",
+    llm_url: LlmUrlOpt = None,
+    llm_model: LlmModelOpt = None,
+    corpus: CorpusOpt = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a question in prose from the passages, with checked [n] citations.
+
+    Uses any OpenAI-compatible chat API (BUNKO_LLM_URL, BUNKO_LLM_MODEL); without one,
+    answers with the best highlights.
+
+    Example: BUNKO_LLM_URL=http://localhost:11434/v1 BUNKO_LLM_MODEL=qwen2.5:7b \\
+             bunko ask "GPT-4.5のAPI料金は？"
+    """
+    from bunko.answer.ask import ask as ask_
+    from bunko.answer.llm import CONFIGURE_HINT, LLMConfig
+
+    if not question.strip():
+        _err('the question is empty; ask something, e.g. bunko ask "GPT-4.5の料金は？"', 2)
+    if top_k < 1:
+        _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
+    if mode not in MODES:
+        _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
+    llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
+    shelf, progress = _shelf(corpus, index, model)
+    live = llm is not None and not as_json and sys.stdout.isatty()
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    r = _run(lambda: ask_(shelf, question, top_k, mode, llm, show if live else None), progress)
+    if as_json:
+        _print_json(r.to_json())
+    else:
+        typer.echo("" if live else r.answer)
+        if r.citations:
+            typer.echo("")
+            for c in r.to_json()["citations"]:
+                typer.echo(c["citation"])
+    for marker in r.dropped:
+        typer.echo(f"bunko: removed citation {marker}: no such passage", err=True)
+    for q in r.quotes:
+        if not q.verified:
+            typer.echo(f"bunko: quote not found in the cited passage: {q.text!r}", err=True)
+    if llm is None and r.answerable is not False and r.citations:
+        typer.echo(f"bunko: no LLM configured; {CONFIGURE_HINT}", err=True)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,242 @@
+// bunko's page: plain JS, no build step, no CDN. Talks to /api/* on the same origin.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const JA = /[\u3040-\u30ff\u3400-\u9fff]/;
+let current = null; // the last /api/query object
+let readerState = null;
+
+function token() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) sessionStorage.setItem("bunko-token", decodeURIComponent(m[1]));
+  return sessionStorage.getItem("bunko-token");
+}
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  const t = token();
+  if (t) h["Authorization"] = "Bearer " + t;
+  return h;
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { headers: headers() });
+  const data = await r.json().catch(() => ({ error: "HTTP " + r.status }));
+  if (!r.ok) throw new Error(data.error || "HTTP " + r.status);
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") n.className = v;
+    else if (k.startsWith("data-")) n.setAttribute(k, v);
+    else n[k] = v;
+  }
+  for (const c of children) if (c != null) n.append(c);
+  return n;
+}
+
+function langOf(text) { return JA.test(text) ? "ja" : "en"; }
+
+function message(text, isError) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.hidden = !text;
+  m.classList.toggle("error", !!isError);
+}
+
+// The passage with its highlight marked (the highlight is a sentence of the text).
+function markedText(text, highlight) {
+  const p = el("p", { class: "passage" });
+  const at = highlight ? text.indexOf(highlight) : -1;
+  if (at < 0) { p.append(text); return p; }
+  p.append(text.slice(0, at), el("mark", {}, highlight), text.slice(at + highlight.length));
+  return p;
+}
+
+function renderResults(data) {
+  current = data;
+  const list = $("results");
+  list.replaceChildren();
+  $("no-answer").hidden = data.answerable !== false;
+  if (!data.results.length) message("No passages found. / 該当する文章がありません。");
+  for (const r of data.results) {
+    const where = `${r.source}:${r.lines[0]}-${r.lines[1]}`;
+    const cite = el("button", { class: "citation", type: "button", textContent: where,
+      title: "Open the source at these lines", "data-source": r.source,
+      "data-start": String(r.lines[0]), "data-end": String(r.lines[1]) });
+    cite.addEventListener("click", () => openReader(r.source, r.lines[0], r.lines[1], r.title));
+    const meta = [`score ${r.score.toFixed(3)}`];
+    if (typeof r.confidence === "number") meta.push(`confidence ${r.confidence.toFixed(2)}`);
+    const item = el("li", { class: "result" + (data.answerable === false ? " weak" : ""),
+      id: "r-" + r.rank, lang: langOf(r.text), "data-rank": String(r.rank) },
+      el("h3", {}, el("span", { class: "rank", textContent: `[${r.rank}]` }),
+        r.title + (r.heading ? ` › ${r.heading}` : "")),
+      el("div", { class: "meta" }, cite, "  ", meta.join(" · ")),
+      el("p", { class: "highlight" }, el("mark", {}, r.highlight)),
+      markedText(r.text, r.highlight));
+    list.append(item);
+  }
+}
+
+async function runQuery(q, k) {
+  message("検索中… Searching…");
+  $("answer").hidden = true;
+  try {
+    const data = await getJSON(`/api/query?q=${encodeURIComponent(q)}&k=${k}`);
+    message("");
+    renderResults(data);
+    document.body.dataset.state = "results";
+  } catch (e) {
+    message("Error: " + e.message, true);
+    document.body.dataset.state = "error";
+  }
+}
+
+function lineDiv(no, text, cited) {
+  return el("div", { class: "line" + (cited ? " cited" : ""), "data-line": String(no) },
+    el("span", { class: "no", textContent: String(no) }),
+    el("span", { class: "tx", textContent: text.replace(/\r?\n$|\r$/, "") }));
+}
+
+async function openReader(source, start, end, title) {
+  const from = Math.max(1, start - 15);
+  const reader = $("reader");
+  try {
+    const page = await getJSON(`/api/read?source=${encodeURIComponent(source)}&start=${from}`);
+    readerState = { source, start, end, next: page.next_start_line };
+    $("reader-title").textContent = page.title || title || source;
+    $("reader-title").lang = langOf(page.title || "");
+    $("reader-source").textContent = `${source}  (lines ${start}-${end} cited)`;
+    const body = $("reader-body");
+    body.replaceChildren();
+    body.lang = langOf(page.text);
+    appendLines(page);
+    reader.hidden = false;
+    const first = body.querySelector(".line.cited");
+    if (first) {
+      // Scroll the reader only (not the page, so the results stay where they were);
+      // in the narrow layout the reader does not scroll itself, so the page does.
+      if (reader.scrollHeight > reader.clientHeight) {
+        const offset = first.getBoundingClientRect().top - reader.getBoundingClientRect().top;
+        reader.scrollTop += offset - reader.clientHeight / 4;
+      } else {
+        first.scrollIntoView({ block: "center" });
+      }
+    }
+    document.body.dataset.reader = source;
+  } catch (e) {
+    message("Error: " + e.message, true);
+  }
+}
+
+function appendLines(page) {
+  const body = $("reader-body");
+  const lines = page.text.split(/(?<=\r\n|\r(?!\n)|\n)/);
+  lines.forEach((t, i) => {
+    const no = page.lines[0] + i;
+    if (no > page.lines[1]) return;
+    body.append(lineDiv(no, t, no >= readerState.start && no <= readerState.end));
+  });
+  readerState.next = page.next_start_line;
+  $("reader-more").hidden = page.next_start_line == null;
+}
+
+async function readMore() {
+  if (!readerState || readerState.next == null) return;
+  const page = await getJSON(
+    `/api/read?source=${encodeURIComponent(readerState.source)}&start=${readerState.next}`);
+  appendLines(page);
+}
+
+// Ask: POST /api/ask streams server-sent events: passages, note, delta*, done | error.
+async function runAsk(q, k) {
+  $("answer").hidden = false;
+  const text = $("answer-text");
+  text.replaceChildren();
+  $("answer-note").hidden = true;
+  let raw = "";
+  message("回答を生成中… Generating…");
+  try {
+    const r = await fetch("/api/ask", { method: "POST",
+      headers: headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ q, k: Number(k) }) });
+    if (!r.ok) {
+      const data = await r.json().catch(() => ({}));
+      throw new Error(data.error || "HTTP " + r.status);
+    }
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const ev = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "null");
+        if (ev === "passages") renderResults(data);
+        else if (ev === "note") { $("answer-note").textContent = data.message; $("answer-note").hidden = false; }
+        else if (ev === "delta") { raw += data.text; text.textContent = raw; }
+        else if (ev === "done") showAnswer(data);
+        else if (ev === "error") throw new Error(data.error);
+      }
+    }
+    message("");
+  } catch (e) {
+    message("Error: " + e.message, true);
+  }
+}
+
+// The checked answer, with each [n] a link to passage n.
+function showAnswer(data) {
+  const text = $("answer-text");
+  text.replaceChildren();
+  text.lang = langOf(data.answer);
+  const parts = data.answer.split(/(\[\d+\])/);
+  for (const part of parts) {
+    const m = part.match(/^\[(\d+)\]$/);
+    if (m) {
+      const a = el("a", { href: "#r-" + m[1], textContent: part, className: "cite-link" });
+      text.append(a);
+    } else text.append(part);
+  }
+  const notes = [];
+  if (data.dropped && data.dropped.length) notes.push("Removed citations: " + data.dropped.join(" "));
+  if (data.unverified_quotes && data.unverified_quotes.length)
+    notes.push("Quotes not found in the cited passage: " + data.unverified_quotes.join(" / "));
+  if (notes.length) {
+    const n = $("answer-note");
+    n.textContent = (n.hidden ? "" : n.textContent + " ") + notes.join(". ");
+    n.hidden = false;
+  }
+  document.body.dataset.state = "answered";
+}
+
+function submit(ask) {
+  const q = $("q").value.trim();
+  if (!q) return;
+  const k = $("k").value;
+  const url = new URL(location.href);
+  url.searchParams.set("q", q);
+  url.searchParams.set("k", k);
+  history.replaceState(null, "", url.pathname + url.search + url.hash);
+  if (ask) runAsk(q, k); else runQuery(q, k);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  token();
+  $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); submit(false); });
+  $("ask-btn").addEventListener("click", () => submit(true));
+  $("reader-close").addEventListener("click", () => { $("reader").hidden = true; });
+  $("reader-more").addEventListener("click", readMore);
+  const params = new URLSearchParams(location.search);
+  const q = params.get("q");
+  if (params.get("k")) $("k").value = params.get("k");
+  if (q) { $("q").value = q; runQuery(q, $("k").value); }
+  else document.body.dataset.state = "ready";
+});
