@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from bunko.config import DEFAULT_MODEL, Settings
 from bunko.corpus.diff import CorpusDiff, chunk_rows, diff_corpus, doc_row, renumber
 from bunko.errors import CorpusError, IndexCorruptError, IndexMissingError
-from bunko.index.format import FORMAT_VERSION, ChunkRow, DocRow, IndexFormatError, read_manifest
+from bunko.index.format import (
+    FORMAT_VERSION,
+    ChunkRow,
+    DocRow,
+    IndexFormatError,
+    read_manifest,
+    verify_files,
+)
 from bunko.index.store import IndexStore
 from bunko.index.writer import Changes, IndexWriter
 from bunko.types import IndexReport
@@ -64,23 +71,37 @@ def open_for_update(
     except IndexCorruptError as exc:
         log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
         return None, "damaged index"
+    reason = _rebuild_reason(old, settings, rebuild)
+    if reason is not None:
+        # A rebuild reads the old index as a vector cache: check all of it first (a
+        # rebuild costs the whole shelf anyway), so that damage is never copied.
+        try:
+            verify_files(old.folder, old.meta, segments=True)
+        except IndexCorruptError as exc:
+            log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
+            old.close()
+            return None, "damaged index"
+    return old, reason
+
+
+def _rebuild_reason(old: Snapshot, settings: Settings, rebuild: bool) -> str | None:
     if rebuild:
-        return old, "--rebuild"
+        return "--rebuild"
     want = requested_model(settings)
     if want is not None and want != old.model:
         log.warning("model changed from %s to %s: rebuilding the whole index", old.model, want)
-        return old, f"model changed from {old.model} to {want}"
+        return f"model changed from {old.model} to {want}"
     if old.meta["chunker"] != chunker_settings(settings):
         log.warning(
             "chunk settings changed from %s to %s: rebuilding the whole index",
             old.meta["chunker"],
             chunker_settings(settings),
         )
-        return old, "chunk settings changed"
+        return "chunk settings changed"
     if old.meta.get("tokenizer") != TOKENIZER:
         log.warning("the lexical tokenizer changed: rebuilding the whole index")
-        return old, "tokenizer changed"
-    return old, None
+        return "tokenizer changed"
+    return None
 
 
 def run(

@@ -38,6 +38,9 @@ CURRENT = "CURRENT"
 MANIFEST = "meta.json"
 DOCS = "docs.sqlite"
 CRC_LIMIT = 256 << 20  # bytes: files up to this size are checksummed on every load
+# A writer checksums segment files up to this size only: small segments cost little to
+# check, and the large ones are checked when a merge or a rebuild reads them whole.
+WRITER_CRC_LIMIT = 8 << 20
 REBUILD_HINT = "run `bunko index --rebuild` to rebuild it from the corpus"
 GENERATION_FILES = (MANIFEST, DOCS)
 # Files of a segment; vectors.npy exists only in an ivf-sq8 segment (whose FAISS
@@ -231,9 +234,10 @@ def verify_files(folder: Path, meta: dict[str, Any], segments: bool | set[str] =
     wrong text or a crash. crc32 runs at GB/s, but reading a multi-GB index on
     every query would undo memory-mapping: large files get the size check only.
 
-    ``segments``: whose segment files get their checksum read (True: all). A
-    writer reads only a few rows of most segments; it checks the segments it
-    merges, and sizes for the rest, so that an update costs what it changes.
+    ``segments``: whose segment files get their checksum read (True: all; the
+    others only when under :data:`WRITER_CRC_LIMIT`). A writer reads only a few
+    rows of most segments; it checks the segments it merges, small files, and
+    sizes for the rest, so that an update costs what it changes.
     """
     if meta.get("generation", folder.name) != folder.name:
         raise IndexCorruptError(
@@ -253,7 +257,8 @@ def verify_files(folder: Path, meta: dict[str, Any], segments: bool | set[str] =
             )
         crc = sums.get(name)
         seg = name.split("/")[0] if "/" in name else None
-        if seg is not None and segments is not True and seg not in (segments or set()):
+        chosen = segments is True or (isinstance(segments, set) and seg in segments)
+        if seg is not None and not chosen and (want or 0) > WRITER_CRC_LIMIT:
             crc = None
         if crc is not None and (want or 0) <= CRC_LIMIT and crc32(path) != crc:
             raise IndexCorruptError(
