@@ -100,7 +100,7 @@ def test_incremental_add_modify_delete(mini: Settings) -> None:
 
 def _chunk_texts(shelf: Shelf, source: str) -> list[str]:
     loaded = shelf.loaded()
-    rows = loaded.chunks([int(i) for i in loaded.row_ids]).values()
+    rows = loaded.chunks([int(i) for i in loaded.live_ids()]).values()
     return [r.text for r in sorted(rows, key=lambda r: r.char_start) if r.source == source]
 
 

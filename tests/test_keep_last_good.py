@@ -75,9 +75,9 @@ def test_rebuild_keeps_the_last_good_version(broken: Any) -> None:
     corpus, index, good, chunks = broken
     report = _index(corpus, index, "--rebuild")
     assert report["rebuilt"] is True
-    # The two readable files are re-read ("updated"), fuji.md is kept ("unchanged"),
-    # and its vectors are reused, not embedded again.
-    assert (report["added"], report["updated"], report["unchanged"]) == (0, 2, 1)
+    # The two readable files are re-read but did not change, fuji.md is kept: all three
+    # count as "unchanged", and fuji.md's vectors are reused, not embedded again.
+    assert (report["added"], report["updated"], report["unchanged"]) == (0, 0, 3)
     assert report["chunks_embedded"] == 0
     _check_kept(report, index, good, chunks)
     assert _top_source(corpus, index) == "fuji.md"
@@ -86,7 +86,7 @@ def test_rebuild_keeps_the_last_good_version(broken: Any) -> None:
 def test_chunk_settings_change_keeps_the_last_good_version(broken: Any) -> None:
     corpus, index, good, chunks = broken
     report = _index(corpus, index, BUNKO_CHUNK_TOKENS="64")
-    assert report["rebuilt"] is True and report["unchanged"] == 1
+    assert report["rebuilt"] is True and (report["updated"], report["unchanged"]) == (0, 3)
     _check_kept(report, index, good, chunks)  # the old chunks: the file cannot be re-chunked
     assert _top_source(corpus, index) == "fuji.md"
 
@@ -99,7 +99,7 @@ def test_model_change_keeps_the_last_good_version_re_embedded(broken: Any) -> No
     corpus, index, good, chunks = broken
     before = snapshot(index).vectors
     report = _index(corpus, index, "--model", str(minilm.MODEL_DIR))
-    assert report["rebuilt"] is True and report["unchanged"] == 1
+    assert report["rebuilt"] is True and (report["updated"], report["unchanged"]) == (0, 3)
     assert report["chunks_embedded"] == report["chunks_total"]  # every vector is new
     _check_kept(report, index, good, chunks)
     after = snapshot(index).vectors

@@ -227,7 +227,7 @@ def update(
     total = int(read_manifest(stats.generation)["chunks"])
     # A full rebuild re-chunks every article, but only changed ones count as updated;
     # an unreadable file that keeps its last good version counts as unchanged.
-    same = sum(1 for d in diff.updated if old_docs[d.source].sha256 == d.sha256)
+    same = sum(1 for d in diff.updated if old_docs[d.source].sha256 == d.sha256) if full else 0
     return IndexReport(
         added=len(diff.added),
         updated=len(diff.updated) - same,

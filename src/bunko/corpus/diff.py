@@ -84,6 +84,7 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
                 # chmod leaves size and mtime alone: an unreadable file is read (and
                 # reported as skipped), not silently taken as unchanged.
                 and os.access(path, os.R_OK)
+                and not _extractor_changed(path, prev)
             ):
                 out.kept.append(src)
                 continue
@@ -171,3 +172,22 @@ def renumber(rows: Sequence[ChunkRow], first_id: int) -> list[ChunkRow]:
     import dataclasses
 
     return [dataclasses.replace(r, id=first_id + i) for i, r in enumerate(rows)]
+
+
+_EXTRACTORS: dict[str, str] = {}
+
+
+def _extractor_changed(path: Path, prev: DocRow) -> bool:
+    """A file made by a reader (HTML, PDF, EPUB) whose version has changed since: its
+    extracted text, which citations point into, may differ, so it is read again."""
+    was = prev.extra.get("extractor")
+    if was is None:
+        return False
+    from bunko.readers import extractor, reader_for
+
+    reader = reader_for(path)
+    if reader is None:
+        return True
+    if reader.__name__ not in _EXTRACTORS:
+        _EXTRACTORS[reader.__name__] = extractor(reader)
+    return bool(_EXTRACTORS[reader.__name__] != was)
