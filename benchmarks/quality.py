@@ -8,6 +8,8 @@ that contains the answer span (dev-qa: a chunk containing an evidence string).
     python benchmarks/quality.py                     # JSQuAD valid, JaQuAD dev, dev-qa
     python benchmarks/quality.py --heldout           # JSQuAD test v1.3, once, at the end
     python benchmarks/quality.py --sample 0          # all questions
+    python benchmarks/quality.py --abstention        # abstention (see abstention.py)
+    python benchmarks/quality.py --abstention --smoke
 
 Prints markdown tables and writes benchmarks/results/quality.json.
 """
@@ -81,7 +83,16 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="run JSQuAD test v1.3 only")
     ap.add_argument("--sample", type=int, default=1000, help="questions per dataset (0: all)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--abstention", action="store_true", help="the abstention benchmark")
+    ap.add_argument("--fit", action="store_true", help="with --abstention: fit confidence")
+    ap.add_argument("--smoke", action="store_true", help="with --abstention: tiny and quick")
     args = ap.parse_args()
+    if args.abstention:
+        import abstention
+
+        out = Path(args.out) if args.out else REPO / "benchmarks/results/abstention.json"
+        abstention.main(args.sample or None, args.smoke, args.fit, None if args.smoke else out)
+        return
     names = ["jsquad-test"] if args.heldout else args.datasets.split(",")
     size = args.sample or None
     report: dict[str, Any] = {"sample": size, "seed": 0}

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -101,6 +102,8 @@ class Shelf:
         self._tokenizer: Tokenizer | None = None
         self._loaded: LoadedIndex | None = None
         self._loaded_from: Path | None = None
+        self._dense_background: search.Ranked = []
+        self.last_signals: list[Any] = []  # confidence signals of the last query, in rank order
 
     # -- shared pieces -------------------------------------------------------
 
@@ -142,18 +145,21 @@ class Shelf:
 
     # -- index ---------------------------------------------------------------
 
-    def index(self, rebuild: bool = False) -> IndexReport:
+    def index(self, rebuild: bool = False, *, wait: bool = True) -> IndexReport:
         """Bring the index up to date with the corpus, embedding only what changed.
 
         Args:
             rebuild: ignore the existing index and build from scratch (vectors of
                 unchanged chunk texts are still reused when the model is the same).
+                Only a rebuild may switch the index to another corpus folder.
+            wait: wait for another writer to finish (else raise IndexLockedError).
 
         Returns:
             What was added, updated, removed, left unchanged and skipped.
 
         Raises:
-            CorpusError: the corpus folder is missing or has no articles.
+            CorpusError: the corpus folder is missing or has no articles, or the
+                index was built from another corpus folder.
             IndexWriteError: the index could not be written; the old one is intact.
             ModelLoadError: the model could not be loaded.
         """
@@ -167,8 +173,15 @@ class Shelf:
                 f"the corpus folder {corpus} has no .txt or .md articles; "
                 "add some (or `bunko add FILE`), or pass --corpus DIR"
             )
-        with self.store.lock():
+        with self.store.lock(wait=wait):
             old, reason = self._open_for_update(rebuild)
+            if old is not None and not rebuild and reason != "damaged index":
+                try:
+                    self._check_corpus(old)
+                except CorpusError:
+                    if old is not self._loaded:
+                        old.close()
+                    raise
             try:
                 return self._update(docs, skips, old, reason, t0)
             finally:
@@ -337,6 +350,7 @@ class Shelf:
             "next_id": next_id,
             "created": old.meta.get("created") if old is not None and not full else None,
             "corpus": str(self.settings.corpus.resolve()),
+            "corpus_from_index": _relpath(self.settings.corpus, self.settings.index),
         }
         meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         copy_from = (old.folder, kept) if old is not None and not full else None
@@ -458,38 +472,77 @@ class Shelf:
     # -- query ---------------------------------------------------------------
 
     def query(
-        self, question: str, k: int = 5, mode: Mode = "hybrid", explain: bool = False
+        self,
+        question: str,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        explain: bool = False,
+        *,
+        min_confidence: float | None = None,
+        update: bool = True,
     ) -> QueryResult:
         """Answer a question with the ``k`` most relevant cited passages.
 
-        Builds the index first when there is none yet.
+        Builds the index first when there is none yet, and (unless ``update`` is
+        False) brings it up to date when corpus files were added, changed or
+        removed since the last update. No two passages share text of one file.
+
+        Args:
+            min_confidence: the confidence the top passage needs for the result to
+                be ``answerable`` (default: the value the abstention benchmark chose).
+            update: check the corpus for changes and index them before answering.
 
         Raises:
-            UsageError: empty question, k < 1 or an unknown mode.
+            UsageError: empty question, k < 1, an unknown mode or a bad min_confidence.
+            CorpusError: the corpus folder is missing, or the index belongs to another.
             ModelMismatchError: the index was built with another model.
             IndexCorruptError: an index file is damaged.
         """
+        from bunko.retrieval import confidence as conf
+        from bunko.retrieval.passages import one_per_place
+
         question = _check_question(question, k, mode)
+        threshold = conf.DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+        if not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"--min-confidence must be between 0 and 1 (got {threshold})")
         if self.store.current() is None:
             log.warning("no index yet in %s: building it first", self.settings.index)
             self.index()
+        elif update:
+            self._refresh()
+        else:
+            self._check_corpus(self.loaded())
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
         q_tokens = self.tokenizer.tokens(q)
-        dense, lexical, rows, sent_sims = self.candidates(
-            q, q_tokens, mode, max(search.CANDIDATES, k)
-        )
+        n = max(search.CANDIDATES, k)
+        dense, lexical, rows, sent_sims = self.candidates(q, q_tokens, mode, n)
         if mode == "hybrid":
             weight = search.lexical_weight(loaded.lexical.coverage(q_tokens))
-            hits = search.fuse(dense, lexical, weight, k)
+            fused = search.fuse(dense, lexical, weight, len(rows))
         else:
-            hits = search.single(dense if mode == "dense" else lexical, k, mode)
+            fused = search.single(dense if mode == "dense" else lexical, len(rows), mode)
+        hits = list(
+            one_per_place(
+                fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
+                                  rows[h.chunk_id].char_end), k)
+        )  # fmt: skip
         lex = loaded.lexical
         idf = {t: float(lex.idf[lex.vocab[t]]) for t in q_tokens if t in lex.vocab}
+        unseen = math.log1p((lex.n_rows + 0.5) / 0.5)
+        chunk_cos = [s for _, s in self._dense_background]
+        background = conf.median(chunk_cos)
         passages = []
         for rank, hit in enumerate(hits, 1):
             row = rows[hit.chunk_id]
-            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sent_sims.get(hit.chunk_id))
+            sims = sent_sims.get(hit.chunk_id)
+            best = float(sims.max()) if sims is not None and len(sims) else background
+            signals = conf.Signals(
+                sentence=best,
+                gap=best - background,
+                coverage=conf.word_coverage(q_tokens, row.tokens, idf, unseen),
+            )
+            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
             passages.append(
                 Passage(
                     rank=rank,
@@ -508,9 +561,47 @@ class Shelf:
                         char_end=row.char_end,
                     ),
                     explain=_explain(hit, mode) if explain else None,
+                    confidence=round(conf.confidence(signals), 4),
                 )
             )
-        return QueryResult(query=question, mode=mode, model=loaded.model, passages=tuple(passages))
+            self.last_signals.append(signals)
+        return QueryResult(
+            query=question,
+            mode=mode,
+            model=loaded.model,
+            passages=tuple(passages),
+            answerable=bool(passages) and passages[0].confidence >= threshold,
+            min_confidence=threshold,
+        )
+
+    def _check_corpus(self, loaded: LoadedIndex) -> None:
+        from bunko.freshness import check_corpus
+
+        check_corpus(self.settings.corpus, self.settings.index, loaded.meta)
+
+    def _refresh(self) -> None:
+        """Index what changed in the corpus since the last update, saying so on stderr.
+
+        A read-only or locked index is not an error here: the query answers from
+        what the index holds, with a warning.
+        """
+        from bunko.errors import IndexLockedError, IndexWriteError
+        from bunko.freshness import corpus_changes
+
+        loaded = self.loaded()
+        self._check_corpus(loaded)
+        changes = corpus_changes(self.settings.corpus, loaded.documents())
+        if not changes:
+            return
+        log.warning("the corpus changed since the last update: %s; updating the index",
+                    changes.summary())  # fmt: skip
+        try:
+            self.index(wait=False)
+        except IndexLockedError:
+            log.warning("another bunko process is updating %s; answering from the index as it "
+                        "is", self.settings.index)  # fmt: skip
+        except IndexWriteError as exc:
+            log.warning("could not update the index (%s); answering from the index as it is", exc)
 
     def candidates(
         self, q: str, q_tokens: Sequence[str], mode: Mode, n: int
@@ -518,19 +609,25 @@ class Shelf:
         """Dense and lexical candidates before fusion, with their rows and sentence cosines.
 
         The dense side is re-ranked with sentence vectors (:func:`search.rescore_dense`)
-        over every candidate either retriever found.
+        over every candidate either retriever found. The question is embedded in
+        every mode: confidence reads the sentence cosines even in lexical mode.
+        The raw dense chunk cosines are kept in ``self._dense_background``.
         """
         loaded = self.loaded()
-        embedder = self._embedder_for(loaded) if mode != "lexical" else None
-        qvec = embedder.embed_query(q) if embedder is not None else None
-        dense = search.dense_candidates(loaded, qvec, n) if qvec is not None else []
+        embedder = self._embedder_for(loaded)
+        qvec = embedder.embed_query(q)
+        dense = search.dense_candidates(loaded, qvec, n)
+        self._dense_background = dense
+        self.last_signals = []
         lexical = search.lexical_candidates(loaded, q_tokens, n) if mode != "dense" else []
+        if mode == "lexical":
+            dense = []
         # One fetch for every candidate: their sentence vectors re-rank the dense side.
         rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
         sent_sims: dict[int, Any] = {}
-        if qvec is not None:
-            for cid, row in rows.items():
-                sent_sims[cid] = unpack_vectors(row.sentvecs, loaded.vectors.d) @ qvec
+        for cid, row in rows.items():
+            sent_sims[cid] = unpack_vectors(row.sentvecs, loaded.vectors.d) @ qvec
+        if mode != "lexical":
             dense = search.rescore_dense(dense, list(rows), sent_sims)
         return dense, lexical, rows, sent_sims
 
@@ -686,24 +783,47 @@ class Shelf:
 
         Each line: {"id", "lang", "question", "doc", "evidence": [str, ...]}. A hit is a
         result whose text contains any evidence string, after NFKC on both sides.
+        A line with ``"answerable": false`` (and no evidence) is a question the corpus
+        does not answer: it counts only towards the abstention scores (top confidence
+        against the default threshold, AUROC), reported per language.
 
         Raises:
             EvalError: the file is missing or a line is malformed.
         """
+        from bunko.retrieval.abstention import abstention_scores
+
         items = load_eval(Path(path))
         depth = max(k, 10)
         ranks: dict[str, list[int | None]] = {}
+        tops: dict[str, tuple[list[float], list[float]]] = {}
+        threshold = 0.0
         for item in items:
-            result = self.query(item["question"], k=depth, mode=mode)
-            evidence = [_nfkc(e) for e in item["evidence"]]
-            rank = next(
-                (p.rank for p in result.passages if any(e in _nfkc(p.text) for e in evidence)),
-                None,
-            )
-            ranks.setdefault(str(item.get("lang", "all")), []).append(rank)
-            self.progress("evaluating", sum(map(len, ranks.values())), len(items))
+            result = self.query(item["question"], k=depth, mode=mode, update=False)
+            threshold = result.min_confidence
+            lang = str(item.get("lang", "all"))
+            top = result.passages[0].confidence if result.passages else 0.0
+            if item.get("answerable", True) is False:
+                tops.setdefault(lang, ([], []))[1].append(top)
+            else:
+                tops.setdefault(lang, ([], []))[0].append(top)
+                evidence = [_nfkc(e) for e in item["evidence"]]
+                rank = next(
+                    (p.rank for p in result.passages if any(e in _nfkc(p.text) for e in evidence)),
+                    None,
+                )
+                ranks.setdefault(lang, []).append(rank)
+            self.progress("evaluating", sum(len(a) + len(b) for a, b in tops.values()), len(items))
         model = self.loaded().model
         all_ranks = [r for rs in ranks.values() for r in rs]
+        abstention = {}
+        if any(neg for _, neg in tops.values()):
+            for lang, (pos, neg) in sorted(tops.items()):
+                abstention[lang] = abstention_scores(pos, neg, threshold)
+            abstention["all"] = abstention_scores(
+                [c for pos, _ in tops.values() for c in pos],
+                [c for _, neg in tops.values() for c in neg],
+                threshold,
+            )
         return EvalReport(
             file=str(path),
             mode=mode,
@@ -711,12 +831,21 @@ class Shelf:
             k=k,
             by_lang={lang: _scores(rs, k) for lang, rs in sorted(ranks.items())},
             overall=_scores(all_ranks, k),
+            abstention=abstention,
         )
 
 
 def embed_text(chunk_text: str) -> str:
     """The text given to the embedding model for a chunk."""
     return chunk_text
+
+
+def _relpath(path: Path, start: Path) -> str | None:
+    """``path`` relative to ``start`` (None across drives): a corpus and index moved together."""
+    try:
+        return os.path.relpath(path.resolve(), start.resolve())
+    except ValueError:
+        return None
 
 
 def _text_hash(text: str) -> str:
@@ -783,7 +912,13 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvalError(f"{path}:{no}: not valid JSON ({exc.msg})") from exc
+        unanswerable = isinstance(item, dict) and item.get("answerable", True) is False
         ok = (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and item["question"].strip()
+            and unanswerable
+        ) or (
             isinstance(item, dict)
             and isinstance(item.get("question"), str)
             and item["question"].strip()
@@ -793,7 +928,8 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
         )
         if not ok:
             raise EvalError(
-                f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of text)'
+                f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of '
+                'text), or "answerable": false for a question the corpus does not answer'
             )
         items.append(item)
     if not items:

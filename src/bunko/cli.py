@@ -166,11 +166,14 @@ def _query_json(result: QueryResult) -> dict[str, Any]:
             "chars": [c.char_start, c.char_end],
             "highlight": p.highlight,
             "citation": c.render(),
+            "confidence": p.confidence,
         }
         if p.explain is not None:
             item["explain"] = asdict(p.explain)
         results.append(item)
-    return {"query": result.query, "mode": result.mode, "model": result.model, "results": results}
+    return {"query": result.query, "mode": result.mode, "model": result.model,
+            "answerable": result.answerable, "min_confidence": result.min_confidence,
+            "results": results}  # fmt: skip
 
 
 def _shorten(text: str, keep: str, width: int = 360) -> str:
@@ -200,6 +203,18 @@ def query(
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence",
+            help="Confidence (0-1) the top passage needs to count as an answer "
+            "[default: the benchmarked threshold].",
+        ),
+    ] = None,
+    no_update: Annotated[
+        bool,
+        typer.Option("--no-update", help="Do not index corpus changes before answering."),
+    ] = False,
 ) -> None:
     """Ask a question; print the most relevant passages with citations.
 
@@ -212,20 +227,34 @@ def query(
         _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        _err(f"--min-confidence must be between 0 and 1 (got {min_confidence})", 2)
     shelf, progress = _shelf(corpus, index, model)
     result: QueryResult = _run(
-        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain), progress
-    )
+        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain,
+                            min_confidence=min_confidence, update=not no_update),
+        progress,
+    )  # fmt: skip
     if as_json:
         _print_json(_query_json(result))
         return
     if not result.passages:
         typer.echo("No passages found.")
         return
+    if not result.answerable:
+        top = result.passages[0].confidence
+        typer.echo(
+            f"No passage in the corpus answers this confidently (best confidence {top:.2f} "
+            f"< {result.min_confidence:.2f}). The closest passages, which may not answer it:"
+        )
+        typer.echo("")
     for p in result.passages:
         c = p.citation
         typer.echo(f"[{p.rank}] {c.title}" + (f" › {c.heading}" if c.heading else ""))
-        typer.echo(f"    {c.source}:{c.line_start}-{c.line_end}  (score {p.score:.3f})")
+        typer.echo(
+            f"    {c.source}:{c.line_start}-{c.line_end}  "
+            f"(score {p.score:.3f}, confidence {p.confidence:.2f})"
+        )
         typer.echo(f"    » {' '.join(p.highlight.split())} «")
         typer.echo(f"    {_shorten(p.text, p.highlight)}")
         if p.explain is not None:
@@ -331,6 +360,7 @@ def eval_(
                 "file": r.file, "mode": r.mode, "model": r.model, "k": r.k,
                 "by_lang": {lang: _scores_json(s) for lang, s in r.by_lang.items()},
                 "overall": _scores_json(r.overall),
+                "abstention": {lang: asdict(a) for lang, a in r.abstention.items()},
             }
         )  # fmt: skip
         return
@@ -342,6 +372,16 @@ def eval_(
     for lang, s in [*r.by_lang.items(), ("all", r.overall)]:
         cells = [lang, str(s.n)] + [f"{s.hit_at[c]:.3f}" for c in cuts] + [f"{s.mrr_at_10:.3f}"]
         typer.echo("| " + " | ".join(cells) + " |")
+    if r.abstention:
+        th = next(iter(r.abstention.values())).threshold
+        typer.echo(f"\nabstention at min-confidence {th:.2f}")
+        typer.echo("| lang | answerable | unanswerable | answered | abstained | AUROC |")
+        typer.echo("|---|---|---|---|---|---|")
+        for lang, a in r.abstention.items():
+            typer.echo(
+                f"| {lang} | {a.n_answerable} | {a.n_unanswerable} | {_f(a.answered)} | "
+                f"{_f(a.abstained)} | {_f(a.auroc)} |"
+            )
 
 
 def _scores_json(s: Any) -> dict[str, Any]:
