@@ -31,6 +31,7 @@ from datasets import CACHE, SHARED, prepare, sample
 
 DEV_UNANSWERABLE = SHARED / "eval" / "dev-unanswerable.jsonl"
 HOLDOUT = 0.2
+MINI = REPO / "tests" / "data"
 
 
 @dataclass
@@ -39,10 +40,12 @@ class Probe:
     lang: str
     answerable: bool
     top: float = 0.0
-    signals: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    signals: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
 
-def jsquad_probes(size: int | None, smoke: bool) -> tuple[Shelf, list[Probe]]:
+def jsquad_probes(
+    size: int | None, smoke: bool, n_articles: int | None = None
+) -> tuple[Shelf, list[Probe]]:
     """Index JSQuAD valid without 20 % of its articles; questions of both kinds."""
     corpus, questions = prepare("jsquad-valid")
     titles: dict[str, str] = {}
@@ -50,36 +53,45 @@ def jsquad_probes(size: int | None, smoke: bool) -> tuple[Shelf, list[Probe]]:
         titles[f.name] = f.read_text("utf-8").split("\n", 1)[0]
     articles = sorted(set(titles.values()))
     if smoke:
-        articles = articles[:2]
+        n_articles = 2
+    if n_articles:
+        articles = random.Random(1).sample(articles, min(n_articles, len(articles)))
     rng = random.Random(0)
     held = set(rng.sample(articles, max(1, round(HOLDOUT * len(articles)))))
-    tag = "abstention-smoke" if smoke else "abstention"
+    tag = "abstention-smoke" if smoke else f"abstention-{n_articles or 'all'}"
     part = CACHE / "jsquad-valid" / f"{tag}-corpus"
+    per_article: dict[str, int] = {}
+    keep: set[str] = set()
+    for name, title in titles.items():  # smoke: at most 4 paragraphs of an article
+        per_article[title] = per_article.get(title, 0) + 1
+        if title in articles and (not smoke or per_article[title] <= 4):
+            keep.add(name)
     if not part.is_dir():
         part.mkdir(parents=True)
-        for name, title in titles.items():
-            if title in articles and title not in held:
+        for name in sorted(keep):
+            if titles[name] not in held:
                 os.link(corpus / name, part / name)
     shelf = Shelf(
         Settings.resolve(corpus=part, index=CACHE / "jsquad-valid" / f"{tag}-index"),
         progress=_progress,
     )
     shelf.index()
-    pos = [q for q in questions if titles[q.source] in articles and titles[q.source] not in held]
-    neg = [q for q in questions if titles[q.source] in held]
+    pos = [q for q in questions if q.source in keep and titles[q.source] not in held]
+    neg = [q for q in questions if q.source in keep and titles[q.source] in held]
     probes = [Probe(q.question, "ja", True) for q in sample(pos, size)]
     probes += [Probe(q.question, "ja", False) for q in sample(neg, size)]
     return shelf, probes
 
 
-def devqa_probes() -> tuple[Shelf, list[Probe]]:
-    shelf = Shelf(
-        Settings.resolve(corpus=REPO / "corpus", index=CACHE / "dev-qa" / "index"),
-        progress=_progress,
-    )
+def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
+    """dev-qa and dev-unanswerable over the shipped corpus (smoke: the tests' mini corpus)."""
+    corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
+    if smoke:
+        corpus, qa, tag = MINI / "mini", MINI / "mini-qa.jsonl", "smoke-index"
+    shelf = Shelf(Settings.resolve(corpus=corpus, index=CACHE / "dev-qa" / tag), progress=_progress)
     shelf.index()
     probes = []
-    for path, ok in ((DEV_QA, True), (DEV_UNANSWERABLE, False)):
+    for path, ok in ((qa, True), (DEV_UNANSWERABLE, False)):
         for line in path.read_text("utf-8").splitlines():
             if line.strip():
                 d = json.loads(line)
@@ -91,7 +103,7 @@ def run(shelf: Shelf, probes: list[Probe], mode: str = "hybrid") -> None:
     for p in probes:
         r = shelf.query(p.question, k=5, mode=mode, update=False)  # type: ignore[arg-type]
         p.top = r.passages[0].confidence if r.passages else 0.0
-        p.signals = shelf.last_signals[0].as_row() if shelf.last_signals else (0.0, 0.0, 0.0)
+        p.signals = shelf.last_signals[0].as_row() if shelf.last_signals else (0.0,) * 4
 
 
 def scores(probes: list[Probe], threshold: float) -> dict[str, Any]:
@@ -102,42 +114,56 @@ def scores(probes: list[Probe], threshold: float) -> dict[str, Any]:
     return s.__dict__
 
 
-def fit(probes: list[Probe], steps: int = 4000, l2: float = 1e-3) -> list[float]:
-    """Logistic regression (answerable ~ signals) by gradient descent, balanced classes."""
+def fit(groups: list[list[Probe]], steps: int = 30000, l2: float = 1e-3) -> list[float]:
+    """Logistic regression (answerable ~ signals) by gradient descent.
+
+    Each group (a tuning set and language) weighs the same in total, and within a
+    group the answerable and unanswerable questions weigh the same.
+    """
     import numpy as np
 
+    probes = [p for g in groups for p in g]
     x = np.array([p.signals for p in probes], dtype=np.float64)
     y = np.array([p.answerable for p in probes], dtype=np.float64)
     mu, sd = x.mean(0), x.std(0) + 1e-9
     xs = np.hstack([np.ones((len(x), 1)), (x - mu) / sd])
-    w_pos = 0.5 / max(1.0, y.sum())
-    w_neg = 0.5 / max(1.0, (1 - y).sum())
-    sw = np.where(y > 0, w_pos, w_neg)
+    sw = np.concatenate([
+        [1.0 / (len(groups) * 2 * sum(q.answerable == p.answerable for q in g)) for p in g]
+        for g in groups
+    ])  # fmt: skip
     w = np.zeros(xs.shape[1])
     for _ in range(steps):
         p = 1 / (1 + np.exp(-(xs @ w)))
         grad = xs.T @ (sw * (p - y)) + l2 * np.r_[0.0, w[1:]]
-        w -= 1.0 * grad
+        w -= 2.0 * grad
     # back to the raw signal scale
     coef = w[1:] / sd
     intercept = w[0] - float((w[1:] * mu / sd).sum())
     return [float(intercept), *map(float, coef)]
 
 
-def main(sample_size: int | None, smoke: bool, do_fit: bool, out: Path | None) -> dict[str, Any]:
+def main(
+    sample_size: int | None,
+    smoke: bool,
+    do_fit: bool,
+    out: Path | None,
+    n_articles: int | None = None,
+) -> dict[str, Any]:
     th = conf.DEFAULT_MIN_CONFIDENCE
     report: dict[str, Any] = {"threshold": th}
-    shelf, dq = devqa_probes()
+    shelf, dq = devqa_probes(smoke)
     if smoke:
-        dq = dq[:3] + dq[-3:]
+        dq = dq[:4] + dq[-4:]
     run(shelf, dq)
     for lang in ("ja", "en"):
         report[f"dev-qa+unanswerable-{lang}"] = scores([p for p in dq if p.lang == lang], th)
-    shelf, jq = jsquad_probes(10 if smoke else sample_size, smoke)
+    shelf, jq = jsquad_probes(10 if smoke else sample_size, smoke, n_articles)
     run(shelf, jq)
+    report["articles"] = n_articles or "all"
     report["jsquad-valid-heldout-articles"] = scores(jq, th)
     if do_fit:
-        report["fit"] = fit(dq + jq)
+        report["fit"] = fit([[p for p in dq if p.lang == "ja"], [p for p in dq if p.lang == "en"],
+                             jq])  # fmt: skip
         report["signals"] = [
             {"q": p.question, "lang": p.lang, "answerable": p.answerable, "s": p.signals}
             for p in dq + jq
@@ -152,7 +178,7 @@ def main(sample_size: int | None, smoke: bool, do_fit: bool, out: Path | None) -
                 f"{_f(s['abstained'])} | {_f(s['auroc'])} |"
             )
     if do_fit:
-        print(f"\nfitted (intercept, sentence, gap, coverage): {report['fit']}")
+        print(f"\nfitted (intercept, sentence, gap, coverage, cross): {report['fit']}")
     if out is not None:
         out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
         print(f"\nwrote {out}", file=sys.stderr)

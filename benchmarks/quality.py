@@ -86,12 +86,16 @@ def main() -> None:
     ap.add_argument("--abstention", action="store_true", help="the abstention benchmark")
     ap.add_argument("--fit", action="store_true", help="with --abstention: fit confidence")
     ap.add_argument("--smoke", action="store_true", help="with --abstention: tiny and quick")
+    ap.add_argument("--articles", type=int, default=None, help="with --abstention: JSQuAD "
+                    "articles to use (a fixed random subset; default all)")  # fmt: skip
     args = ap.parse_args()
     if args.abstention:
         import abstention
 
         out = Path(args.out) if args.out else REPO / "benchmarks/results/abstention.json"
-        abstention.main(args.sample or None, args.smoke, args.fit, None if args.smoke else out)
+        abstention.main(
+            args.sample or None, args.smoke, args.fit, None if args.smoke else out, args.articles
+        )
         return
     names = ["jsquad-test"] if args.heldout else args.datasets.split(",")
     size = args.sample or None

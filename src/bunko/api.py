@@ -541,6 +541,7 @@ class Shelf:
                 sentence=best,
                 gap=best - background,
                 coverage=conf.word_coverage(q_tokens, row.tokens, idf, unseen),
+                cross=conf.cross_lingual(q, row.text),
             )
             hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
             passages.append(
