@@ -40,9 +40,7 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
         highlight_ok = hits = 0
         for it in items:
             result = task.shelf.query(it.question, k=10, mode=mode)
-            ids = [
-                _chunk_id(task, p.citation.source, p.citation.char_start) for p in result.passages
-            ]
+            ids = [_passage_id(task, p.citation, it.relevant) for p in result.passages]
             ranked.append(ids)
             first = next(
                 (p for p, cid in zip(result.passages, ids, strict=True) if cid in it.relevant), None
@@ -61,6 +59,21 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
 
 
 _ids: dict[tuple[str, str, int], int] = {}
+
+
+def _passage_id(task: Task, c: Any, relevant: set[int]) -> int:
+    """The chunk a passage stands for: a relevant chunk inside its span if there is one
+    (a passage may join neighbouring chunks, retrieval/passages.py), else its first."""
+    inside = [
+        int(r[0])
+        for r in task.shelf.loaded().db.execute(
+            "SELECT id FROM chunks WHERE source = ? AND char_start >= ? AND char_end <= ?",
+            (c.source, c.char_start, c.char_end),
+        )
+    ]
+    return next((i for i in inside if i in relevant), None) or _chunk_id(
+        task, c.source, c.char_start
+    )
 
 
 def _chunk_id(task: Task, source: str, char_start: int) -> int:

@@ -19,7 +19,7 @@ from bunko.config import Settings
 from bunko.errors import CorpusError
 from bunko.freshness import corpus_changes
 from bunko.retrieval.abstention import auroc
-from bunko.retrieval.passages import one_per_place
+from bunko.retrieval.passages import group_places
 
 runner = CliRunner()
 
@@ -242,11 +242,24 @@ def test_results_never_share_text(mini: Settings) -> None:
                 spans.setdefault(c.source, []).append((c.char_start, c.char_end))
 
 
-def test_one_per_place_keeps_order_and_drops_overlaps() -> None:
-    hits = [("a", 0, 10), ("a", 5, 15), ("b", 0, 10), ("a", 10, 20), ("a", 21, 30)]
-    assert list(one_per_place(hits, lambda h: h, 10)) == [("a", 0, 10), ("b", 0, 10),
-                                                          ("a", 21, 30)]  # fmt: skip
-    assert list(one_per_place(hits, lambda h: h, 1)) == [("a", 0, 10)]
+def test_group_places_merges_neighbours_and_keeps_order() -> None:
+    hits = [("a", 0, 10), ("a", 5, 15), ("b", 0, 10), ("a", 40, 50), ("a", 10, 45), ("c", 0, 9)]
+    groups = group_places(hits, lambda h: h, 10, max_chars=20)
+    # (a,10,45) touches two groups: dropped; (a,5,15) joins (a,0,10).
+    assert groups == [[("a", 0, 10), ("a", 5, 15)], [("b", 0, 10)], [("a", 40, 50)], [("c", 0, 9)]]
+    assert group_places(hits, lambda h: h, 1, max_chars=20) == [[("a", 0, 10), ("a", 5, 15)]]
+    # A merge that would be too long gives the slot away instead.
+    assert group_places(hits[:2], lambda h: h, 10, max_chars=12) == [[("a", 0, 10)]]
+
+
+def test_merged_passage_text_is_the_file_text(mini: Settings) -> None:
+    shelf = Shelf(mini)
+    for q in ("富士山", "寿司の歴史", "coffee roast temperature"):
+        for p in shelf.query(q, k=10).passages:
+            c = p.citation
+            file_text = (mini.corpus / c.source).read_text("utf-8")
+            assert file_text[c.char_start : c.char_end] == p.text
+            assert p.highlight in p.text and len(p.text) <= 1500 + 600
 
 
 def test_corpus_error_from_the_api(mini: Settings, tmp_path: Path) -> None:

@@ -499,7 +499,7 @@ class Shelf:
             IndexCorruptError: an index file is damaged.
         """
         from bunko.retrieval import confidence as conf
-        from bunko.retrieval.passages import one_per_place
+        from bunko.retrieval.passages import group_places, merge_rows
 
         question = _check_question(question, k, mode)
         threshold = conf.DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
@@ -522,20 +522,20 @@ class Shelf:
             fused = search.fuse(dense, lexical, weight, len(rows))
         else:
             fused = search.single(dense if mode == "dense" else lexical, len(rows), mode)
-        hits = list(
-            one_per_place(
-                fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
-                                  rows[h.chunk_id].char_end), k)
-        )  # fmt: skip
+        groups = group_places(
+            fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
+                              rows[h.chunk_id].char_end), k)  # fmt: skip
         lex = loaded.lexical
         idf = {t: float(lex.idf[lex.vocab[t]]) for t in q_tokens if t in lex.vocab}
         unseen = math.log1p((lex.n_rows + 0.5) / 0.5)
         chunk_cos = [s for _, s in self._dense_background]
         background = conf.median(chunk_cos)
         passages = []
-        for rank, hit in enumerate(hits, 1):
-            row = rows[hit.chunk_id]
-            sims = sent_sims.get(hit.chunk_id)
+        for rank, group in enumerate(groups, 1):
+            hit = group[0]
+            row, sims = merge_rows(
+                [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
+            )
             best = float(sims.max()) if sims is not None and len(sims) else background
             signals = conf.Signals(
                 sentence=best,
