@@ -96,10 +96,11 @@ def _build(root: Path, n_new: int, chars: int) -> Scenario:
     s1.update(articles(n_new, chars, "new"))
     base = root / "base"
     # Two commits, so the base has an older generation for the collector to delete.
-    write_corpus(root / "s0", {k: v for k, v in s0.items() if k != "changed.md"})
-    Shelf(Settings.resolve(corpus=root / "s0", index=base)).index()
-    write_corpus(root / "s0", s0)
-    Shelf(Settings.resolve(corpus=root / "s0", index=base)).index()
+    # S0 is written into the S1 folder first: an index belongs to one corpus folder.
+    write_corpus(root / "s1", {k: v for k, v in s0.items() if k != "changed.md"})
+    Shelf(Settings.resolve(corpus=root / "s1", index=base)).index()
+    write_corpus(root / "s1", s0)
+    Shelf(Settings.resolve(corpus=root / "s1", index=base)).index()
     assert len(generations(base)) == 2
     write_corpus(root / "s1", s1)
     clean = root / "clean"
