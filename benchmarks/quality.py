@@ -8,6 +8,8 @@ that contains the answer span (dev-qa: a chunk containing an evidence string).
     python benchmarks/quality.py                     # JSQuAD valid, JaQuAD dev, dev-qa
     python benchmarks/quality.py --heldout           # JSQuAD test v1.3, once, at the end
     python benchmarks/quality.py --sample 0          # all questions
+    python benchmarks/quality.py --abstention        # abstention (see abstention.py)
+    python benchmarks/quality.py --abstention --smoke
 
 Prints markdown tables and writes benchmarks/results/quality.json.
 """
@@ -39,9 +41,7 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
         highlight_ok = hits = 0
         for it in items:
             result = task.shelf.query(it.question, k=10, mode=mode)
-            ids = [
-                _chunk_id(task, p.citation.source, p.citation.char_start) for p in result.passages
-            ]
+            ids = [_passage_id(task, p.citation, it.relevant) for p in result.passages]
             ranked.append(ids)
             first = next(
                 (p for p, cid in zip(result.passages, ids, strict=True) if cid in it.relevant), None
@@ -62,6 +62,21 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
 _ids: dict[tuple[str, str, int], int] = {}
 
 
+def _passage_id(task: Task, c: Any, relevant: set[int]) -> int:
+    """The chunk a passage stands for: a relevant chunk inside its span if there is one
+    (a passage may join neighbouring chunks, retrieval/passages.py), else its first."""
+    inside = [
+        int(r[0])
+        for r in task.shelf.loaded().db.execute(
+            "SELECT id FROM chunks WHERE source = ? AND char_start >= ? AND char_end <= ?",
+            (c.source, c.char_start, c.char_end),
+        )
+    ]
+    return next((i for i in inside if i in relevant), None) or _chunk_id(
+        task, c.source, c.char_start
+    )
+
+
 def _chunk_id(task: Task, source: str, char_start: int) -> int:
     key = (task.name, source, char_start)
     if key not in _ids:
@@ -76,8 +91,25 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="run JSQuAD test v1.3 only")
     ap.add_argument("--sample", type=int, default=1000, help="questions per dataset (0: all)")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--smoke", action="store_true", help="dev-qa, 3 questions a language (CI)")
+    ap.add_argument("--abstention", action="store_true", help="the abstention benchmark")
+    ap.add_argument("--fit", action="store_true", help="with --abstention: fit confidence")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny and quick (CI): dev-qa, 3 questions a language; "
+        "with --abstention, a tiny abstention run",
+    )
+    ap.add_argument("--articles", type=int, default=None, help="with --abstention: JSQuAD "
+                    "articles to use (a fixed random subset; default all)")  # fmt: skip
     args = ap.parse_args()
+    if args.abstention:
+        import abstention
+
+        out = Path(args.out) if args.out else REPO / "benchmarks/results/abstention.json"
+        abstention.main(
+            args.sample or None, args.smoke, args.fit, None if args.smoke else out, args.articles
+        )
+        return
     if args.smoke:
         args.datasets, args.out = "dev-qa", args.out or str(Path(tempfile.mkdtemp()) / "q.json")
     names = ["jsquad-test"] if args.heldout else args.datasets.split(",")

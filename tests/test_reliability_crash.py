@@ -124,10 +124,11 @@ def _build(root: Path, n_new: int, chars: int) -> Scenario:
     s1.update(articles(n_new, chars, "new"))
     base = root / "base"
     # Two commits, so the base has an older generation for the collector to delete.
-    write_corpus(root / "s0", {k: v for k, v in s0.items() if k != "changed.md"})
-    Shelf(Settings.resolve(corpus=root / "s0", index=base)).index()
-    write_corpus(root / "s0", s0)
-    Shelf(Settings.resolve(corpus=root / "s0", index=base)).index()
+    # S0 is written into the S1 folder first: an index belongs to one corpus folder.
+    write_corpus(root / "s1", {k: v for k, v in s0.items() if k != "changed.md"})
+    Shelf(Settings.resolve(corpus=root / "s1", index=base)).index()
+    write_corpus(root / "s1", s0)
+    Shelf(Settings.resolve(corpus=root / "s1", index=base)).index()
     assert len(generations(base)) == 2
     write_corpus(root / "s1", s1)
     clean = root / "clean"
@@ -241,7 +242,8 @@ def _stop(
 def _query_and_resume(sc: Scenario, index: Path, state: str) -> None:
     """`bunko query` works on what was left; the next `bunko index` equals a clean rebuild."""
     where = ["--corpus", str(sc.corpus), "--index", str(index)]
-    res = runner.invoke(app, ["query", "富士山の高さは？", "--json", *where])
+    # --no-update: query what was left (a plain query would index S1 first).
+    res = runner.invoke(app, ["query", "富士山の高さは？", "--json", "--no-update", *where])
     assert res.exit_code == 0, res.output
     sources = {r["source"] for r in json.loads(res.stdout)["results"]}
     assert sources <= set((sc.old if state == "old" else sc.new).documents)

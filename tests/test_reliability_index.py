@@ -372,7 +372,8 @@ def test_real_full_disk_keeps_the_previous_index(
     whichever writer hits it first (SQLite, FAISS, numpy, json). Sizes are swept."""
     before = snapshot(mini.index)
     used = sum(p.stat().st_size for p in mini.index.rglob("*") if p.is_file())
-    write_corpus(tmp_path / "bigger", {**mini_files(), **articles(3, 400, "full")})
+    bigger = tmp_path / "bigger"
+    write_corpus(bigger, {**mini_files(), **articles(3, 400, "full")})
     outcomes = []
     for extra_kb in sizes:
         size = (used // 4096 + 1) * 4 + 4 * len(FILES) + extra_kb
@@ -381,7 +382,9 @@ def test_real_full_disk_keeps_the_previous_index(
         out.mkdir()
         done = _in_namespace(
             f"mount -t tmpfs -o size={size}k tmpfs '{mnt}'; cp -a '{mini.index}' '{mnt}/index'\n"
-            f"set +e; {_cmd('index', '--corpus', tmp_path / 'bigger', '--index', mnt / 'index')}"
+            # --rebuild: the index belongs to the mini corpus folder; a rebuild for another
+            # folder writes a whole generation too.
+            f"set +e; {_cmd('index', '--rebuild', '--corpus', bigger, '--index', mnt / 'index')}"
             f" >'{out}/stdout' 2>'{out}/stderr'; echo $? >'{out}/rc'; set -e\n"
             f"cp -a '{mnt}/index' '{out}/index'"
         )

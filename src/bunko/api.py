@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -95,6 +96,8 @@ class Shelf:
         self._loaded: Snapshot | None = None
         self._loaded_from: Path | None = None
         self._extras: tuple[Path, dict[str, dict[str, Any]]] | None = None
+        self._dense_background: search.Ranked = []
+        self.last_signals: list[Any] = []  # confidence signals of the last query, in rank order
 
     @classmethod
     def open(
@@ -155,19 +158,24 @@ class Shelf:
 
     # -- index ---------------------------------------------------------------
 
-    def index(self, rebuild: bool = False, optimize: bool = False) -> IndexReport:
+    def index(
+        self, rebuild: bool = False, optimize: bool = False, *, wait: bool = True
+    ) -> IndexReport:
         """Bring the index up to date with the corpus, embedding only what changed.
 
         Args:
             rebuild: ignore the existing index and build from scratch (vectors of
                 unchanged chunk texts are still reused when the model is the same).
+                Only a rebuild may switch the index to another corpus folder.
             optimize: merge every segment into one, dropping deleted rows.
+            wait: wait for another writer to finish (else raise IndexLockedError).
 
         Returns:
             What was added, updated, removed, left unchanged and skipped.
 
         Raises:
-            CorpusError: the corpus folder is missing or has no articles.
+            CorpusError: the corpus folder is missing or has no articles, or the
+                index was built from another corpus folder.
             IndexWriteError: the index could not be written; the old one is intact.
             ModelLoadError: the model could not be loaded.
         """
@@ -177,7 +185,9 @@ class Shelf:
             from bunko.ingest import list_corpus
 
             list_corpus(self.settings.corpus)  # raises CorpusError, naming the problem
-        with self.store.lock():
+        with self.store.lock(wait=wait):
+            if not rebuild:
+                self._check_live_corpus()
             return pipeline.run(
                 self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
             )
@@ -192,40 +202,75 @@ class Shelf:
         explain: bool = False,
         *,
         sources: Sequence[str] | None = None,
+        min_confidence: float | None = None,
+        update: bool = True,
     ) -> QueryResult:
         """Answer a question with the ``k`` most relevant cited passages.
 
-        Builds the index first when there is none yet. ``sources`` (corpus-relative
-        globs such as ``2024/*``) limits the passages to matching articles.
+        Builds the index first when there is none yet, and (unless ``update`` is
+        False) brings it up to date when corpus files were added, changed or
+        removed since the last update. No two passages share text of one file.
+        ``sources`` (corpus-relative globs such as ``2024/*``) limits the passages
+        to matching articles.
+
+        Args:
+            min_confidence: the confidence the top passage needs for the result to
+                be ``answerable`` (default: the value the abstention benchmark chose).
+            update: check the corpus for changes and index them before answering.
 
         Raises:
-            UsageError: empty question, k < 1 or an unknown mode.
+            UsageError: empty question, k < 1, an unknown mode or a bad min_confidence.
+            CorpusError: the corpus folder is missing, or the index belongs to another.
             SourceError: a ``sources`` glob points outside the corpus or matches
                 no indexed article.
             ModelMismatchError: the index was built with another model.
             IndexCorruptError: an index file is damaged.
         """
+        from bunko.retrieval import confidence as conf
+        from bunko.retrieval.passages import group_places, merge_rows
+
         question = _check_question(question, k, mode)
+        threshold = conf.DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+        if not 0.0 <= threshold <= 1.0:
+            raise UsageError(f"min_confidence must be between 0 and 1 (got {threshold})")
         if self.store.current() is None:
             log.warning("no index yet in %s: building it first", self.settings.index)
             self.index()
+        elif update:
+            self._refresh()
+        else:
+            self._check_corpus(self.loaded())
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
         q_tokens = self.tokenizer.tokens(q)
-        dense, lexical, rows, sent_sims = self._candidates_in(
-            q, q_tokens, mode, max(search.CANDIDATES, k), sources
-        )
+        n = max(search.CANDIDATES, k)
+        dense, lexical, rows, sent_sims = self._candidates_in(q, q_tokens, mode, n, sources)
         if mode == "hybrid":
             weight = search.lexical_weight(loaded.coverage(q_tokens))
-            hits = search.fuse(dense, lexical, weight, k)
+            fused = search.fuse(dense, lexical, weight, len(rows))
         else:
-            hits = search.single(dense if mode == "dense" else lexical, k, mode)
+            fused = search.single(dense if mode == "dense" else lexical, len(rows), mode)
+        groups = group_places(
+            fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
+                              rows[h.chunk_id].char_end), k)  # fmt: skip
         idf = loaded.idf(q_tokens)
-        extras = self._doc_extras(loaded) if hits else {}
+        unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
+        background = conf.median([s for _, s in self._dense_background])
+        extras = self._doc_extras(loaded) if groups else {}
         passages = []
-        for rank, hit in enumerate(hits, 1):
-            row = rows[hit.chunk_id]
-            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sent_sims.get(hit.chunk_id))
+        for rank, group in enumerate(groups, 1):
+            hit = group[0]
+            row, sims = merge_rows(
+                [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
+            )
+            best = float(sims.max()) if sims is not None and len(sims) else background
+            signals = conf.Signals(
+                sentence=best,
+                gap=best - background,
+                coverage=conf.word_coverage(q_tokens, row.tokens, idf, unseen),
+                cross=conf.cross_lingual(q, row.text),
+            )
+            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
             page, url, link = _where(extras.get(row.source, {}), row, hl_start, hl_end)
             passages.append(
                 Passage(
@@ -248,9 +293,62 @@ class Shelf:
                         link=link,
                     ),
                     explain=_explain(hit, mode) if explain else None,
+                    confidence=round(conf.confidence(signals), 4),
                 )
             )
-        return QueryResult(query=question, mode=mode, model=loaded.model, passages=tuple(passages))
+            self.last_signals.append(signals)
+        return QueryResult(
+            query=question,
+            mode=mode,
+            model=loaded.model,
+            passages=tuple(passages),
+            answerable=bool(passages) and passages[0].confidence >= threshold,
+            min_confidence=threshold,
+        )
+
+    def _check_corpus(self, loaded: Snapshot) -> None:
+        from bunko.freshness import check_corpus
+
+        check_corpus(self.settings.corpus, self.settings.index, loaded.meta)
+
+    def _check_live_corpus(self) -> None:
+        """Refuse to update an index built from another corpus folder (a missing,
+        damaged or old-format index is the pipeline's to rebuild)."""
+        from bunko.errors import IndexCorruptError
+
+        try:
+            live = self.store.load()
+        except (IndexMissingError, IndexCorruptError):
+            return
+        try:
+            self._check_corpus(live)
+        finally:
+            if live is not self._loaded:
+                live.close()
+
+    def _refresh(self) -> None:
+        """Index what changed in the corpus since the last update, saying so on stderr.
+
+        A read-only or locked index is not an error here: the query answers from
+        what the index holds, with a warning.
+        """
+        from bunko.errors import IndexLockedError, IndexWriteError
+        from bunko.freshness import corpus_changes
+
+        loaded = self.loaded()
+        self._check_corpus(loaded)
+        changes = corpus_changes(self.settings.corpus, loaded.documents())
+        if not changes:
+            return
+        log.warning("the corpus changed since the last update: %s; updating the index",
+                    changes.summary())  # fmt: skip
+        try:
+            self.index(wait=False)
+        except IndexLockedError:
+            log.warning("another bunko process is updating %s; answering from the index as it "
+                        "is", self.settings.index)  # fmt: skip
+        except IndexWriteError as exc:
+            log.warning("could not update the index (%s); answering from the index as it is", exc)
 
     def _doc_extras(self, loaded: Snapshot) -> dict[str, dict[str, Any]]:
         """Per-document metadata (page offsets, URL) of the live index, read once per index."""
@@ -265,19 +363,25 @@ class Shelf:
         """Dense and lexical candidates before fusion, with their rows and sentence cosines.
 
         The dense side is re-ranked with sentence vectors (:func:`search.rescore_dense`)
-        over every candidate either retriever found.
+        over every candidate either retriever found. The question is embedded in
+        every mode: confidence reads the sentence cosines even in lexical mode.
+        The raw dense chunk cosines are kept in ``self._dense_background``.
         """
         loaded = self.loaded()
-        embedder = self._embedder_for(loaded) if mode != "lexical" else None
-        qvec = embedder.embed_query(q) if embedder is not None else None
-        dense = search.dense_candidates(loaded, qvec, n) if qvec is not None else []
+        embedder = self._embedder_for(loaded)
+        qvec = embedder.embed_query(q)
+        dense = search.dense_candidates(loaded, qvec, n)
+        self._dense_background = dense
+        self.last_signals = []
         lexical = search.lexical_candidates(loaded, q_tokens, n) if mode != "dense" else []
+        if mode == "lexical":
+            dense = []
         # One fetch for every candidate: their sentence vectors re-rank the dense side.
         rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
         sent_sims: dict[int, Any] = {}
-        if qvec is not None:
-            for cid, vecs in loaded.sentence_vectors(rows.values()).items():
-                sent_sims[cid] = vecs @ qvec
+        for cid, vecs in loaded.sentence_vectors(rows.values()).items():
+            sent_sims[cid] = vecs @ qvec
+        if mode != "lexical":
             dense = search.rescore_dense(dense, list(rows), sent_sims)
         return dense, lexical, rows, sent_sims
 
@@ -483,24 +587,47 @@ class Shelf:
 
         Each line: {"id", "lang", "question", "doc", "evidence": [str, ...]}. A hit is a
         result whose text contains any evidence string, after NFKC on both sides.
+        A line with ``"answerable": false`` (and no evidence) is a question the corpus
+        does not answer: it counts only towards the abstention scores (top confidence
+        against the default threshold, AUROC), reported per language.
 
         Raises:
             EvalError: the file is missing or a line is malformed.
         """
+        from bunko.retrieval.abstention import abstention_scores
+
         items = load_eval(Path(path))
         depth = max(k, 10)
         ranks: dict[str, list[int | None]] = {}
+        tops: dict[str, tuple[list[float], list[float]]] = {}
+        threshold = 0.0
         for item in items:
-            result = self.query(item["question"], k=depth, mode=mode)
-            evidence = [_nfkc(e) for e in item["evidence"]]
-            rank = next(
-                (p.rank for p in result.passages if any(e in _nfkc(p.text) for e in evidence)),
-                None,
-            )
-            ranks.setdefault(str(item.get("lang", "all")), []).append(rank)
-            self.progress("evaluating", sum(map(len, ranks.values())), len(items))
+            result = self.query(item["question"], k=depth, mode=mode, update=False)
+            threshold = result.min_confidence
+            lang = str(item.get("lang", "all"))
+            top = result.passages[0].confidence if result.passages else 0.0
+            if item.get("answerable", True) is False:
+                tops.setdefault(lang, ([], []))[1].append(top)
+            else:
+                tops.setdefault(lang, ([], []))[0].append(top)
+                evidence = [_nfkc(e) for e in item["evidence"]]
+                rank = next(
+                    (p.rank for p in result.passages if any(e in _nfkc(p.text) for e in evidence)),
+                    None,
+                )
+                ranks.setdefault(lang, []).append(rank)
+            self.progress("evaluating", sum(len(a) + len(b) for a, b in tops.values()), len(items))
         model = self.loaded().model
         all_ranks = [r for rs in ranks.values() for r in rs]
+        abstention = {}
+        if any(neg for _, neg in tops.values()):
+            for lang, (pos, neg) in sorted(tops.items()):
+                abstention[lang] = abstention_scores(pos, neg, threshold)
+            abstention["all"] = abstention_scores(
+                [c for pos, _ in tops.values() for c in pos],
+                [c for _, neg in tops.values() for c in neg],
+                threshold,
+            )
         return EvalReport(
             file=str(path),
             mode=mode,
@@ -508,6 +635,7 @@ class Shelf:
             k=k,
             by_lang={lang: _scores(rs, k) for lang, rs in sorted(ranks.items())},
             overall=_scores(all_ranks, k),
+            abstention=abstention,
         )
 
 
@@ -579,7 +707,6 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalError(f"cannot read the evaluation file {path}: {exc}") from exc
     items = []
-    unanswerable = 0
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -587,10 +714,13 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvalError(f"{path}:{no}: not valid JSON ({exc.msg})") from exc
-        if isinstance(item, dict) and item.get("answerable") is False:
-            unanswerable += 1  # no evidence to find; retrieval metrics cannot score them
-            continue
+        unanswerable = isinstance(item, dict) and item.get("answerable", True) is False
         ok = (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and item["question"].strip()
+            and unanswerable
+        ) or (
             isinstance(item, dict)
             and isinstance(item.get("question"), str)
             and item["question"].strip()
@@ -600,16 +730,12 @@ def load_eval(path: Path) -> list[dict[str, Any]]:
         )
         if not ok:
             raise EvalError(
-                f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of text)'
+                f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of '
+                'text), or "answerable": false for a question the corpus does not answer'
             )
         items.append(item)
-    if unanswerable:
-        log.info("%s: skipped %d unanswerable questions (no evidence to find)", path, unanswerable)
     if not items:
-        raise EvalError(
-            f"{path} has no answerable questions"
-            + (f" ({unanswerable} unanswerable ones skipped)" if unanswerable else "")
-        )
+        raise EvalError(f"{path} has no questions")
     return items
 
 

@@ -256,6 +256,18 @@ def query(
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence",
+            help="Confidence (0-1) the top passage needs to count as an answer "
+            "[default: the benchmarked threshold].",
+        ),
+    ] = None,
+    no_update: Annotated[
+        bool,
+        typer.Option("--no-update", help="Do not index corpus changes before answering."),
+    ] = False,
 ) -> None:
     """Ask a question; print the most relevant passages with citations.
 
@@ -270,9 +282,19 @@ def query(
         _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        _err(f"--min-confidence must be between 0 and 1 (got {min_confidence})", 2)
     shelf, progress = _shelf(corpus, index, model)
     result: QueryResult = _run(
-        lambda: shelf.query(question, k=top_k, mode=mode, explain=explain, sources=source),
+        lambda: shelf.query(
+            question,
+            k=top_k,
+            mode=mode,
+            explain=explain,
+            sources=source,
+            min_confidence=min_confidence,
+            update=not no_update,
+        ),
         progress,
     )
     if as_json:
@@ -430,6 +452,7 @@ def eval_(
                 "file": r.file, "mode": r.mode, "model": r.model, "k": r.k,
                 "by_lang": {lang: _scores_json(s) for lang, s in r.by_lang.items()},
                 "overall": _scores_json(r.overall),
+                "abstention": {lang: asdict(a) for lang, a in r.abstention.items()},
             }
         )  # fmt: skip
         return
@@ -441,6 +464,20 @@ def eval_(
     for lang, s in [*r.by_lang.items(), ("all", r.overall)]:
         cells = [lang, str(s.n)] + [f"{s.hit_at[c]:.3f}" for c in cuts] + [f"{s.mrr_at_10:.3f}"]
         typer.echo("| " + " | ".join(cells) + " |")
+    if r.abstention:
+        th = next(iter(r.abstention.values())).threshold
+        typer.echo(f"\nabstention at min-confidence {th:.2f}")
+        typer.echo("| lang | answerable | unanswerable | answered | abstained | AUROC |")
+        typer.echo("|---|---|---|---|---|---|")
+        for lang, a in r.abstention.items():
+            typer.echo(
+                f"| {lang} | {a.n_answerable} | {a.n_unanswerable} | {_f(a.answered)} | "
+                f"{_f(a.abstained)} | {_f(a.auroc)} |"
+            )
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _scores_json(s: Any) -> dict[str, Any]:

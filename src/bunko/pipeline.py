@@ -9,8 +9,10 @@ text was embedded before, :mod:`bunko.embedding.cache`) -> index (one commit,
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bunko.config import DEFAULT_MODEL, Settings
@@ -204,6 +206,7 @@ def update(
         "next_id": next_id,
         "created": old.meta.get("created") if old is not None and not full else None,
         "corpus": str(settings.corpus.resolve()),
+        "corpus_from_index": _relpath(settings.corpus, settings.index),
     }
     meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if full:
@@ -277,3 +280,11 @@ def _carry_unreadable(
         ", ".join(diff.kept_skipped),
     )
     return rows, next_id + len(rows)
+
+
+def _relpath(path: Path, start: Path) -> str | None:
+    """``path`` relative to ``start`` (None across drives): a corpus and index moved together."""
+    try:
+        return os.path.relpath(path.resolve(), start.resolve())
+    except ValueError:
+        return None

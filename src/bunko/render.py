@@ -74,6 +74,15 @@ def query_text(result: QueryResult, style: Style) -> Iterator[str]:
     if not result.passages:
         yield "No passages found."
         return
+    answerable = getattr(result, "answerable", True)
+    if not answerable:
+        top = result.passages[0].confidence
+        yield style(
+            f"No passage in the corpus answers this confidently (best confidence {top:.2f} "
+            f"< {result.min_confidence:.2f}). The closest passages, which may not answer it:",
+            "red",
+        )
+        yield ""
     for p in result.passages:
         c = p.citation
         head = heading_below_title(c.title, c.heading)
@@ -81,7 +90,9 @@ def query_text(result: QueryResult, style: Style) -> Iterator[str]:
         yield title
         page = f" {c.pages()}" if c.page is not None else ""
         where = style(f"{c.source}:{c.line_start}-{c.line_end}{page}", "cyan")
-        yield f"    {where}  " + style(f"(score {p.score:.3f})", "green")
+        yield f"    {where}  " + style(
+            f"(score {p.score:.3f}, confidence {p.confidence:.2f})", "green"
+        )
         if c.url:
             yield "    " + style(c.link or c.url, "cyan")
         yield "    » " + style(_flat(p.highlight), "yellow", "bold") + " «"

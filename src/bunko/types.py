@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from bunko.retrieval.abstention import AbstentionScores
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -137,6 +140,9 @@ class Passage:
     highlight_span: tuple[int, int]  # char span of the highlight in the source file
     citation: Citation
     explain: Explain | None = None
+    # Estimated probability (0..1) that this passage answers the question; unlike
+    # ``score`` it is comparable across questions and modes (retrieval/confidence.py).
+    confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,9 @@ class QueryResult:
     mode: Mode
     model: str
     passages: tuple[Passage, ...]
+    # True when the top passage's confidence reaches ``min_confidence``.
+    answerable: bool = False
+    min_confidence: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,3 +220,6 @@ class EvalReport:
     k: int
     by_lang: dict[str, EvalScores]
     overall: EvalScores
+    # Per language and "all": how the top confidence separates rows with
+    # "answerable": false from the rest (see retrieval/abstention.py).
+    abstention: dict[str, AbstentionScores] = field(default_factory=dict)

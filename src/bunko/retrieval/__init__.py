@@ -1,0 +1,1 @@
+"""What happens to candidates after retrieval: confidence, one passage per place, freshness."""
