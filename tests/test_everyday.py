@@ -426,11 +426,10 @@ def test_shipped_eval_sets_parse_and_unanswerable_rows_are_skipped(
     mini: Settings, tmp_path: Path
 ) -> None:
     from bunko.api import load_eval
-    from bunko.errors import EvalError
 
     assert len(load_eval(REPO / "eval" / "dev-qa.jsonl")) == 30
-    with pytest.raises(EvalError, match="20 unanswerable"):
-        load_eval(REPO / "eval" / "dev-unanswerable.jsonl")
+    unanswerable = load_eval(REPO / "eval" / "dev-unanswerable.jsonl")
+    assert len(unanswerable) == 20 and all(i["answerable"] is False for i in unanswerable)
     mixed = tmp_path / "mixed.jsonl"
     qa = (REPO / "tests" / "data" / "mini-qa.jsonl").read_text("utf-8")
     mixed.write_text(qa + '{"question": "月の石の値段は？", "answerable": false}\n', "utf-8")

@@ -190,7 +190,9 @@ def test_facts_on_page_2_are_cited_as_page_2(
     for question in ("玉露の平均卸売価格は一キログラムあたりいくらですか",
                      "Which blend won the gold prize of the Uji tasting panel?"):  # fmt: skip
         top = ask(built[0], question)[0]
-        assert top["source"] == "report.pdf" and top["page"] == [2, 2]
+        # The passage may be merged with its neighbour on page 1 (one passage per
+        # place), but it always reaches page 2, where the fact is.
+        assert top["source"] == "report.pdf" and top["page"] in ([2, 2], [1, 2])
 
 
 def test_titles_headings_and_metadata(built: tuple[list[str], dict[str, object], str]) -> None:
@@ -252,7 +254,8 @@ def test_changed_pdf_reembeds_only_changed_chunks(tmp_path: Path) -> None:
     assert 1 <= second["chunks_embedded"] <= 3 < second["chunks_total"]
     top = ask(where, "品評会で農林水産大臣賞を受けたのはどこのかぶせ茶ですか")[0]
     assert fact in str(top["text"])
-    assert top["page"][0] == 9  # type: ignore[index]  # the passage may run onto page 10
+    # The passage holds page 9 (merged passages may start a page or two before it).
+    assert top["page"][0] <= 9 <= top["page"][1]  # type: ignore[index]
 
 
 def test_new_extractor_version_reextracts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,7 +291,7 @@ def test_text_mode_shows_page_and_link(built: tuple[list[str], dict[str, object]
     code, out, err = run("query", "玉露の平均卸売価格は一キログラムあたりいくらですか", "-k", "1",
                          *where)  # fmt: skip
     assert code == 0, err
-    assert "report.pdf:" in out and " p.2 " in out
+    assert "report.pdf:" in out and (" p.2 " in out or " pp.1-2 " in out)
     code, out, err = run("query", "石臼一台で一時間に挽ける抹茶の量は？", "-k", "1", *where)
     assert code == 0, err
     assert ff.HTML_URL + "#:~:text=" in out

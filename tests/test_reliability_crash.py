@@ -8,7 +8,7 @@ corpus S1 (articles added, one changed, one removed) and stops it:
   the rename, between the pointer file and the CURRENT swap, ...) and, for Ctrl-C,
   ``cli-start`` (before the work) and ``cli-exit`` (after it, while exiting);
 * by time: SIGKILL (or SIGINT) at delays spread over the work, counted from the
-  moment the child says it starts embedding ("embedding 0/N" on stderr). A trial
+  moment the child says it starts embedding ("embedding sentences 0/N" on stderr). A trial
   counts only when it proves the signal landed during the work: the child had
   printed that line and left the old index (it had not committed). Trials that
   land later are still checked, then retried with shorter delays.
@@ -82,7 +82,7 @@ SIGINT_POINTS = ("cli-start", *FAULT_POINTS, "cli-exit")
 SIGINT_NEW = {*LIVE_AFTER, "cli-exit"}
 FAST_SIGINT = {"cli-start", "commit-begin", "commit-rename", "commit-swap", "commit-collect",
                "cli-exit"}  # fmt: skip
-STARTED = "embedding 0/"  # the child's stderr line when the work (embedding) starts
+STARTED = "embedding sentences 0/"  # the child's stderr line when the work (embedding) starts
 INTERRUPTED = "Interrupted; the index is unchanged or fully updated."
 # The long timed series (dozens of real runs) outlast the suite's 900 s limit on a
 # loaded machine: seen at 15 min for 30 kills at a load of 12 on 2 cores.

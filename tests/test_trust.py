@@ -272,7 +272,7 @@ def test_corpus_error_from_the_api(mini: Settings, tmp_path: Path) -> None:
 
 
 def test_locked_index_warns_and_answers(mini: Settings) -> None:
-    from bunko.store import IndexStore
+    from bunko.index.store import IndexStore
 
     (mini.corpus / "ontake.md").write_text(FUJI, "utf-8")
     with IndexStore(mini.index).lock():  # as if a writer were running

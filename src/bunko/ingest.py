@@ -82,8 +82,10 @@ def _check_root(root: Path) -> None:
 def list_corpus(root: Path) -> list[Path]:
     """All supported article files under ``root``, sorted by their source name.
 
-    Hidden files and folders are skipped. Symlinked files are listed; symlinked
-    folders are followed once per real folder, and only after every folder
+    Hidden files and folders are skipped. A symlink that leads outside the corpus
+    folder is skipped with a warning: nothing outside the corpus is ever read.
+    Symlinked files inside it are listed; symlinked folders are followed once per
+    real folder, and only after every folder
     reachable without links, so a link loop cannot hang and a real path wins
     over a linked one. The walk uses its own stack, so depth is no problem.
 
@@ -91,6 +93,7 @@ def list_corpus(root: Path) -> list[Path]:
         CorpusError: ``root`` is missing, not a folder or unreadable.
     """
     _check_root(root)
+    real_root = os.path.realpath(root)
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     plain: list[Path] = [root]
@@ -113,6 +116,9 @@ def list_corpus(root: Path) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             try:
+                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
+                    log.warning("skipping %s: it links outside the corpus folder", entry.path)
+                    continue
                 if entry.is_dir():  # follows symlinks; the seen-set stops loops
                     (linked if entry.is_symlink() else plain).append(Path(entry.path))
                 elif entry.is_file() and entry.name.lower().endswith(SUPPORTED_SUFFIXES):
@@ -120,6 +126,10 @@ def list_corpus(root: Path) -> list[Path]:
             except OSError:  # vanished or unreadable while listing
                 continue
     return sorted(found, key=lambda p: source_of(p, root))
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _japanese_score(text: str) -> int:

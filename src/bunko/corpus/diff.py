@@ -174,7 +174,7 @@ def renumber(rows: Sequence[ChunkRow], first_id: int) -> list[ChunkRow]:
     return [dataclasses.replace(r, id=first_id + i) for i, r in enumerate(rows)]
 
 
-_EXTRACTORS: dict[str, str] = {}
+_EXTRACTORS: dict[tuple[str, object], str] = {}
 
 
 def _extractor_changed(path: Path, prev: DocRow) -> bool:
@@ -188,6 +188,7 @@ def _extractor_changed(path: Path, prev: DocRow) -> bool:
     reader = reader_for(path)
     if reader is None:
         return True
-    if reader.__name__ not in _EXTRACTORS:
-        _EXTRACTORS[reader.__name__] = extractor(reader)
-    return bool(_EXTRACTORS[reader.__name__] != was)
+    key = (reader.__name__, getattr(reader, "VERSION", 1))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = extractor(reader)
+    return bool(_EXTRACTORS[key] != was)
