@@ -60,17 +60,17 @@ def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
 
 
 _ids: dict[tuple[str, str, int], int] = {}
+_spans: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
 
 
 def _passage_id(task: Task, c: Any, relevant: set[int]) -> int:
     """The chunk a passage stands for: a relevant chunk inside its span if there is one
     (a passage may join neighbouring chunks, retrieval/passages.py), else its first."""
+    _chunk_id(task, c.source, c.char_start)  # fills _spans for this task
     inside = [
-        int(r[0])
-        for r in task.shelf.loaded().db.execute(
-            "SELECT id FROM chunks WHERE source = ? AND char_start >= ? AND char_end <= ?",
-            (c.source, c.char_start, c.char_end),
-        )
+        cid
+        for start, end, cid in _spans[(task.name, c.source)]
+        if start >= c.char_start and end <= c.char_end
     ]
     return next((i for i in inside if i in relevant), None) or _chunk_id(
         task, c.source, c.char_start
@@ -79,9 +79,12 @@ def _passage_id(task: Task, c: Any, relevant: set[int]) -> int:
 
 def _chunk_id(task: Task, source: str, char_start: int) -> int:
     key = (task.name, source, char_start)
-    if key not in _ids:
+    if (task.name, source) not in _spans:
         for row in all_chunks(task.shelf):
             _ids[(task.name, row.source, row.char_start)] = row.id
+            _spans.setdefault((task.name, row.source), []).append(
+                (row.char_start, row.char_end, row.id)
+            )
     return _ids[key]
 
 
