@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bunko import search, shelfops
+from bunko import search
 from bunko.config import Settings
 from bunko.errors import (
     CorpusError,
@@ -31,7 +31,6 @@ from bunko.errors import (
 from bunko.index.format import ChunkRow
 from bunko.index.snapshot import Snapshot
 from bunko.index.store import IndexStore
-from bunko.shelfops import ShowResult
 from bunko.types import (
     MODES,
     Citation,
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bunko.embedding import Embedder
+    from bunko.shelfops import ShowResult
     from bunko.text import Tokenizer
 
 log = logging.getLogger("bunko")
@@ -138,9 +138,10 @@ class Shelf:
         return chunker_settings(self.settings)
 
     def _requested_model(self) -> str | None:
-        from bunko.pipeline import requested_model
+        # Not through bunko.pipeline: the query path should not import the writer.
+        from bunko.embedding import canonical_name
 
-        return requested_model(self.settings)
+        return canonical_name(self.settings.model) if self.settings.model else None
 
     def loaded(self) -> Snapshot:
         """The live index, reopened when another process has committed a new one."""
@@ -398,6 +399,8 @@ class Shelf:
         if not sources:
             return self.candidates(q, q_tokens, mode, n)
         corpus = self.settings.corpus
+        from bunko import shelfops
+
         patterns = [shelfops.check_pattern(p, corpus) for p in sources]
         loaded = self.loaded()
         docs = loaded.documents()
@@ -488,6 +491,8 @@ class Shelf:
             raise CorpusError(
                 f"the corpus folder {corpus} does not exist; create it first"
             ).with_cli_hint(self._where_hint())
+        from bunko import shelfops
+
         plan = shelfops.plan_add(files, corpus, force=force)
         shelfops.copy_into(plan, corpus)
         report = self.index()
@@ -506,6 +511,8 @@ class Shelf:
                 every article would go. Nothing is deleted then.
         """
         corpus = self.settings.corpus
+        from bunko import shelfops
+
         plan = shelfops.plan_remove(sources, corpus)
         removed = shelfops.delete(plan, corpus)
         return RemoveReport(tuple(removed), self.index())
@@ -517,6 +524,8 @@ class Shelf:
             SourceError: no such article, or the name points outside the corpus.
             SkipFile: the article cannot be read.
         """
+        from bunko import shelfops
+
         return shelfops.show(target, self.settings.corpus)
 
     def _where_hint(self) -> str:
@@ -573,6 +582,7 @@ class Shelf:
 
     def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:
         """Whether indexing would take ``path``; if not, record why in ``skipped``."""
+        from bunko import shelfops
         from bunko.errors import SkipFile
 
         try:
