@@ -200,7 +200,8 @@ class Snapshot:
 
         if not ids:
             return {}
-        want = np.unique(np.asarray(list(map(int, ids)), dtype=np.int64))
+        # sorted(set()), not np.unique: np.unique imports numpy.ma (20-30 ms of a cold query).
+        want = np.asarray(sorted(set(map(int, ids))), dtype=np.int64)
         out: dict[int, ChunkRow] = {}
         for seg in self.segments:
             mine = want[seg.has(want)]
@@ -313,7 +314,7 @@ class Snapshot:
         """The stored (float) chunk vector of each id."""
         import numpy as np
 
-        want = np.unique(np.asarray(list(map(int, ids)), dtype=np.int64))
+        want = np.asarray(sorted(set(map(int, ids))), dtype=np.int64)
         out: dict[int, Any] = {}
         for seg in self.segments:
             mine = want[seg.has(want)]
