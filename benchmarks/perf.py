@@ -6,7 +6,8 @@
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
     python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
     python benchmarks/perf.py diff --size 100000   # `bunko index` with nothing changed, 100k files
-    python benchmarks/perf.py smoke        # scale, update, diff at tiny sizes (CI runs this)
+    python benchmarks/perf.py policy       # merge policy replayed over 20,000 updates
+    python benchmarks/perf.py smoke        # scale, update, diff, policy at tiny sizes (CI runs this)
     python benchmarks/perf.py all          # everything (scale at 10k, 100k and 1M)
 
 Every figure is the median (and p99 where latency) of several runs, and each
@@ -731,7 +732,7 @@ def IndexStoreFor(folder: Path) -> Any:
     return IndexStore(folder)
 
 
-def update(size: int, runs: int, commits: int, e2e: int, smoke: bool) -> None:
+def update(size: int, runs: int, commits: int, e2e: int, smoke: bool, keep: bool = False) -> None:
     res = update_bench(size, runs, commits)
     folder = WORK / f"update-big-{size}"
     print("  querying the updated shelf in a fresh process ...", file=sys.stderr)
@@ -742,9 +743,76 @@ def update(size: int, runs: int, commits: int, e2e: int, smoke: bool) -> None:
     if not smoke:
         prev = json.loads(RESULTS.read_text("utf-8")).get("update", {}) if RESULTS.exists() else {}
         save("update", {**{k: v for k, v in prev.items() if k.isdigit()}, str(size): res})
-        shutil.rmtree(folder, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
     line = {k: res[k] for k in ("add_s", "delete_s", "add_s_small", "segments")}
     print(json.dumps({"size": size, **line}))
+
+
+def replay_policy(
+    policy: Any, base: int, commits: int, add: int, change_p: float = 0.3, seed: int = 1
+) -> dict[str, Any]:
+    """Replay ``commits`` updates through ``policy.plan``, sizes only (no files).
+
+    The shelf starts as one segment of ``base`` chunks (a first `bunko index`); each
+    commit adds one document of ``add`` chunks, and with probability ``change_p`` it
+    also replaces one (``add`` rows deleted from a segment drawn by live size).
+    """
+    import random
+
+    rng = random.Random(seed)
+    segs: list[list[int]] = [[base, 0]] if base else []  # [live, deleted]
+    rewritten: list[int] = []
+    counts: list[int] = []
+    for _ in range(commits):
+        if segs and rng.random() < change_p:
+            r = rng.randrange(sum(s[0] for s in segs))
+            for s in segs:
+                if r < s[0]:
+                    k = min(add, s[0])
+                    s[0] -= k
+                    s[1] += k
+                    break
+                r -= s[0]
+        sizes = [(s[0], s[1]) for s in segs] + [(add, 0)]
+        groups = policy.plan(sizes)
+        gone = {i for g in groups for i in g}
+        merged = [[sum(sizes[i][0] for i in g), 0] for g in groups]
+        rewritten.append(sum(m[0] for m in merged if m[0]))
+        segs = [[a, d] for i, (a, d) in enumerate(sizes) if i not in gone and a > 0] + merged
+        counts.append(len(segs))
+    return {
+        "chunks_at_end": sum(s[0] for s in segs),
+        "segments_max": max(counts),
+        "segments_at_end": len(segs),
+        "rows_rewritten_per_commit": {
+            "p50": round(pct(rewritten, 50)),
+            "p99": round(pct(rewritten, 99)),
+            "max": max(rewritten),
+            "mean": round(statistics.mean(rewritten)),
+        },
+    }
+
+
+def policy_bench(commits: int) -> dict[str, Any]:
+    """The merge policy over long update sequences: segment count and rows rewritten."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from bunko.index.merge import MergePolicy
+
+    policies = {
+        "default": MergePolicy(),
+        "factor10_nocap": MergePolicy(factor=10, max_segments=10**9),
+        "factor10_cap10": MergePolicy(factor=10),
+    }
+    scenarios = {
+        "1M_then_10_chunk_docs": (1_000_000, 10),
+        "empty_then_50_chunk_docs": (0, 50),
+    }
+    out: dict[str, Any] = {"commits": commits, "change_share": 0.3}
+    for sname, (base, add) in scenarios.items():
+        out[sname] = {pname: replay_policy(p, base, commits, add) for pname, p in policies.items()}
+    out["default_policy"] = repr(MergePolicy())
+    return out
 
 
 def change_detection(n_files: int, runs: int) -> dict[str, Any]:
@@ -798,6 +866,7 @@ def smoke() -> None:
     try:
         scale([2_000], e2e=1, keep=False)
         print(json.dumps(change_detection(200, runs=1)), file=sys.stderr)
+        print(json.dumps(policy_bench(300)), file=sys.stderr)
         update(2_000, runs=1, commits=2, e2e=0, smoke=True)  # its JSON line comes last
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
@@ -848,6 +917,7 @@ def main() -> None:
             "scale",
             "update",
             "diff",
+            "policy",
             "smoke",
             "all",
             "_scale-build",
@@ -859,7 +929,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=32, help="embed: paragraphs to embed")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
-    ap.add_argument("--keep", action="store_true", help="scale: keep the synthetic shelves")
+    ap.add_argument("--keep", action="store_true", help="scale, update: keep the synthetic shelves")
     ap.add_argument("--commits", type=int, default=1, help="update: commits that build the shelf")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -877,9 +947,12 @@ def main() -> None:
         if a.section in ("scale", "all"):
             scale(a.size or [10_000, 100_000, 1_000_000], a.e2e, a.keep)
         if a.section == "update":
-            update((a.size or [200_000])[-1], max(3, a.runs // 2), a.commits, a.e2e, smoke=False)
+            size = (a.size or [200_000])[-1]
+            update(size, max(3, a.runs // 2), a.commits, a.e2e, smoke=False, keep=a.keep)
         if a.section == "diff":
             save("change_detection", change_detection((a.size or [100_000])[-1], 3))
+        if a.section == "policy":
+            save("merge_policy", policy_bench(20_000))
         if a.section == "smoke":
             smoke()
 
