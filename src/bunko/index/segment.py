@@ -22,6 +22,7 @@ from bunko.index import ann
 from bunko.index.format import (
     CHUNK_COLUMNS,
     CHUNKS_SCHEMA,
+    LEGACY_VOCAB,
     REBUILD_HINT,
     SEGMENT_FILES,
     ChunkRow,
@@ -96,6 +97,7 @@ def write_segment(
     fault("commit-faiss")
     return {
         "n": len(id_arr),
+        "vocab": "npz",  # the terms live in lexical.npz; no lexical_vocab.json
         "min_id": int(id_arr[0]) if len(id_arr) else 0,
         "max_id": int(id_arr[-1]) if len(id_arr) else 0,
         **info,
@@ -122,8 +124,11 @@ def insert_chunks(db: sqlite3.Connection, rows: Iterable[ChunkRow]) -> None:
 
 def segment_files(info: dict[str, Any]) -> tuple[str, ...]:
     """The files of a segment, by its manifest entry."""
+    files: tuple[str, ...] = SEGMENT_FILES
+    if info.get("vocab") != "npz":  # written before the terms moved into lexical.npz
+        files += (LEGACY_VOCAB,)
     extra = ("vectors.npy",) if info.get("index_type", "flat") != "flat" else ()
-    return SEGMENT_FILES + extra
+    return files + extra
 
 
 class Segment:
