@@ -102,3 +102,42 @@ def test_empty_index(tmp_path: Path) -> None:
     index.save(tmp_path)
     loaded = LexicalIndex.load(tmp_path)
     assert loaded.n_rows == 0 and len(loaded.scores(["山"])) == 0
+
+
+def test_top_rows_equal_a_full_scoring_on_zipf_text_with_deletes() -> None:
+    """The MaxScore shortcut (common terms looked up, not added whole) returns the
+    same top rows with the same float32 scores as scoring every row."""
+    from bunko.index import lexical
+
+    rng = np.random.default_rng(3)
+    vocab = [f"t{i}" for i in range(3000)]
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.1
+    p /= p.sum()
+
+    def docs(n: int) -> list[list[str]]:
+        return [[vocab[j] for j in rng.choice(len(vocab), rng.integers(5, 60), p=p)]
+                for _ in range(n)]  # fmt: skip
+
+    a, b = Postings.build(docs(6000)), Postings.build(docs(900))
+    dead = rng.random(6000) < 0.1
+    bm25 = BM25([(a, dead), (b, None)])
+    old = lexical.MAXSCORE_MIN_POSTINGS
+    lexical.MAXSCORE_MIN_POSTINGS = 1000  # the shortcut on these small parts too
+    try:
+        took_shortcut = 0
+        for q in range(60):
+            query = [vocab[j] for j in rng.choice(len(vocab), 8, p=p)] + [vocab[q * 41]]
+            full = bm25.scores(query)
+            for n in (1, 10, 50):
+                got = bm25.top(query, n)
+                for part, (rows, scores) in enumerate(got):
+                    want = full[part]
+                    nz = np.flatnonzero(want)
+                    ranked = sorted((-want[r], r) for r in nz)[:n]
+                    mine = sorted(zip((-scores).tolist(), rows.tolist(), strict=True))[:n]
+                    assert [(-s, r) for s, r in mine] == [(-float(s), int(r)) for s, r in ranked]
+                    assert np.array_equal(scores, want[rows])  # bit for bit
+                    took_shortcut += part == 0 and len(rows) < len(nz)
+        assert took_shortcut > 0
+    finally:
+        lexical.MAXSCORE_MIN_POSTINGS = old

@@ -178,8 +178,14 @@ class Segment:
         if self._index is None:
             import faiss
 
+            # An approximate (IVF) segment's lists are memory-mapped, not read: the
+            # process holds the pages of the lists its queries probe, as page cache
+            # the system can reclaim, and opening a million-chunk segment takes
+            # milliseconds, not a 380 MB read (benchmarks/PERF.md). Committed files
+            # are never modified, and their size is checked before this.
+            flags = faiss.IO_FLAG_MMAP if self.info.get("index_type", "flat") != "flat" else 0
             try:
-                index = faiss.read_index(str(self.folder / "vectors.faiss"))
+                index = faiss.read_index(str(self.folder / "vectors.faiss"), flags)
             except RuntimeError as exc:
                 raise self._damaged("vectors.faiss", str(exc).splitlines()[0]) from exc
             if int(index.d) != self.dim or int(index.ntotal) != self.n:
