@@ -35,7 +35,6 @@ B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
-MAXSCORE_MIN_POSTINGS = 200_000  # a part whose query postings are fewer is scored whole
 
 
 class Vocab(Mapping[str, int]):
@@ -267,7 +266,6 @@ class BM25:
         # (the costly ones, with the most postings) are scored once per snapshot.
         self._cache: OrderedDict[str, list[tuple[int, Any, Any]]] = OrderedDict()
         self._cached = 0  # postings held in the cache
-        self._dead_rows: list[Any] = [None] * len(self.parts)
 
     def _norm(self, i: int) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -327,8 +325,12 @@ class BM25:
         out = []
         if df:
             idf = np.float32(self._idf(df))
+            k1 = np.float32(self.k1)
             for i, rows, tf in live:
-                w = self._weigh(i, idf, rows, tf.astype(np.float32))
+                tf = tf.astype(np.float32)
+                w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
+                    np.float32
+                )
                 # Index arrays of the platform's width: numpy converts int32 ones on
                 # every use (30 % of the addition's time at a million rows).
                 out.append((i, rows.astype(np.intp), w))
@@ -339,15 +341,6 @@ class BM25:
                 _, old = self._cache.popitem(last=False)
                 self._cached -= sum(len(r) for _, r, _ in old)
         return out
-
-    def _weigh(self, i: int, idf: Any, rows: Any, tf: Any) -> npt.NDArray[np.float32]:
-        """BM25 weights of postings (rows, float32 tf) of part i: one formula, so that
-        every path computes the same float32 value."""
-        import numpy as np
-
-        k1 = np.float32(self.k1)
-        w = idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])
-        return np.asarray(w, dtype=np.float32)
 
     def scores(self, tokens: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """BM25 score of every row of every part (repeated query terms count once).
@@ -363,137 +356,6 @@ class BM25:
                 # (and much faster than np.add.at; measured faster than one bincount).
                 out[i][rows] += w
         return out
-
-    def top(
-        self, tokens: Sequence[str], n: int
-    ) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]]:
-        """Per part, rows and their exact scores: every row whose score ranks in the
-        part's top ``n`` is there (ties at the edge included), and no row scoring 0.
-
-        The scores equal :meth:`scores`' bit for bit (the same float32 operations,
-        added in the same term order). A large part is not scored whole: as in
-        Lucene's MaxScore, the query's most common terms are left "non-essential"
-        when the most they can add to a row (idf x (k1 + 1)), summed, stays below
-        the ``n``-th best score among the rows the other terms reach: a row only
-        they reach cannot rank. The candidates' postings of those common terms are
-        then found by binary search in the memory-mapped lists, so a query neither
-        reads nor weighs a million-posting list.
-        """
-
-        terms = list(dict.fromkeys(tokens))
-        # Live document frequency of each term, without reading its postings: the
-        # raw count minus its deleted rows (found by binary search).
-        spans: list[list[tuple[int, int, int]]] = []  # per term: (part, start, end)
-        dfs: list[int] = []
-        for term in terms:
-            mine, df = [], 0
-            for i, (post, _) in enumerate(self.parts):
-                tid = post.vocab.get(term)
-                if tid is None:
-                    continue
-                a, z = int(post.indptr[tid]), int(post.indptr[tid + 1])
-                live = (z - a) - self._dead_in(i, a, z)
-                if live:
-                    mine.append((i, a, z))
-                    df += live
-            spans.append(mine)
-            dfs.append(df)
-        out = []
-        for i in range(len(self.parts)):
-            here = [  # (query position, start, end) of the terms this part has
-                (q, a, z) for q, sp in enumerate(spans) for (p, a, z) in sp if p == i
-            ]
-            out.append(self._top_part(i, terms, dfs, here, n))
-        return out
-
-    def _dead_in(self, i: int, a: int, z: int) -> int:
-        """Deleted rows among postings a:z of part i."""
-        import numpy as np
-
-        dead = self.parts[i][1]
-        if dead is None:
-            return 0
-        if self._dead_rows[i] is None:
-            self._dead_rows[i] = np.flatnonzero(dead)
-        dead_rows = self._dead_rows[i]
-        if not len(dead_rows):
-            return 0
-        rows = self.parts[i][0].rows[a:z]
-        pos = np.minimum(np.searchsorted(rows, dead_rows), max(0, z - a - 1))
-        return int(np.count_nonzero(np.asarray(rows[pos]) == dead_rows)) if z > a else 0
-
-    def _top_part(
-        self,
-        i: int,
-        terms: list[str],
-        dfs: list[int],
-        here: list[tuple[int, int, int]],
-        n: int,
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        import numpy as np
-
-        post = self.parts[i][0]
-        total = sum(z - a for _, a, z in here)
-        if n > 0 and total > MAXSCORE_MIN_POSTINGS and len(here) > 1:
-            k1 = np.float32(self.k1)
-            # Most common first: the candidates for "non-essential".
-            by_df = sorted(here, key=lambda x: -(x[2] - x[1]))
-            most = [
-                float(np.float32(self._idf(dfs[q])) * (k1 + np.float32(1.0))) for q, _, _ in by_df
-            ]
-            for j in range(len(by_df) - 1, 0, -1):
-                rare = by_df[j:]
-                reach = sum(z - a for _, a, z in rare)
-                if reach < n:
-                    continue  # too few rows reached to have an n-th best
-                if reach > total // 4:
-                    break  # nearly everything: score the whole part
-                lists = {q: self._part_weights(terms[q], i) for q, _, _ in rare}
-                cand = np.unique(np.concatenate([r for r, _ in lists.values()]))
-                if len(cand) < n:
-                    continue
-                scores = np.zeros(len(cand), dtype=np.float32)
-                for q, a, z in sorted(here):  # query order, as scores() adds them
-                    if q in lists:
-                        rows, w = lists[q]
-                        pos = np.searchsorted(rows, cand)
-                        pos[pos == len(rows)] = 0
-                        hit = rows[pos] == cand
-                        scores[hit] += w[pos[hit]]
-                    else:  # non-essential: look the candidates up in its postings
-                        rows = post.rows[a:z]
-                        pos = np.searchsorted(rows, cand)
-                        pos[pos == len(rows)] = 0
-                        hit = np.asarray(rows[pos]) == cand
-                        tf = np.asarray(post.tf[a:z][pos[hit]]).astype(np.float32)
-                        idf = np.float32(self._idf(dfs[q]))
-                        scores[hit] += self._weigh(i, idf, cand[hit], tf)
-                nth = float(np.partition(scores, len(scores) - n)[len(scores) - n])
-                # A row outside the candidates sums at most these; the margin covers
-                # float32 rounding.
-                bound = sum(most[:j]) * (1 + 1e-5) + 1e-6
-                if bound < nth:
-                    keep = scores >= nth
-                    return cand[keep].astype(np.intp), scores[keep]
-        full = np.zeros(post.n_rows, dtype=np.float32)
-        for q, _, _ in sorted(here):
-            rows, w = self._part_weights(terms[q], i)
-            full[rows] += w
-        nz = np.flatnonzero(full)
-        if n <= 0:
-            return nz[:0], full[:0]
-        if len(nz) > n:
-            nth = np.partition(full[nz], len(nz) - n)[len(nz) - n]
-            nz = nz[full[nz] >= nth]
-        return nz, full[nz]
-
-    def _part_weights(self, term: str, i: int) -> tuple[Any, Any]:
-        import numpy as np
-
-        for part, rows, w in self._weights(term):
-            if part == i:
-                return rows, w
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the query's idf mass that the corpus vocabulary knows (0..1).

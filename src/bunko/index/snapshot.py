@@ -173,10 +173,12 @@ class Snapshot:
         import numpy as np
 
         found: Ranked = []
-        for seg, (rows, scores) in zip(self.segments, self.bm25.top(tokens, n), strict=True):
-            # Each segment's candidates hold its top n (ties included), exactly scored.
-            ids = np.asarray(seg.ids[rows])
-            found.extend(zip(ids.tolist(), scores.tolist(), strict=True))
+        for seg, scores in zip(self.segments, self.bm25.scores(tokens), strict=True):
+            k = min(n, int(np.count_nonzero(scores)))
+            if k <= 0:
+                continue
+            top = np.argpartition(-scores, k - 1)[:k]
+            found.extend((int(seg.ids[r]), float(scores[r])) for r in top)
         found.sort(key=lambda x: (-x[1], x[0]))
         return found[:n]
 
