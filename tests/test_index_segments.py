@@ -193,8 +193,9 @@ def test_any_update_sequence_equals_a_clean_rebuild(
     """add / change / remove / merge in any order == one commit of the final corpus:
     the same passages, the same BM25 scores (1e-6), the same dense top-10."""
     root = tmp_path_factory.mktemp("prop")
-    # Merge whenever 3 small segments pile up, and rewrite at 30 % deleted.
-    policy = MergePolicy(factor=3, min_size=4)
+    # Merge whenever 3 small segments pile up, rewrite at 30 % deleted, and never
+    # keep more than 3 segments (the cap's forced merges are exercised too).
+    policy = MergePolicy(factor=3, min_size=4, max_segments=3)
     # An approximate segment from 40 chunks on: merges then build IVF indexes.
     threshold = 40 if ivf else 1_000_000
     inc = Shelf0(root / "inc", threshold, policy)
@@ -264,6 +265,29 @@ def test_merge_policy_is_tiered_and_reclaims_deletes() -> None:
     assert p.plan([(0, 7), (5, 0)]) == []  # all deleted: dropped, not merged
     assert p.plan([(5, 1), (100, 0)], optimize=True) == [[0, 1]]
     assert p.plan([(100, 0)], optimize=True) == []
+
+
+def test_merge_policy_caps_the_segment_count() -> None:
+    p = MergePolicy(factor=10, min_size=10, max_segments=4)
+    assert p.plan([(1000, 0), (5, 0), (3, 0), (7, 0)]) == []  # at the cap
+    # One over, no tier full: the two smallest become one.
+    assert p.plan([(1000, 0), (5, 0), (3, 0), (7, 0), (4, 0)]) == [[2, 4]]
+    # Three over: the four smallest.
+    assert p.plan([(1000, 0), (5, 0), (3, 0), (7, 0), (4, 0), (9, 0), (500, 0)]) == [[1, 2, 3, 4]]
+    # A full tier merged already brings the count under the cap: nothing forced.
+    full = [(5, 0)] * 10 + [(1000, 0)]
+    assert p.plan(full) == [list(range(10))]
+    # A rewrite of a segment for its deletes counts as one; the cap merges the others.
+    assert p.plan([(60, 40), (5, 0), (3, 0), (7, 0), (4, 0), (2, 0)]) == [[0], [2, 4, 5]]
+
+
+def test_segment_count_stays_under_the_cap(tmp_path: Path) -> None:
+    shelf = Shelf0(tmp_path / "ix", policy=MergePolicy(factor=10, min_size=1000, max_segments=3))
+    for i in range(12):
+        shelf.put({f"d{i}": [["山", "川"], ["海"]]})
+        snap = IndexStore(tmp_path / "ix").load()
+        assert snap.segment_count <= 3 and snap.n_chunks == 2 * (i + 1)
+        snap.close()
 
 
 def test_segment_count_stays_bounded(tmp_path: Path) -> None:

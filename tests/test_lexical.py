@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bunko.index.lexical import BM25, K1, B, LexicalIndex, Postings
+from bunko.index.lexical import BM25, K1, B, LexicalIndex, Postings, Vocab
 
 DOCS = [
     ["富士", "山", "は", "日本", "で", "最も", "高い", "山"],
@@ -46,6 +46,36 @@ def test_scores_match_the_formula_and_survive_a_round_trip(tmp_path: Path) -> No
     assert isinstance(loaded.postings.rows, np.memmap) and isinstance(loaded.postings.tf, np.memmap)
     assert np.allclose(loaded.scores(query), want, atol=1e-5)
     assert loaded.n_rows == 4 and loaded.vocab == index.vocab
+    assert isinstance(loaded.vocab, Vocab) and not (tmp_path / "lexical_vocab.json").exists()
+
+
+def test_terms_are_found_by_binary_search_in_sorted_utf8(tmp_path: Path) -> None:
+    docs = [["b", "a", "日本", "にほん", "\ud800", "é", "z"], ["a", "ab", "", "Z"]]
+    built = Postings.build(iter(docs))
+    assert list(built.vocab) == sorted(built.vocab)  # ids are ranks in sorted order
+    built.save(tmp_path)
+    loaded = Postings.load(tmp_path)
+    for t in {t for d in docs for t in d}:
+        assert loaded.vocab[t] == built.vocab[t] and t in loaded.vocab
+    for missing in ("aa", "zz", "日", "", "\x00"):
+        if missing not in built.vocab:
+            assert loaded.vocab.get(missing) is None and missing not in loaded.vocab
+    assert list(loaded.vocab) == list(built.vocab) and len(loaded.vocab) == len(built.vocab)
+
+
+def test_a_segment_with_the_old_json_vocabulary_still_loads(tmp_path: Path) -> None:
+    """Segments written before the terms moved into lexical.npz keep lexical_vocab.json."""
+    import json
+
+    post = Postings.build(iter(DOCS))
+    terms = sorted(post.vocab, key=post.vocab.__getitem__)
+    (tmp_path / "lexical_vocab.json").write_text(json.dumps(terms, ensure_ascii=False), "utf-8")
+    with open(tmp_path / "lexical.npz", "wb") as f:
+        np.savez(f, indptr=post.indptr, rows=post.rows, tf=post.tf, lengths=post.lengths)
+    old = LexicalIndex.load(tmp_path)
+    assert isinstance(old.vocab, dict) and old.vocab == post.vocab
+    query = ["山", "日本", "coffee"]
+    assert np.allclose(old.scores(query), _reference(DOCS, query), atol=1e-5)
 
 
 def test_segments_with_deletes_score_as_one_segment_of_the_live_rows() -> None:

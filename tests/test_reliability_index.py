@@ -101,7 +101,7 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "sqlite page flipped (same size)": lambda g: _flip(index_file(g, "chunks.sqlite"), 0.5),
     "sqlite last page flipped": lambda g: _flip(index_file(g, "chunks.sqlite"), 0.99),
     "bm25 npz flipped": lambda g: _flip(index_file(g, "lexical.npz"), 0.5),
-    "bm25 vocab flipped": lambda g: _flip(index_file(g, "lexical_vocab.json"), 0.5, 2),
+    "bm25 terms flipped": lambda g: _flip(index_file(g, "lexical.npz"), 0.93, 2),
     "meta: wrong chunk count": _edit_meta(lambda m: m.update(chunks=m["chunks"] + 1)),
     "meta: wrong dimension, no sizes or sums": _edit_meta(
         lambda m: (m.update(dimension=768), m.pop("files"), m.pop("crc32"))

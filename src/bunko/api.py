@@ -7,7 +7,6 @@ functions are one-shot conveniences over it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -533,33 +532,17 @@ class Shelf:
 
     def status(self) -> StatusReport:
         """What the index holds, and which corpus files it has not caught up with."""
-        from bunko.ingest import list_corpus, source_of
+        from bunko.corpus.changes import CorpusChanges, corpus_changes
 
         loaded = self.loaded() if self.store.current() is not None else None
         indexed = loaded.documents() if loaded is not None else {}
-        new: list[str] = []
-        changed: list[str] = []
-        seen: set[str] = set()
         skipped: list[SkippedFile] = []
+        changes = CorpusChanges((), (), tuple(sorted(indexed)))
         if self.settings.corpus.is_dir():
-            for path in list_corpus(self.settings.corpus):
-                src = source_of(path, self.settings.corpus)
-                seen.add(src)
-                prev = indexed.get(src)
-                if prev is None:
-                    if self._indexable(path, skipped):
-                        new.append(src)
-                    continue
-                try:
-                    st = path.stat()
-                    if st.st_size == prev.size and st.st_mtime_ns == prev.mtime_ns:
-                        continue
-                    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-                    if sha != prev.sha256 and self._indexable(path, skipped):
-                        changed.append(src)
-                except OSError:
-                    changed.append(src)
-        removed = sorted(s for s in indexed if s not in seen)
+            changes = corpus_changes(
+                self.settings.corpus, indexed, lambda p: self._indexable(p, skipped)
+            )
+        new, changed, removed = changes.new, changes.changed, changes.removed
         meta = loaded.meta if loaded is not None else {}
         return StatusReport(
             corpus=str(self.settings.corpus),

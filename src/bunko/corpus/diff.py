@@ -1,9 +1,11 @@
 """Change detection and chunk id assignment for ``bunko index``.
 
-Change detection is cheap: a file whose size and mtime match what the index
-recorded is not read at all; only files whose size or mtime changed are read
-and hashed, and a file whose bytes turn out unchanged only gets its new mtime
-recorded.
+Change detection is cheap, and decided as in :mod:`bunko.corpus.changes`
+(:func:`~bunko.corpus.changes.same_stat`): a file whose size and mtime match
+what the index recorded is not read at all; only files whose size or mtime
+changed are read and hashed, and a file whose bytes turn out unchanged only
+gets its new mtime recorded. Unlike the freshness check, this reads the files
+it finds changed (an update needs their text).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bunko.corpus.changes import same_stat
 from bunko.errors import SkipFile
 from bunko.index.format import ChunkRow, DocRow
 
@@ -79,8 +82,7 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
             if (
                 st is not None
                 and stat_mod.S_ISREG(st.st_mode)
-                and st.st_size == prev.size
-                and st.st_mtime_ns == prev.mtime_ns
+                and same_stat(st, prev)
                 # chmod leaves size and mtime alone: an unreadable file is read (and
                 # reported as skipped), not silently taken as unchanged.
                 and os.access(path, os.R_OK)

@@ -6,7 +6,7 @@ Layout (format 3, segmented)::
       CURRENT                   name of the live generation, replaced atomically
       gen-000042/               one commit: meta.json (the manifest) and docs.sqlite
       seg-000017/               an immutable segment: chunks.sqlite, vectors.faiss,
-                                ids.npy, lexical.npz, lexical_vocab.json
+                                ids.npy, lexical.npz (postings and sorted terms)
                                 (+ vectors.npy, the float vectors, for an ivf-sq8 segment)
       seg-000017.del-000042.npy chunk ids of seg-000017 deleted as of generation 42
       .lock                     held by the process that is writing
@@ -45,7 +45,10 @@ REBUILD_HINT = "run `bunko index --rebuild` to rebuild it from the corpus"
 GENERATION_FILES = (MANIFEST, DOCS)
 # Files of a segment; vectors.npy exists only in an ivf-sq8 segment (whose FAISS
 # index keeps 8-bit codes, and a merge needs the float vectors).
-SEGMENT_FILES = ("chunks.sqlite", "vectors.faiss", "ids.npy", "lexical.npz", "lexical_vocab.json")
+# lexical.npz holds the postings and the sorted terms; a segment written before the
+# terms moved there (no "vocab" key in its manifest entry) has them in LEGACY_VOCAB.
+SEGMENT_FILES = ("chunks.sqlite", "vectors.faiss", "ids.npy", "lexical.npz")
+LEGACY_VOCAB = "lexical_vocab.json"
 TOKEN_SEP = "\x1f"
 
 CHUNKS_SCHEMA = """

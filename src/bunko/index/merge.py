@@ -4,9 +4,19 @@ Tiered by size, as in tantivy's ``log_merge_policy``: a segment's tier is the
 order of magnitude (base :attr:`MergePolicy.factor`) of its live rows above
 :attr:`MergePolicy.min_size`. When a tier holds ``factor`` segments they are
 merged into one, a tier up. Each row is therefore rewritten about once per
-tier (log_factor(N) times in its life), and there are at most ``factor - 1``
-segments per tier: with the defaults, a million chunks added ten at a time sit
-in at most 4 tiers, and usually in a handful of segments.
+tier (log_factor(N) times in its life).
+
+Tiers alone bound the count only per tier (up to ``factor - 1`` each: a shelf
+that grew by small updates on top of a large first build held up to 19
+segments with factor 10). ``max_segments`` caps the total: when a commit would
+leave more, the smallest segments are merged into one until the cap holds.
+The smallest are nearly always the newest, small ones, so the forced merge is
+cheap. A small ``factor`` keeps the tiers, and so the forced merges, small
+too: with factor 10 and the cap, the cap was hit on most commits and the
+median commit rewrote 7,860 rows; with factor 4 the median commit rewrites
+none (the new segment only), the 99th percentile under 10,000 rows.
+``benchmarks/perf.py policy`` replays such update sequences through
+:meth:`MergePolicy.plan` (benchmarks/PERF.md has the figures).
 
 A segment whose deleted share exceeds ``max_deleted`` is rewritten on its own
 to reclaim the space; one whose rows are all deleted is simply dropped.
@@ -20,9 +30,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MergePolicy:
-    factor: int = 10
+    factor: int = 4
     min_size: int = 10_000
     max_deleted: float = 0.3
+    max_segments: int = 10
 
     def tier(self, live: int) -> int:
         if live < self.min_size:
@@ -58,4 +69,12 @@ class MergePolicy:
             live, dead = sizes[i]
             if i not in taken and dead > self.max_deleted * (live + dead):
                 groups.append([i])
+                taken.add(i)
+        # The cap: the segments left after these merges, each group counting as one.
+        count = len(alive) - len(taken) + len(groups)
+        if count > self.max_segments:
+            rest = sorted((i for i in alive if i not in taken), key=lambda i: (sizes[i][0], i))
+            smallest = rest[: count - self.max_segments + 1]
+            if len(smallest) >= 2:
+                groups.append(sorted(smallest))
         return groups

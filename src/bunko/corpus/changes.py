@@ -1,0 +1,106 @@
+"""Which corpus files differ from the index: one check for ``bunko query``'s freshness
+test and ``bunko status``.
+
+The check is cheap on purpose, since every ``bunko query`` runs it: one ``stat``
+per file, and a file's bytes are hashed only when its mtime differs from the
+indexed record while its size does not (a touched but unchanged file is not a
+change). ``bunko index`` makes the same stat-first decision
+(:func:`same_stat`) in :func:`bunko.corpus.diff.diff_corpus`, which also reads
+the files it finds changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class DocRecord(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class CorpusChanges:
+    """Files that differ between the corpus folder and the index."""
+
+    new: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.changed or self.removed)
+
+    def summary(self) -> str:
+        """One line for stderr, e.g. ``2 new (a.md, b.md), 1 changed (c.txt)``."""
+        parts = []
+        for label, files in (("new", self.new), ("changed", self.changed),
+                             ("removed", self.removed)):  # fmt: skip
+            if files:
+                shown = ", ".join(files[:3]) + (", …" if len(files) > 3 else "")
+                parts.append(f"{len(files)} {label} ({shown})")
+        return ", ".join(parts)
+
+
+def same_stat(st: os.stat_result, prev: DocRecord) -> bool:
+    """The file's size and mtime are those the index recorded: taken as unchanged."""
+    return st.st_size == prev.size and st.st_mtime_ns == prev.mtime_ns
+
+
+def corpus_changes(
+    corpus: Path,
+    indexed: Mapping[str, DocRecord],
+    indexable: Callable[[Path], bool] | None = None,
+) -> CorpusChanges:
+    """Compare the corpus folder with the indexed documents: stat first, then hash.
+
+    Args:
+        corpus: the corpus folder.
+        indexed: the index's documents by source.
+        indexable: if given, a new or changed file counts only when this says
+            indexing would take it (``bunko status`` lists the others as skipped).
+
+    Raises:
+        CorpusError: the corpus folder is missing or unreadable.
+    """
+    from bunko.ingest import list_corpus, source_of
+
+    new: list[str] = []
+    changed: list[str] = []
+    seen: set[str] = set()
+    for path in list_corpus(corpus):
+        src = source_of(path, corpus)
+        seen.add(src)
+        prev = indexed.get(src)
+        if prev is None:
+            if indexable is None or indexable(path):
+                new.append(src)
+            continue
+        try:
+            st = path.stat()
+            if same_stat(st, prev):
+                continue
+            if (st.st_size != prev.size or sha256_file(path) != prev.sha256) and (
+                indexable is None or indexable(path)
+            ):
+                changed.append(src)
+        except OSError:
+            changed.append(src)
+    removed = sorted(s for s in indexed if s not in seen)
+    return CorpusChanges(tuple(new), tuple(changed), tuple(removed))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
