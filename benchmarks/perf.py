@@ -945,6 +945,7 @@ def main() -> None:
         "--index-texts", type=int, default=200, help="embed: paragraphs for the whole-index run"
     )
     ap.add_argument("--smoke", action="store_true", help="embed: tiny, on the shipped corpus")
+    ap.add_argument("--rounds", type=int, default=3, help="embed: interleaved rounds")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
     ap.add_argument("--keep", action="store_true", help="scale: keep the synthetic shelves")
     ap.add_argument("--commits", type=int, default=1, help="update: commits that build the shelf")
@@ -964,7 +965,7 @@ def main() -> None:
                 finally:
                     shutil.rmtree(WORK, ignore_errors=True)
             else:
-                embed(a.texts, rounds=3, index_texts=a.index_texts)
+                embed(a.texts, rounds=a.rounds, index_texts=a.index_texts)
         if a.section in ("incremental", "all"):
             incremental(max(3, a.runs // 2))
         if a.section in ("scale", "all"):
