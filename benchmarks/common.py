@@ -42,12 +42,16 @@ def nfkc(s: str) -> str:
 
 
 def squad_task(
-    name: str, size: int | None, chunk_tokens: int | None = None, index_name: str = "index"
+    name: str,
+    size: int | None,
+    chunk_tokens: int | None = None,
+    index_name: str = "index",
+    engine: str | None = None,
 ) -> Task:
     """A JSQuAD / JaQuAD task: index (built or updated once, cached) and sampled questions."""
     corpus, questions = prepare(name)
     settings = Settings.resolve(
-        corpus=corpus, index=CACHE / name / index_name, chunk_tokens=chunk_tokens
+        corpus=corpus, index=CACHE / name / index_name, chunk_tokens=chunk_tokens, engine=engine
     )
     shelf = Shelf(settings, progress=_progress)
     shelf.index()
@@ -73,11 +77,17 @@ def all_chunks(shelf: Shelf) -> list[Any]:
 
 
 def devqa_task(
-    index_name: str = "index", chunk_tokens: int | None = None, limit: int | None = None
+    index_name: str = "index",
+    chunk_tokens: int | None = None,
+    limit: int | None = None,
+    engine: str | None = None,
 ) -> Task:
     """dev-qa over the shipped corpus: a hit is a chunk containing an evidence string."""
     settings = Settings.resolve(
-        corpus=REPO / "corpus", index=CACHE / "dev-qa" / index_name, chunk_tokens=chunk_tokens
+        corpus=REPO / "corpus",
+        index=CACHE / "dev-qa" / index_name,
+        chunk_tokens=chunk_tokens,
+        engine=engine,
     )
     shelf = Shelf(settings, progress=_progress)
     shelf.index()

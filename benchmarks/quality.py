@@ -33,9 +33,11 @@ from common import REPO, Item, Task, all_chunks, devqa_task, metrics, nfkc, squa
 COLS = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10"]
 
 
-def evaluate(task: Task, items: list[Item]) -> dict[str, dict[str, float]]:
+def evaluate(
+    task: Task, items: list[Item], modes: tuple[str, ...] = MODES
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for mode in MODES:
+    for mode in modes:
         t0 = time.perf_counter()
         ranked: list[list[int]] = []
         highlight_ok = hits = 0

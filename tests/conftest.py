@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,17 +17,32 @@ DATA = Path(__file__).parent / "data"
 MINI = DATA / "mini"
 
 
+# One model cache for the whole session: the default onnx engine converts the
+# bundled weights once (about 30 s), not once per test. Tests of the cache itself
+# point BUNKO_CACHE elsewhere, or unset it to check the per-user default.
+_SESSION_CACHE = ""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Drop every BUNKO_* variable of the developer's shell before any fixture is built
     (BUNKO_FAULT, BUNKO_MODEL, thread and ANN settings would change what tests see)."""
+    global _SESSION_CACHE
     for var in [v for v in os.environ if v.startswith("BUNKO_")]:
         del os.environ[var]
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="bunko-test-cache-")
+    os.environ["BUNKO_CACHE"] = _SESSION_CACHE
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_CACHE:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in [v for v in os.environ if v.startswith("BUNKO_")]:  # set by an earlier test
         monkeypatch.delenv(var)
+    monkeypatch.setenv("BUNKO_CACHE", _SESSION_CACHE)
     monkeypatch.chdir(tmp_path)
 
 

