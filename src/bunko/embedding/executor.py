@@ -162,6 +162,7 @@ class RayExecutor:
                         **options,
                     )
                 else:
+                    _check_reachable(address)
                     ray.init(address=address, **options)
             except (ConnectionError, RuntimeError, ValueError, TimeoutError, OSError) as exc:
                 local = address in ("auto", "local")
@@ -355,6 +356,23 @@ def _maybe_die(fault: str | None, batch: int) -> None:
         except FileExistsError:
             return
     os._exit(1)
+
+
+# Seconds to wait for a TCP connection to a cluster's address before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an address nothing listens on (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # not host:port; Ray will say what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from exc
 
 
 def _cause(exc: BaseException) -> str:
