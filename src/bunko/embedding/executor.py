@@ -26,8 +26,10 @@ ordering, the retry count and the error message under bunko's control.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -129,6 +131,7 @@ class RayExecutor:
         self._factory = factory
         self._ray: Any = None
         self._owns_ray = False
+        self._stdout: contextlib.ExitStack | None = None
         self._actors: list[Any] = []
         self._tokens = 0
         self._seconds = 0.0
@@ -145,6 +148,11 @@ class RayExecutor:
             raise ClusterError(
                 "embedding on Ray needs the ray package: pip install 'bunko[ray]'"
             ) from exc
+        # Ray's driver prints the cluster's error messages ("(raylet) A worker died
+        # ...") on stdout, which is for results (`--json`): send them to stderr
+        # while this executor is connected.
+        self._stdout = contextlib.ExitStack()
+        self._stdout.enter_context(contextlib.redirect_stdout(sys.stderr))
         if not ray.is_initialized():  # else: the caller's own Ray connection is used
             options: dict[str, Any] = {
                 "include_dashboard": False,
@@ -298,17 +306,20 @@ class RayExecutor:
         )
 
     def close(self) -> None:
-        ray = self._ray
-        if ray is None:
-            return
-        for actor in self._actors:
-            try:
-                ray.kill(actor)
-            except ray.exceptions.RayError as exc:  # already gone
-                log.debug("Ray: %s", exc)
-        if self._owns_ray:
-            ray.shutdown()
-        self._ray = None
+        ray, self._ray = self._ray, None
+        try:
+            if ray is not None:
+                for actor in self._actors:
+                    try:
+                        ray.kill(actor)
+                    except ray.exceptions.RayError as exc:  # already gone
+                        log.debug("Ray: %s", exc)
+                if self._owns_ray:
+                    ray.shutdown()
+        finally:
+            if self._stdout is not None:
+                self._stdout.close()
+                self._stdout = None
 
 
 class EmbedWorker:
