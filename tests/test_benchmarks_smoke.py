@@ -70,3 +70,13 @@ def test_quality_scripts_smoke(script: str) -> None:
     res = _run(script, "--smoke")
     # A markdown table of scores per setting, dense among them.
     assert "dev-qa" in res.stdout and "|---|" in res.stdout and "| dense" in res.stdout
+
+
+@pytest.mark.slow
+def test_ray_scale_smoke_measures_local_and_one_and_two_ray_workers() -> None:
+    res = _run("ray_scale.py", "--smoke")
+    last = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(last["tokens_per_s"]) == {"local", "ray workers=1", "ray workers=2"}
+    assert all(v > 0 for v in last["tokens_per_s"].values())
+    assert last["tokens"] > 0 and last["ray_2_over_1"] > 0
+    assert "1,000,000 chunks, 16 workers" in last["hours_estimate"]

@@ -82,8 +82,12 @@ def test_index_json_contract(mini_unindexed: Settings) -> None:
     data = json.loads(out)
     assert list(data) == ["added", "updated", "removed", "unchanged", "skipped",
                           "chunks_embedded", "chunks_total", "seconds", "rebuilt",
-                          "skipped_files"]  # fmt: skip
+                          "skipped_files", "embedding"]  # fmt: skip
     n_chunks = Shelf(mini_unindexed).loaded().n_chunks
+    emb = data.pop("embedding")
+    assert list(emb) == ["executor", "workers", "tokens", "seconds", "startup_s", "tokens_per_s"]
+    assert emb["executor"] == "local" and emb["workers"] == 1 and emb["tokens"] > 0
+    assert emb["tokens_per_s"] > 0 and emb["startup_s"] == 0
     assert {k: v for k, v in data.items() if k != "seconds"} == {
         "added": 3, "updated": 0, "removed": 0, "unchanged": 0, "skipped": 0,
         "chunks_embedded": n_chunks, "chunks_total": n_chunks, "rebuilt": True,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bunko.errors import (
     AddError,
     BunkoError,
+    ClusterError,
     CorpusError,
     IndexMissingError,
     ModelMismatchError,
@@ -30,6 +31,7 @@ from bunko.errors import (
 )
 from bunko.types import (
     Citation,
+    EmbeddingReport,
     EvalReport,
     IndexReport,
     Passage,
@@ -69,7 +71,9 @@ __all__ = [
     "AddReport",
     "BunkoError",
     "Citation",
+    "ClusterError",
     "CorpusError",
+    "EmbeddingReport",
     "EvalReport",
     "IndexMissingError",
     "IndexReport",

@@ -21,7 +21,7 @@ import typer
 
 from bunko import __version__, render
 from bunko.api import Shelf
-from bunko.config import Settings
+from bunko.config import RaySettings, Settings
 from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
 from bunko.jsonout import query_json as _query_json
@@ -92,11 +92,15 @@ class _Progress(render.Progress):
 
 
 def _shelf(
-    corpus: Path | None, index: Path | None, model: str | None, engine: str | None = None
+    corpus: Path | None,
+    index: Path | None,
+    model: str | None,
+    engine: str | None = None,
+    ray: RaySettings | None = None,
 ) -> tuple[Shelf, _Progress]:
     progress = _Progress()
     try:
-        settings = Settings.resolve(corpus=corpus, index=index, model=model, engine=engine)
+        settings = Settings.resolve(corpus=corpus, index=index, model=model, engine=engine, ray=ray)
     except UsageError as exc:  # an unknown --engine or BUNKO_ENGINE
         _err(str(exc), 2)
     _STATE["found"] = settings.found
@@ -218,6 +222,15 @@ def _index_json(r: IndexReport) -> dict[str, Any]:
     out["seconds"] = round(r.seconds, 3)
     out["rebuilt"] = r.rebuilt
     out["skipped_files"] = list(r.skipped_files)
+    e = r.embedding
+    out["embedding"] = {
+        "executor": e.executor,
+        "workers": e.workers,
+        "tokens": e.tokens,
+        "seconds": round(e.seconds, 3),
+        "startup_s": round(e.startup_s, 3),
+        "tokens_per_s": round(e.tokens_per_s, 1) if e.tokens_per_s is not None else None,
+    }
     return out
 
 
@@ -232,6 +245,45 @@ def index(
     optimize: Annotated[
         bool, typer.Option("--optimize", help="Merge all segments into one, dropping deleted rows.")
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Embed on Ray actors: 'auto' starts a local Ray for this run, an address "
+            "(host:6379, from `ray start --head`) joins a cluster. Needs bunko[ray] "
+            "[env BUNKO_RAY]",
+            show_default=False,
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers",
+            metavar="N",
+            min=1,
+            help="Ray actors to start [env BUNKO_RAY_WORKERS; default: one per CPU]",
+        ),
+    ] = None,
+    ray_cpus: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-cpus",
+            metavar="N",
+            min=1,
+            help="CPUs of the local Ray that --ray auto starts [env BUNKO_RAY_CPUS; default: all]",
+        ),
+    ] = None,
+    ray_gpus: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-gpus",
+            metavar="G",
+            min=0.0,
+            help="GPUs per Ray actor (sentence-transformers models then run on CUDA) "
+            "[env BUNKO_RAY_GPUS; default: 0]",
+        ),
+    ] = None,
 ) -> None:
     """Build or update the index: only new or changed articles are embedded.
 
@@ -240,8 +292,14 @@ def index(
       bunko index                # 記事を追加・変更したあとに索引を更新
       bunko index --rebuild      # rebuild from scratch
       bunko index --optimize     # merge segments now
+      bunko index --ray auto     # embed on a local Ray, one actor per CPU
+      bunko index --ray 10.0.0.5:6379 --ray-workers 8   # join a Ray cluster
     """
-    shelf, progress = _shelf(corpus, index, model, engine)
+    ray_flags = (ray_workers, ray_cpus, ray_gpus)
+    ray_settings = RaySettings.resolve(ray, ray_workers, ray_cpus, gpus=ray_gpus)
+    if ray_settings is None and any(v is not None for v in ray_flags):
+        _err("--ray-workers, --ray-cpus and --ray-gpus need --ray (or BUNKO_RAY)", 2)
+    shelf, progress = _shelf(corpus, index, model, engine, ray_settings)
     report: IndexReport = _run(lambda: shelf.index(rebuild=rebuild, optimize=optimize), progress)
     if as_json:
         _print_json(_index_json(report))

@@ -28,6 +28,69 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
         return default
 
 
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A number BUNKO_* variable; unset or not a number gives ``default``."""
+    raw = os.environ.get(name)
+    try:
+        return max(minimum, float(raw)) if raw else default
+    except ValueError:
+        return default
+
+
+# Passages a Ray actor embeds per task: about 2,000 tokens of sentences, a few
+# seconds of work for one core, long beside Ray's per-task overhead (~1 ms).
+DEFAULT_RAY_BATCH = 64
+# Times a dead Ray actor is restarted, and its unfinished batches retried.
+DEFAULT_RAY_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """How to embed on Ray (``bunko index --ray``); flag > BUNKO_RAY_* > default.
+
+    ``address`` is ``"auto"`` to start a private local Ray for the run (``cpus``
+    CPUs, default all of this machine's), or the address of a running cluster to
+    join (``ray start --head`` prints it). ``workers`` actors are started (default:
+    the cluster's CPUs divided by ``cpus_per_worker``, or its GPUs divided by
+    ``gpus``); each loads the model once and embeds with ``cpus_per_worker`` threads
+    on ``gpus`` GPUs (a sentence-transformers model then runs on CUDA).
+    """
+
+    address: str = "auto"
+    workers: int | None = None
+    cpus: int | None = None
+    cpus_per_worker: int = 1
+    gpus: float = 0.0
+    batch: int = DEFAULT_RAY_BATCH
+    retries: int = DEFAULT_RAY_RETRIES
+
+    @classmethod
+    def resolve(
+        cls,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus: int | None = None,
+        cpus_per_worker: int | None = None,
+        gpus: float | None = None,
+    ) -> RaySettings | None:
+        """Ray settings from flags, then BUNKO_RAY_* variables; None without an address."""
+        env = os.environ
+        address = address or env.get("BUNKO_RAY") or None
+        if not address:
+            return None
+        env_workers = env_int("BUNKO_RAY_WORKERS", 0, minimum=0)
+        env_cpus = env_int("BUNKO_RAY_CPUS", 0, minimum=0)
+        return cls(
+            address=address.strip(),
+            workers=workers or env_workers or None,
+            cpus=cpus or env_cpus or None,
+            cpus_per_worker=cpus_per_worker or env_int("BUNKO_RAY_CPUS_PER_WORKER", 1),
+            gpus=env_float("BUNKO_RAY_GPUS", 0.0) if gpus is None else max(0.0, gpus),
+            batch=env_int("BUNKO_RAY_BATCH", DEFAULT_RAY_BATCH),
+            retries=env_int("BUNKO_RAY_RETRIES", DEFAULT_RAY_RETRIES, minimum=0),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how the index is built.
@@ -51,6 +114,8 @@ class Settings:
     # How the corpus and index folders were found, for error messages
     # ("the shelf /home/a/notes, found from /home/a/notes/2024").
     found: str = ""
+    # Embed on Ray (``--ray``, BUNKO_RAY); None embeds in this process.
+    ray: RaySettings | None = None
 
     @classmethod
     def resolve(
@@ -61,6 +126,7 @@ class Settings:
         chunk_tokens: int | None = None,
         overlap: int | None = None,
         engine: str | None = None,
+        ray: RaySettings | None = None,
     ) -> Settings:
         """Build settings from explicit values, then BUNKO_* variables, then defaults.
 
@@ -68,7 +134,7 @@ class Settings:
         if set, else the nearest folder, from the current one upwards, that holds a
         ``corpus/`` folder or a ``bunko.toml`` file (see :func:`find_shelf`), else
         the current folder. Relative paths are made absolute so that messages name
-        the folder really used.
+        the folder really used. ``ray`` defaults to BUNKO_RAY (see :class:`RaySettings`).
         """
         env = os.environ
         home, found = shelf_home()
@@ -86,6 +152,7 @@ class Settings:
             chunk_vectors=env.get("BUNKO_CHUNK_VECTORS") or DEFAULT_CHUNK_VECTORS,
             ann_threshold=env_int("BUNKO_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD),
             found=found,
+            ray=ray or RaySettings.resolve(),
         )
 
 

@@ -53,6 +53,10 @@ class ModelLoadError(BunkoError):
     """An embedding model could not be found or loaded."""
 
 
+class ClusterError(BunkoError):
+    """Ray could not be started or joined, or its workers failed; the index is unchanged."""
+
+
 class IndexLockedError(BunkoError):
     """Another process is updating the index."""
 

@@ -8,6 +8,7 @@ text was embedded before, :mod:`bunko.embedding.cache`) -> index (one commit,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -28,7 +29,7 @@ from bunko.index.format import (
 )
 from bunko.index.store import IndexStore
 from bunko.index.writer import Changes, IndexWriter
-from bunko.types import IndexReport
+from bunko.types import EmbeddingReport, IndexReport
 
 if TYPE_CHECKING:
     from bunko.embedding import Embedder
@@ -164,6 +165,7 @@ def update(
     """Bring the index up to date with the corpus (the store's lock must be held)."""
     from bunko.embedding import get_embedder, recorded_engine
     from bunko.embedding.cache import vectors_for
+    from bunko.embedding.executor import make_executor
 
     t0 = time.perf_counter() if t0 is None else t0
     model = requested_model(settings) or (old.model if old else DEFAULT_MODEL)
@@ -196,6 +198,7 @@ def update(
             skipped=len(diff.skips), chunks_embedded=0, chunks_total=old.n_chunks,
             seconds=time.perf_counter() - t0,
             skipped_files=tuple(str(s) for s in diff.skips),
+            embedding=EmbeddingReport(executor="ray" if settings.ray else "local"),
         )  # fmt: skip
 
     next_id = int(old.meta.get("next_id", 1)) if old is not None else 1
@@ -215,9 +218,16 @@ def update(
     rows.extend(carried)
     if full and old is not None:
         docs.extend(old_docs[s] for s in diff.kept_skipped)
-    rows, vectors, n_embedded = vectors_for(
-        rows, embedder, old if same_model else None, settings.chunk_vectors, progress
-    )
+    # The executor is told how to build the model, not given it: Ray actors build
+    # their own (a Ray cluster is started or joined only if something needs embedding).
+    executor = make_executor(settings.ray, embedder, functools.partial(get_embedder, model))
+    try:
+        rows, vectors, n_embedded = vectors_for(
+            rows, embedder, old if same_model else None, settings.chunk_vectors, progress,
+            executor,
+        )  # fmt: skip
+    finally:
+        executor.close()
 
     meta = {
         "format": FORMAT_VERSION,
@@ -268,6 +278,7 @@ def update(
         rebuilt=full,
         rebuild_reason=reason,
         skipped_files=tuple(str(s) for s in diff.skips),
+        embedding=executor.report(),
     )
 
 

@@ -157,6 +157,10 @@ def index_summary(r: IndexReport) -> str:
         f"skipped {r.skipped}; embedded {plural(r.chunks_embedded, 'chunk')}, "
         f"{r.chunks_total} in the index ({r.seconds:.1f} s)"
     )
+    e = r.embedding
+    if e.executor == "ray" and e.workers:
+        rate = f" at {e.tokens_per_s:,.0f} tokens/s" if e.tokens_per_s else ""
+        parts += f"; embedded on Ray by {plural(e.workers, 'worker')}{rate}"
     if r.rebuilt and r.rebuild_reason in (None, "new index"):
         return "Built the index: " + parts
     if r.rebuilt:

@@ -157,6 +157,32 @@ class QueryResult:
 
 
 @dataclass(frozen=True)
+class EmbeddingReport:
+    """How the passages of one index update were embedded (``"embedding"`` in ``--json``).
+
+    ``workers`` is the number of processes that embedded: 1 for the local executor,
+    the number of Ray actors for ``--ray``; 0 when no chunk needed embedding (every
+    vector was reused, and no Ray cluster was started). ``seconds`` is the time spent
+    embedding once the workers were ready; ``startup_s`` is the time to start or join
+    Ray and load the model in every actor (0 for the local executor, whose model is
+    already loaded to count tokens).
+    """
+
+    executor: Literal["local", "ray"] = "local"
+    workers: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    startup_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Embedding throughput, or None when nothing was embedded."""
+        if self.tokens <= 0 or self.seconds <= 0:
+            return None
+        return self.tokens / self.seconds
+
+
+@dataclass(frozen=True)
 class IndexReport:
     """What `bunko index` did."""
 
@@ -171,6 +197,7 @@ class IndexReport:
     rebuilt: bool = False
     rebuild_reason: str | None = None
     skipped_files: tuple[str, ...] = field(default_factory=tuple)
+    embedding: EmbeddingReport = field(default_factory=EmbeddingReport)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bunko.embedding import Embedder
+    from bunko.embedding.executor import Executor
     from bunko.index.snapshot import Snapshot
 
 ChunkVectors = Literal["mean", "embed"]
@@ -43,8 +44,12 @@ def vectors_for(
     cache: Snapshot | None,
     mode: str = "mean",
     progress: ProgressFn | None = None,
+    executor: Executor | None = None,
 ) -> tuple[list[ChunkRow], npt.NDArray[np.float32], int]:
     """Chunk vectors and packed sentence vectors for new rows.
+
+    Only the texts no cached vector covers go to ``executor`` (default: ``embedder``
+    in this process; see :mod:`bunko.embedding.executor` for Ray).
 
     Returns:
         The rows with their sentence vectors filled in, the chunk vectors, and
@@ -79,16 +84,20 @@ def vectors_for(
         chunk_texts = [] if mode == "mean" else [embed_text(rows[i].text) for i in todo]
         total = len(texts) + len(chunk_texts)
         report("embedding", 0, total)
+        counts = [embedder.count_tokens(t) for t in texts]
+        tokens = sum(counts) + sum(rows[i].n_tokens for i in todo if chunk_texts)
+        if executor is None:
+            from bunko.embedding.executor import LocalExecutor
+
+            executor = LocalExecutor(embedder)
         # The one place where passages are embedded.
-        vecs = embedder.embed_passages(
-            texts + chunk_texts, progress=lambda n: report("embedding", n, total)
+        vecs = executor.embed_passages(
+            texts + chunk_texts, progress=lambda n: report("embedding", n, total), tokens=tokens
         )
         sent = vecs[: len(texts)]
         if mode == "mean":
             base = embedder.count_tokens("")
-            weight = np.array(
-                [max(1, embedder.count_tokens(t) - base) for t in texts], dtype=np.float32
-            )
+            weight = np.array([max(1, c - base) for c in counts], dtype=np.float32)
         for j, (i, idx) in enumerate(zip(todo, members, strict=True)):
             blobs[i] = pack_vectors(sent[idx])
             if mode == "mean":

