@@ -220,7 +220,8 @@ def update(
         docs.extend(old_docs[s] for s in diff.kept_skipped)
     # The executor is told how to build the model, not given it: Ray actors build
     # their own (a Ray cluster is started or joined only if something needs embedding).
-    executor = make_executor(settings.ray, embedder, functools.partial(get_embedder, model))
+    factory = functools.partial(get_embedder, model, engine)
+    executor = make_executor(settings.ray, embedder, factory)
     try:
         rows, vectors, n_embedded = vectors_for(
             rows, embedder, old if same_model else None, settings.chunk_vectors, progress,
