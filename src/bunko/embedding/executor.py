@@ -317,14 +317,14 @@ class RayExecutor:
     def close(self) -> None:
         ray, self._ray = self._ray, None
         try:
-            if ray is not None:
+            if ray is not None and self._owns_ray:
+                ray.shutdown()  # stops the actors with it, without a word per task
+            elif ray is not None:  # the caller's own Ray: end only our actors
                 for actor in self._actors:
                     try:
                         ray.kill(actor)
                     except ray.exceptions.RayError as exc:  # already gone
                         log.debug("Ray: %s", exc)
-                if self._owns_ray:
-                    ray.shutdown()
         finally:
             if self._stdout is not None:
                 self._stdout.close()
