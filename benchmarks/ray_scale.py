@@ -72,7 +72,7 @@ def save(data: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(RESULTS.read_text("utf-8")) if RESULTS.exists() else {}
     results["ray"] = {**data, "machine_load": load(), "when": time.strftime("%Y-%m-%d %H:%M")}
-    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", "utf-8")
+    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", "utf-8")
 
 
 def main() -> None:

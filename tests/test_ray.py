@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,65 @@ def test_workers_that_keep_dying_fail_the_run_and_keep_the_index(
     after = snapshot(shelf / "index")
     assert after.generation == before.generation and generations(shelf / "index") == gens
     assert after.same_content(before)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def ray_cluster(ray_tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray cluster started as the README says (`ray start --head`), on loopback,
+    with token authentication (Ray's default); stopped by signalling that one
+    process, which stops the processes it started."""
+    port = _free_port()
+    env = child_env(RAY_AUTH_MODE="token")
+    ray_cli = Path(sys.executable).parent / "ray"
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+         f"--temp-dir={ray_tmp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert head.poll() is None, "ray start --head exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not start in 180 s"
+                time.sleep(1)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_ray_address_joins_a_running_cluster(
+    local_reference: Path, tmp_path: Path, ray_cluster: tuple[str, dict[str, str]]
+) -> None:
+    address, env = ray_cluster
+    shelf = tmp_path / "shelf"
+    shutil.copytree(local_reference, shelf)
+    new = sorted(SHIPPED.iterdir())[1]
+    shutil.copy(new, shelf / "corpus" / new.name)
+    report = _index_json(shelf, "--ray", address, env={**env, "BUNKO_RAY_BATCH": "16"})
+    assert report["added"] == 1 and report["unchanged"] == len(ARTICLES)
+    emb = report["embedding"]
+    assert emb["executor"] == "ray" and emb["workers"] == 2 and emb["tokens_per_s"] > 0
+    # The cluster outlives the run: a second run joins it again.
+    again = _index_json(shelf, "--ray", address, "--rebuild", env=env)
+    assert again["chunks_embedded"] == 0 and again["embedding"]["workers"] == 0
 
 
 def test_an_address_where_no_cluster_answers_is_a_clear_error(tmp_path: Path) -> None:

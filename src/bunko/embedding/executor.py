@@ -173,12 +173,21 @@ class RayExecutor:
                     _check_reachable(address)
                     ray.init(address=address, **options)
             except (ConnectionError, RuntimeError, ValueError, TimeoutError, OSError) as exc:
-                local = address in ("auto", "local")
-                where = "start a local Ray" if local else f"join the Ray cluster at {address}"
+                if address in ("auto", "local"):
+                    raise ClusterError(f"could not start a local Ray: {_first_line(exc)}") from exc
+                auth = ""
+                if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                    # Ray >= 2.5x clusters ask for a token, and Ray sends it to an
+                    # explicit address only when told to.
+                    auth = (
+                        "; if the cluster uses token authentication, set RAY_AUTH_MODE=token "
+                        "and give this machine the cluster's token (~/.ray/auth_token or "
+                        "RAY_AUTH_TOKEN)"
+                    )
                 raise ClusterError(
-                    f"could not {where}: {_first_line(exc)}. Check the address that "
-                    "`ray start --head` printed (and that this machine can reach it), "
-                    "or use --ray auto for a local Ray"
+                    f"could not join the Ray cluster at {address}: {_first_line(exc)}. Check "
+                    "the address that `ray start --head` printed (and that this machine can "
+                    f"reach it){auth}, or use --ray auto for a local Ray"
                 ) from exc
             self._owns_ray = True
         self._ray = ray
@@ -308,14 +317,14 @@ class RayExecutor:
     def close(self) -> None:
         ray, self._ray = self._ray, None
         try:
-            if ray is not None:
+            if ray is not None and self._owns_ray:
+                ray.shutdown()  # stops the actors with it, without a word per task
+            elif ray is not None:  # the caller's own Ray: end only our actors
                 for actor in self._actors:
                     try:
                         ray.kill(actor)
                     except ray.exceptions.RayError as exc:  # already gone
                         log.debug("Ray: %s", exc)
-                if self._owns_ray:
-                    ray.shutdown()
         finally:
             if self._stdout is not None:
                 self._stdout.close()
