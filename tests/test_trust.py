@@ -280,3 +280,14 @@ def test_locked_index_warns_and_answers(mini: Settings) -> None:
     assert code == 0, err
     assert "another bunko process is updating" in err
     assert json.loads(out)["results"][0]["source"] == "fuji.md"
+
+
+def test_unreadable_new_file_is_not_news(mini: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulated (chmod 0 does not stop root): an update would skip the file again,
+    # so it must not make every query re-run an update.
+    (mini.corpus / "secret.md").write_text(FUJI, "utf-8")
+    (mini.corpus / "open.md").write_text(FUJI.replace("新しい山", "開いた山"), "utf-8")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "secret.md" and real(p, mode))
+    changes = corpus_changes(mini.corpus, Shelf(mini).loaded().documents())
+    assert changes.new == ("open.md",)

@@ -64,7 +64,10 @@ def corpus_changes(corpus: Path, indexed: Mapping[str, _DocRecord]) -> CorpusCha
         seen.add(src)
         prev = indexed.get(src)
         if prev is None:
-            new.append(src)
+            # A file nobody may read would be skipped by the update again: it is not
+            # news, or every query would re-run an update that adds nothing.
+            if os.access(path, os.R_OK):
+                new.append(src)
             continue
         try:
             st = path.stat()
