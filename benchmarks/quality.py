@@ -40,7 +40,7 @@ def evaluate(
     for mode in modes:
         t0 = time.perf_counter()
         ranked: list[list[int]] = []
-        highlight_ok = hits = 0
+        highlight_ok = highlight_text = hits = 0
         for it in items:
             result = task.shelf.query(it.question, k=10, mode=mode)
             ids = [_passage_id(task, p.citation, it.relevant) for p in result.passages]
@@ -51,12 +51,19 @@ def evaluate(
             if first is not None:
                 hits += 1
                 hs, he = first.highlight_span
-                highlight_ok += any(e in nfkc(first.highlight) for e in it.evidence) or any(
-                    hs <= s and e <= he for s, e in it.spans
-                )
+                hl = nfkc(first.highlight)
+                holds = any(e in hl for e in it.evidence)
+                highlight_ok += holds or any(hs <= s and e <= he for s, e in it.spans)
+                # The answer's text anywhere in the highlight (JSQuAD answers often
+                # recur in the paragraph; the strict count wants the marked span).
+                cs = first.citation.char_start
+                answers = [nfkc(first.text[s - cs : e - cs]) for s, e in it.spans
+                           if cs <= s and e <= first.citation.char_end]  # fmt: skip
+                highlight_text += holds or any(a and a in hl for a in answers)
         m = metrics(ranked, items)
         m["ms/query"] = 1000 * (time.perf_counter() - t0) / max(1, len(items))
         m["highlight"] = highlight_ok / hits if hits else 0.0
+        m["highlight_text"] = highlight_text / hits if hits else 0.0
         out[mode] = m
     return out
 
@@ -132,7 +139,11 @@ def main() -> None:
             task = squad_task(name, size, index_name="index")
             res = evaluate(task, task.items)
             report[name] = res
-            _print(f"{name} ({len(task.items)} questions)", res, [*COLS, "highlight", "ms/query"])
+            _print(
+                f"{name} ({len(task.items)} questions)",
+                res,
+                [*COLS, "highlight", "highlight_text", "ms/query"],
+            )
     out = (
         Path(args.out)
         if args.out

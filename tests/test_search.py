@@ -10,7 +10,15 @@ import pytest
 from bunko.errors import IndexCorruptError
 from bunko.index.format import pack_vectors, unpack_vectors
 from bunko.index.lexical import LexicalIndex
-from bunko.search import fuse, rescore_dense, sentence_scores, single
+from bunko.search import (
+    best_window,
+    digit_spellings,
+    fuse,
+    lexical_distinctness,
+    rescore_dense,
+    sentence_scores,
+    single,
+)
 from bunko.text import Tokenizer
 
 
@@ -19,8 +27,10 @@ def test_convex_fusion_normalises_each_side() -> None:
     lexical = [(3, 12.0), (4, 6.0), (1, 0.0)]
     hits = fuse(dense, lexical, lexical_weight=0.5, k=4)
     scores = {h.chunk_id: h.score for h in hits}
-    # dense normalised: 1 -> 1, 2 -> 0.5, 3 -> 0; lexical: 3 -> 1, 4 -> 0.5, 1 -> 0
-    assert scores == pytest.approx({1: 0.5, 2: 0.25, 3: 0.5, 4: 0.25})
+    # z-scores: dense 1 -> 1.225, 2 -> 0, 3 -> -1.225; lexical 3 -> 1.225, 4 -> 0,
+    # 1 -> -1.225; missing from a side: that side's lowest z-score (-1.225)
+    z = 1.5**0.5
+    assert scores == pytest.approx({1: 0.0, 2: -z / 2, 3: 0.0, 4: -z / 2})
     # ties break by dense rank
     assert [h.chunk_id for h in hits] == [1, 3, 2, 4]
     assert hits[0].dense_rank == 1 and hits[0].lexical_rank == 3
@@ -37,6 +47,28 @@ def test_rrf_fusion() -> None:
     hits = fuse([(1, 0.9), (2, 0.8)], [(2, 5.0), (3, 4.0)], 0.5, 3, method="rrf")
     assert hits[0].chunk_id == 2
     assert hits[0].score == pytest.approx(0.5 / 62 + 0.5 / 61)
+
+
+def test_lexical_weight_backs_off_when_the_best_match_does_not_stand_out() -> None:
+    flat = [(i, 10.0 - 0.1 * i) for i in range(10)]  # generic words: everything alike
+    peaked = [(0, 20.0)] + [(i, 5.0) for i in range(1, 10)]
+    assert lexical_distinctness(flat) == pytest.approx(0.5 / 10 / 0.3)
+    assert lexical_distinctness(peaked) == 1.0
+    assert lexical_distinctness(peaked[:3]) == 1.0  # too few candidates to judge
+
+
+def test_digit_spellings_of_look_alike_letters() -> None:
+    assert digit_spellings("o1はどのように訓練されましたか？") == ["01"]
+    assert digit_spellings("ｏ３-mini と GPT-4o") == ["03"]  # NFKC; "4o" is left alone
+    assert digit_spellings("GPT-4.5の料金") == []
+
+
+def test_best_window_prefers_one_strong_sentence() -> None:
+    spans = [(0, 50), (50, 100), (100, 150)]
+    assert best_window([0.2, 1.0, 0.1], spans, 2, 300) == (1, 1)
+    assert best_window([0.2, 0.9, 0.9], spans, 2, 300) == (1, 2)
+    assert best_window([0.2, 0.9, 0.9], spans, 2, 60) == (1, 1)  # too long to join
+    assert best_window([0.2, 0.9, 0.9], spans, 1, 300) == (1, 1)
 
 
 def test_single_mode_ranks() -> None:

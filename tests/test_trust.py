@@ -280,3 +280,29 @@ def test_locked_index_warns_and_answers(mini: Settings) -> None:
     assert code == 0, err
     assert "another bunko process is updating" in err
     assert json.loads(out)["results"][0]["source"] == "fuji.md"
+
+
+def test_unreadable_new_file_is_not_news(mini: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulated (chmod 0 does not stop root): an update would skip the file again,
+    # so it must not make every query re-run an update.
+    (mini.corpus / "secret.md").write_text(FUJI, "utf-8")
+    (mini.corpus / "open.md").write_text(FUJI.replace("新しい山", "開いた山"), "utf-8")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "secret.md" and real(p, mode))
+    changes = corpus_changes(mini.corpus, Shelf(mini).loaded().documents())
+    assert changes.new == ("open.md",)
+
+
+def test_look_alike_letter_finds_the_corpus_digit_spelling(tmp_path: Path) -> None:
+    # The corpus writes the model "01"; the question says "o1". BM25 alone sees only
+    # "o" and "1" in the question, which the other articles have.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "model.md").write_text("# 新モデル\n\n01は推論が得意な新しいモデルです。\n", "utf-8")
+    for i, topic in enumerate(["設定", "料理", "天気", "旅行"]):
+        (corpus / f"other{i}.md").write_text(
+            f"# {topic}\n\n{topic}の版1ではoという記号を使います。\n", "utf-8"
+        )
+    shelf = Shelf(Settings.resolve(corpus=corpus, index=tmp_path / "index"))
+    result = shelf.query("o1とは？", k=1, mode="lexical")
+    assert result.passages[0].citation.source == "model.md"

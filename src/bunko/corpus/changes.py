@@ -81,7 +81,9 @@ def corpus_changes(
         seen.add(src)
         prev = indexed.get(src)
         if prev is None:
-            if indexable is None or indexable(path):
+            # A file nobody may read would be skipped by the update again: it is not
+            # news, or every query would re-run an update that adds nothing.
+            if os.access(path, os.R_OK) and (indexable is None or indexable(path)):
                 new.append(src)
             continue
         try:
