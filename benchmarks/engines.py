@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import numpy as np
 
 from bunko.embedding import get_embedder
-from bunko.embedding.e5file import E5File, weights_path
+from bunko.embedding.bundled import weights_path
+from bunko.embedding.e5file import E5File
 from bunko.embedding.ort_engine import OnnxE5Embedder
 from common import REPO, Task, devqa_task, squad_task, table
 from e5_reference import ReferenceTokenizer
