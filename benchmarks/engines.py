@@ -110,7 +110,7 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
             assert isinstance(e, OnnxE5Embedder)
             e.embed_query = lambda q, e=e: e.embed([q], "query: ")[0]  # type: ignore[method-assign]
             out["onnx, questions on onnx"] = evaluate(
-                Task(name, task.shelf, task.items), task.items
+                Task(name, task.shelf, task.items), task.items, MODES
             )
             del e.embed_query
     return out
