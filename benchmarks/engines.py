@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import numpy as np
 
 from bunko.embedding import get_embedder
-from bunko.embedding.e5file import E5File, weights_path
+from bunko.embedding.bundled import weights_path
+from bunko.embedding.e5file import E5File
 from bunko.embedding.ort_engine import OnnxE5Embedder
 from common import REPO, Task, devqa_task, squad_task, table
 from e5_reference import ReferenceTokenizer
@@ -109,7 +110,7 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
             assert isinstance(e, OnnxE5Embedder)
             e.embed_query = lambda q, e=e: e.embed([q], "query: ")[0]  # type: ignore[method-assign]
             out["onnx, questions on onnx"] = evaluate(
-                Task(name, task.shelf, task.items), task.items
+                Task(name, task.shelf, task.items), task.items, MODES
             )
             del e.embed_query
     return out

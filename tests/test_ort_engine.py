@@ -18,7 +18,8 @@ from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings, cache_dir
 from bunko.embedding import get_embedder
-from bunko.embedding.e5file import E5File, weights_path
+from bunko.embedding.bundled import weights_path
+from bunko.embedding.e5file import E5File
 from bunko.embedding.ort_engine import OnnxE5Embedder, cached_model, model_stem
 from bunko.errors import ModelMismatchError
 from e5_reference import ReferenceTokenizer

