@@ -178,3 +178,17 @@ def test_unknown_engine_is_a_usage_error(mini: Settings, monkeypatch: pytest.Mon
     monkeypatch.setenv("BUNKO_ENGINE", "gpu")
     result = CliRunner().invoke(app, ["query", "富士山", *where])
     assert result.exit_code == 2 and "BUNKO_ENGINE" in result.stderr
+
+
+def test_a_text_gets_the_same_vector_alone_and_among_others(
+    onnx_embedder: OnnxE5Embedder,
+) -> None:
+    # Dynamic int8 quantisation scales a whole activation tensor: if texts shared a
+    # run, a vector would depend on its neighbours, and an incremental update, a
+    # rebuild and a Ray run of the same article would disagree.
+    texts = _shipped_sentences(40)
+    together = onnx_embedder.embed_passages(texts)
+    alone = np.stack([onnx_embedder.embed_passages([t])[0] for t in texts])
+    shuffled = onnx_embedder.embed_passages(texts[::-1])[::-1]
+    assert np.array_equal(together, alone)
+    assert np.array_equal(together, shuffled)
