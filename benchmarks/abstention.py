@@ -42,7 +42,7 @@ class Probe:
     lang: str
     answerable: bool
     top: float = 0.0
-    signals: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    signals: tuple[float, ...] = (0.0,) * 5
     group: str = ""  # cross-validation folds keep a group together (a JSQuAD article)
 
 
@@ -111,7 +111,7 @@ def run(shelf: Shelf, probes: list[Probe], mode: str = "hybrid") -> None:
     for p in probes:
         r = shelf.query(p.question, k=5, mode=mode, update=False)  # type: ignore[arg-type]
         p.top = r.passages[0].confidence if r.passages else 0.0
-        p.signals = shelf.last_signals[0].as_row() if shelf.last_signals else (0.0,) * 4
+        p.signals = shelf.last_signals[0].as_row() if shelf.last_signals else (0.0,) * 5
 
 
 def scores(probes: list[Probe], threshold: float) -> dict[str, Any]:
@@ -216,7 +216,9 @@ def main(
                 f"{_f(s['abstained'])} | {_f(s['auroc'])} |"
             )
     if do_fit:
-        print(f"\nfitted (intercept, sentence, gap, coverage, cross): {report['fit']}")
+        print(
+            f"\nfitted (intercept, sentence, gap, coverage, translated coverage, cross): {report['fit']}"
+        )
     if out is not None:
         out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
         print(f"\nwrote {out}", file=sys.stderr)

@@ -306,3 +306,45 @@ def test_look_alike_letter_finds_the_corpus_digit_spelling(tmp_path: Path) -> No
     shelf = Shelf(Settings.resolve(corpus=corpus, index=tmp_path / "index"))
     result = shelf.query("o1とは？", k=1, mode="lexical")
     assert result.passages[0].citation.source == "model.md"
+
+
+# -- English questions over Japanese text: translated coverage --------------------
+
+
+def test_jmdict_translates_english_words_to_japanese_terms() -> None:
+    from bunko.retrieval.translate import available, translations
+
+    assert available()
+    assert "住宅ローン" in translations("mortgage")
+    assert "猫" in translations("cats")  # a plural finds its dictionary form
+    assert "インフラ" in translations("infrastructure")
+    assert translations("qwertyuiopzz") == ()
+
+
+def test_question_words_keep_names_and_drop_function_words() -> None:
+    from bunko.retrieval.confidence import question_words
+
+    words = question_words("Which ChatGPT features does GPT-4.5 not support in the o1 series?")
+    assert words == ["ChatGPT", "features", "GPT-4.5", "support", "o1", "series"]
+
+
+def test_translated_coverage_finds_the_passage_words() -> None:
+    from bunko.retrieval.confidence import translated_coverage
+
+    fuji = "富士山は日本で最も高い山で、標高は3776メートルです。"
+    tokens = ["富士", "山", "は", "日本", "で", "最も", "高い", "山", "標高", "メートル"]
+    # tall: 高い; mountain: 山 (one character: a whole token); Japan: 日本 ("japan" is lacquer)
+    assert translated_coverage("How tall is the mountain in Japan?", fuji, tokens) == 1.0
+    assert translated_coverage("How tall is the mountain in Japan?", fuji) == 2 / 3
+    assert translated_coverage("How do I compare mortgage interest rates?", fuji) == 0.0
+    # A name is found as written, a look-alike letter also as its digit ("o1" as "01").
+    assert translated_coverage("o1 release", "OpenAI 01 を発表した。") == 0.5
+
+
+def test_english_question_confidence_follows_what_the_corpus_holds(mini: Settings) -> None:
+    shelf = Shelf(mini)
+    asked = shelf.query("How tall is Mount Fuji in meters?", k=3)
+    unasked = shelf.query("How do I compare mortgage interest rates?", k=3)
+    assert asked.passages[0].citation.source == "fuji.md"
+    assert asked.passages[0].confidence > unasked.passages[0].confidence
+    assert unasked.answerable is False

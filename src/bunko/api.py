@@ -265,11 +265,14 @@ class Shelf:
                 [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
             )
             best = float(sims.max()) if sims is not None and len(sims) else background
+            cross = conf.cross_lingual(q, row.text)
             signals = conf.Signals(
                 sentence=best,
                 gap=best - background,
-                coverage=conf.word_coverage(q_tokens, row.tokens, idf, unseen),
-                cross=conf.cross_lingual(q, row.text),
+                coverage=conf.translated_coverage(q, row.text, row.tokens)
+                if cross
+                else conf.word_coverage(q_tokens, row.tokens, idf, unseen),
+                cross=cross,
             )
             hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
             page, url, link = _where(extras.get(row.source, {}), row, hl_start, hl_end)

@@ -12,6 +12,10 @@ articles held out; see ``benchmarks/quality.py --abstention``):
   candidates, a per-question background: a question the corpus does not answer
   sits about as close to its best passage as to everything else;
 - ``coverage``: the idf-weighted share of the question's words found in the passage;
+  for a question without Japanese script over a Japanese passage, the share of
+  its content words found in the passage as themselves or as one of their JMdict
+  translations (:func:`translated_coverage`): "mortgage" is found as 住宅ローン.
+  The two kinds of coverage get their own weights;
 - ``cross``: 1 when a question without Japanese script meets a Japanese passage:
   the model's cross-language cosines run lower, so the same cosine means more.
 
@@ -23,17 +27,19 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 # Logistic coefficients, fitted (classes balanced, each set weighted equally) on
 # dev-qa + dev-unanswerable and 200 JSQuAD-valid questions with held-out articles:
 # `python benchmarks/quality.py --abstention --fit` (see the README for the tables).
-INTERCEPT = -36.85
-W_SENTENCE = 38.04
-W_GAP = 37.75
-W_COVERAGE = 9.71
-W_CROSS = 3.83
+INTERCEPT = -28.3
+W_SENTENCE = 27.35
+W_GAP = 36.24
+W_COVERAGE = 9.85  # same-language questions: word coverage
+W_COVERAGE_CROSS = 22.33  # cross-language questions: translated coverage
+W_CROSS = -3.81
 DEFAULT_MIN_CONFIDENCE = 0.5
 _JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 
@@ -47,8 +53,10 @@ class Signals:
     coverage: float
     cross: float = 0.0
 
-    def as_row(self) -> tuple[float, float, float, float]:
-        return (self.sentence, self.gap, self.coverage, self.cross)
+    def as_row(self) -> tuple[float, float, float, float, float]:
+        """The features of the logistic model, in the order of its weights."""
+        same = self.coverage * (1.0 - self.cross)
+        return (self.sentence, self.gap, same, self.coverage * self.cross, self.cross)
 
 
 def cross_lingual(question: str, passage: str) -> float:
@@ -79,15 +87,53 @@ def word_coverage(
     return found / total if total > 0 else 0.0
 
 
+_LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.\-+'][A-Za-z0-9]+)*")
+_LOOKALIKE = re.compile(r"[oOlI](?=[0-9])")
+_DIGIT_FOR = {"o": "0", "O": "0", "l": "1", "I": "1"}
+
+
+def question_words(question: str) -> list[str]:
+    """The content words of a question written in Latin script (names kept as written:
+    "GPT-4.5", "o1"), without function words, in order, once each."""
+    from bunko.retrieval.translate import STOPWORDS
+
+    text = unicodedata.normalize("NFKC", question)
+    out = []
+    for w in _LATIN_WORD.findall(text):
+        w = w[:-2] if w.endswith("'s") else w
+        if len(w) > 1 and any(c.isalpha() for c in w) and w.lower() not in STOPWORDS:
+            out.append(w)
+    return list(dict.fromkeys(out))
+
+
+def translated_coverage(
+    question: str, passage: str, passage_tokens: Sequence[str] | None = None
+) -> float:
+    """Share of the question's content words found in the passage (0..1), each as
+    written (names: "ChatGPT"; a look-alike letter read as a digit: "o1" as "01")
+    or as one of its JMdict translations: a term of two characters or more inside
+    the text, a one-character term ("mountain": 山) only as a whole passage token."""
+    from bunko.retrieval.translate import translations
+
+    words = question_words(question)
+    if not words:
+        return 0.0
+    text = unicodedata.normalize("NFKC", passage).casefold()
+    tokens = set(passage_tokens or ())
+    found = 0
+    for w in words:
+        forms = {w.casefold(), _LOOKALIKE.sub(lambda m: _DIGIT_FOR[m.group()], w).casefold()}
+        if any(f in text for f in forms) or any(
+            (t in text) if len(t) >= 2 else (t in tokens) for t in translations(w)
+        ):
+            found += 1
+    return found / len(words)
+
+
 def confidence(s: Signals) -> float:
     """Probability-like confidence in [0, 1] that the passage answers the question."""
-    z = (
-        INTERCEPT
-        + W_SENTENCE * s.sentence
-        + W_GAP * s.gap
-        + W_COVERAGE * s.coverage
-        + W_CROSS * s.cross
-    )
+    weights = (W_SENTENCE, W_GAP, W_COVERAGE, W_COVERAGE_CROSS, W_CROSS)
+    z = INTERCEPT + sum(w * x for w, x in zip(weights, s.as_row(), strict=True))
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)

@@ -1,0 +1,132 @@
+"""English words to Japanese terms, looked up in JMdict.
+
+A question written in English over Japanese articles shares almost no words with
+them, so the word-coverage signal of confidence (:mod:`bunko.retrieval.confidence`)
+reads nothing for it. Looking each English content word up in JMdict (the
+English glosses of the dictionary, shipped as the PyPI package ``jamdict-data``)
+gives the Japanese terms a passage would use: "mortgage" -> 住宅ローン, 抵当;
+"infrastructure" -> インフラ, 基盤.
+
+The dictionary is the package's sqlite file, opened read-only; a gloss lookup is
+an indexed equality query (about a millisecond). Without the package, lookups
+return nothing and a warning says once what to install.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
+
+log = logging.getLogger("bunko")
+
+MAX_TERMS = 40  # per English word: the commonest spellings come first
+# Function words and question words: they carry no topic, and their dictionary
+# entries (何, どう, ...) are everywhere.
+_STOPWORD_TEXT = """
+    a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing done down during each
+    few for from further had has have having he her here hers him his how i if in into is it
+    its itself just least less like main many may me might more most much must my no nor not
+    now of off on once one only or other our out over own per said same say says she should
+    so some such than that the their them then there these they this those through to too
+    under until up upon us used very was we were what when where which while who whom whose
+    why will with within would yet you your about according among
+    kind kinds type types way ways thing things example examples name names called"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@lru_cache(maxsize=1)
+def _db() -> sqlite3.Connection | None:
+    try:
+        import jamdict_data  # type: ignore[import-untyped]
+    except ImportError:
+        log.warning(
+            "jamdict-data is not installed: English questions over Japanese articles get a "
+            "weaker confidence; `pip install jamdict-data` fixes it"
+        )
+        return None
+    import sqlite3
+
+    path = Path(jamdict_data.__file__).with_name("jamdict.db")
+    if not path.is_file():
+        log.warning("jamdict-data has no dictionary file at %s; reinstall jamdict-data", path)
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        con.execute("SELECT 1 FROM SenseGloss LIMIT 1")
+    except sqlite3.Error as exc:
+        log.warning("cannot read the JMdict file %s (%s); reinstall jamdict-data", path, exc)
+        return None
+    return con
+
+
+def available() -> bool:
+    """Whether the dictionary can be read."""
+    return _db() is not None
+
+
+def _variants(word: str) -> list[str]:
+    """The word as written ("Japan": 日本; "japan" is lacquer), then lower-cased, then
+    plausible dictionary forms of it (plural, past, -ing and -est forms undone)."""
+    out = [word]
+    word = word.lower()
+    out.append(word)
+    if word.endswith("ies") and len(word) > 4:
+        out.append(word[:-3] + "y")
+    if word.endswith("es") and len(word) > 3:
+        out.append(word[:-2])
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        out.append(word[:-1])
+    if word.endswith("ed") and len(word) > 4:
+        out += [word[:-2], word[:-1]]
+    if word.endswith("ing") and len(word) > 5:
+        out += [word[:-3], word[:-3] + "e"]
+    if word.endswith("est") and len(word) > 5:
+        out += [word[:-3], word[:-3] + "e"]
+    return list(dict.fromkeys(out))
+
+
+@lru_cache(maxsize=4096)
+def translations(word: str) -> tuple[str, ...]:
+    """Japanese headwords whose English gloss is ``word`` (or, failing that, a dictionary
+    form of it; or "to <word>" for a verb), common spellings first; () when there is
+    none or no dictionary."""
+    con = _db()
+    if con is None:
+        return ()
+    for form in _variants(word):
+        rows = con.execute(
+            """SELECT s.idseq, MIN(s.ID) FROM SenseGloss g JOIN Sense s ON g.sid = s.ID
+               WHERE g.text IN (?, ?) GROUP BY s.idseq""",
+            (form, f"to {form}"),
+        ).fetchall()
+        if rows:
+            break
+    else:
+        return ()
+    seqs = [r[0] for r in rows]
+    marks = ",".join("?" * len(seqs))
+    kanji = con.execute(
+        f"""SELECT k.idseq, k.text, EXISTS(SELECT 1 FROM KJP p WHERE p.kid = k.ID)
+            FROM Kanji k WHERE k.idseq IN ({marks}) ORDER BY k.ID""",
+        seqs,
+    ).fetchall()
+    kana = con.execute(
+        f"""SELECT n.idseq, n.text, EXISTS(SELECT 1 FROM KNP p WHERE p.kid = n.ID)
+            FROM Kana n WHERE n.idseq IN ({marks}) ORDER BY n.ID""",
+        seqs,
+    ).fetchall()
+    has_kanji = {r[0] for r in kanji}
+    # Common (priority-marked) spellings first; kana only for entries written without kanji.
+    forms = [(not common, i, text) for i, (_, text, common) in enumerate(kanji)]
+    forms += [
+        (not common, len(kanji) + i, text)
+        for i, (seq, text, common) in enumerate(kana)
+        if seq not in has_kanji
+    ]
+    return tuple(dict.fromkeys(text for *_, text in sorted(forms)))[:MAX_TERMS]
