@@ -348,3 +348,18 @@ def test_english_question_confidence_follows_what_the_corpus_holds(mini: Setting
     assert asked.passages[0].citation.source == "fuji.md"
     assert asked.passages[0].confidence > unasked.passages[0].confidence
     assert unasked.answerable is False
+
+
+def test_japanese_question_over_an_english_article(mini: Settings) -> None:
+    from bunko.retrieval.confidence import translated_coverage
+
+    coffee = (mini.corpus / "coffee.md").read_text("utf-8")
+    # コーヒー: coffee, 最初: first, 度: degree(s), 起こる: happen
+    assert translated_coverage("コーヒーの最初のクラックは何度で起こりますか？", coffee) >= 0.5
+    assert translated_coverage("住宅ローンの金利を比較する方法は？", coffee) < 0.2
+    shelf = Shelf(mini)
+    asked = shelf.query("コーヒーの「ファーストクラック」は何度で起こりますか？", k=3)
+    assert asked.passages[0].citation.source == "coffee.md"
+    assert "196 degrees" in asked.passages[0].text
+    assert asked.answerable is True
+    assert shelf.query("住宅ローンの金利を比較する方法は？", k=3).answerable is False

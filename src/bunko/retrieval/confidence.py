@@ -60,8 +60,9 @@ class Signals:
 
 
 def cross_lingual(question: str, passage: str) -> float:
-    """1.0 for a question with no Japanese script over a passage with some, else 0.0."""
-    return float(not _JAPANESE.search(question) and bool(_JAPANESE.search(passage)))
+    """1.0 when one of question and passage has Japanese script and the other has none
+    (an English question over a Japanese passage, or the other way round), else 0.0."""
+    return float(bool(_JAPANESE.search(question)) != bool(_JAPANESE.search(passage)))
 
 
 def word_coverage(
@@ -115,10 +116,12 @@ def translated_coverage(
     the text, a one-character term ("mountain": 山) only as a whole passage token."""
     from bunko.retrieval.translate import translations
 
+    text = unicodedata.normalize("NFKC", passage).casefold()
+    if _JAPANESE.search(question):
+        return _english_coverage(question, text)
     words = question_words(question)
     if not words:
         return 0.0
-    text = unicodedata.normalize("NFKC", passage).casefold()
     tokens = set(passage_tokens or ())
     found = 0
     for w in words:
@@ -127,6 +130,21 @@ def translated_coverage(
             (t in text) if len(t) >= 2 else (t in tokens) for t in translations(w)
         ):
             found += 1
+    return found / len(words)
+
+
+def _english_coverage(question: str, text: str) -> float:
+    """Share of a Japanese question's content words found in an English passage
+    (already NFKC and case-folded): as written (names, numbers) or as a word of
+    one of their JMdict glosses (温度: "temperature")."""
+    from bunko.retrieval.translate import glosses, japanese_words
+
+    words = japanese_words(question)
+    if not words:
+        return 0.0
+    present = set(_LATIN_WORD.findall(text))
+    present |= {w[:-1] for w in present if w.endswith("s")}  # plurals: "degrees"
+    found = sum(1 for w in words if w.casefold() in present or not glosses(w).isdisjoint(present))
     return found / len(words)
 
 

@@ -1,11 +1,11 @@
-"""English words to Japanese terms, looked up in JMdict.
+"""English words to Japanese terms and back, looked up in JMdict.
 
-A question written in English over Japanese articles shares almost no words with
-them, so the word-coverage signal of confidence (:mod:`bunko.retrieval.confidence`)
-reads nothing for it. Looking each English content word up in JMdict (the
-English glosses of the dictionary, shipped as the PyPI package ``jamdict-data``)
-gives the Japanese terms a passage would use: "mortgage" -> 住宅ローン, 抵当;
-"infrastructure" -> インフラ, 基盤.
+A question written in English over Japanese articles (or in Japanese over English
+ones) shares almost no words with them, so the word-coverage signal of confidence
+(:mod:`bunko.retrieval.confidence`) reads nothing for it. Looking each content
+word up in JMdict (the English glosses of the dictionary, shipped as the PyPI
+package ``jamdict-data``) gives the words a passage in the other language would
+use: "mortgage" -> 住宅ローン, 抵当; 温度 -> temperature.
 
 The dictionary is the package's sqlite file, opened read-only; a gloss lookup is
 an indexed equality query (about a millisecond). Without the package, lookups
@@ -15,9 +15,10 @@ return nothing and a warning says once what to install.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite3
@@ -130,3 +131,46 @@ def translations(word: str) -> tuple[str, ...]:
         if seq not in has_kanji
     ]
     return tuple(dict.fromkeys(text for *_, text in sorted(forms)))[:MAX_TERMS]
+
+
+_GLOSS_WORD = re.compile(r"[a-z][a-z\-]+")
+MAX_ENTRIES = 4  # per Japanese word: its first entries, the commoner readings
+
+
+@lru_cache(maxsize=4096)
+def glosses(term: str) -> frozenset[str]:
+    """English content words of the glosses of a Japanese word (温度 -> temperature),
+    from its first entries; empty when there is none or no dictionary."""
+    con = _db()
+    if con is None or not term:
+        return frozenset()
+    seqs = [
+        r[0]
+        for r in con.execute(
+            """SELECT idseq FROM Kanji WHERE text = ? UNION SELECT idseq FROM Kana WHERE text = ?
+               ORDER BY 1 LIMIT ?""",
+            (term, term, MAX_ENTRIES),
+        )
+    ]
+    if not seqs:
+        return frozenset()
+    marks = ",".join("?" * len(seqs))
+    rows = con.execute(
+        f"""SELECT g.text FROM Sense s JOIN SenseGloss g ON g.sid = s.ID
+            WHERE s.idseq IN ({marks})""",
+        seqs,
+    ).fetchall()
+    words = {w for (text,) in rows for w in _GLOSS_WORD.findall(text.lower())}
+    return frozenset(w for w in words if len(w) > 2 and w not in STOPWORDS)
+
+
+@lru_cache(maxsize=1)
+def _lemmatizer() -> Any:
+    from bunko.text import Tokenizer
+
+    return Tokenizer("lemma", drop_function_words=True)
+
+
+def japanese_words(question: str) -> list[str]:
+    """The question's content words in dictionary form (particles and auxiliaries dropped)."""
+    return list(dict.fromkeys(_lemmatizer().tokens(question)))
