@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -103,9 +103,12 @@ def dense_candidates(index: Snapshot, qvec: npt.NDArray[np.float32], n: int) -> 
     return index.dense_search(qvec, n)
 
 
-def lexical_candidates(index: Snapshot, tokens: Sequence[str], n: int) -> Ranked:
-    """Top ``n`` chunks by BM25; chunks with score 0 are not candidates."""
-    return index.lexical_search(tokens, n)
+def lexical_candidates(
+    index: Snapshot, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
+) -> Ranked:
+    """Top ``n`` chunks by BM25 (terms scaled by ``weights``, default 1); chunks with
+    score 0 are not candidates."""
+    return index.lexical_search(tokens, n, weights)
 
 
 def fuse(
