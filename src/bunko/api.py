@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -243,10 +243,12 @@ class Shelf:
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
         q_tokens = self._query_tokens(q, loaded)
+        # Translated terms feed only the lexical side; confidence and highlight read q_tokens.
+        extra = self.expansion(q, q_tokens, loaded) if mode != "dense" else {}
         n = max(search.CANDIDATES, k)
-        dense, lexical, rows, sent_sims = self._candidates_in(q, q_tokens, mode, n, sources)
+        dense, lexical, rows, sent_sims = self._candidates_in(q, q_tokens, mode, n, sources, extra)
         if mode == "hybrid":
-            weight = search.lexical_weight(loaded.coverage(q_tokens))
+            weight = search.lexical_weight(loaded.coverage([*q_tokens, *extra]))
             weight *= search.lexical_distinctness(lexical)
             fused = search.fuse(dense, lexical, weight, len(rows))
         else:
@@ -321,6 +323,17 @@ class Shelf:
             tokens += [t for t in dict.fromkeys(extra) if t in known]
         return tokens
 
+    def expansion(self, q: str, q_tokens: Sequence[str], loaded: Snapshot) -> dict[str, float]:
+        """Extra lexical terms for the question, ``{term: BM25 weight}``: Japanese
+        headwords for the English words of a question without Japanese script that the
+        corpus does not know (:mod:`bunko.retrieval.expansion`); empty otherwise, and
+        then the dictionary is never opened."""
+        from bunko.retrieval import expansion
+
+        if expansion.is_japanese(q):
+            return {}
+        return expansion.translations(q, q_tokens, loaded.idf, self.tokenizer.tokens)
+
     def _check_corpus(self, loaded: Snapshot) -> None:
         from bunko.freshness import check_corpus
 
@@ -373,7 +386,12 @@ class Shelf:
         return self._extras[1]
 
     def candidates(
-        self, q: str, q_tokens: Sequence[str], mode: Mode, n: int
+        self,
+        q: str,
+        q_tokens: Sequence[str],
+        mode: Mode,
+        n: int,
+        extra: Mapping[str, float] | None = None,
     ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
         """Dense and lexical candidates before fusion, with their rows and sentence cosines.
 
@@ -381,6 +399,7 @@ class Shelf:
         over every candidate either retriever found. The question is embedded in
         every mode: confidence reads the sentence cosines even in lexical mode.
         The raw dense chunk cosines are kept in ``self._dense_background``.
+        ``extra`` adds weighted terms to the lexical query (:meth:`expansion`).
         """
         loaded = self.loaded()
         embedder = self._embedder_for(loaded)
@@ -388,7 +407,11 @@ class Shelf:
         dense = search.dense_candidates(loaded, qvec, n)
         self._dense_background = dense
         self.last_signals = []
-        lexical = search.lexical_candidates(loaded, q_tokens, n) if mode != "dense" else []
+        lexical = (
+            search.lexical_candidates(loaded, [*q_tokens, *(extra or ())], n, extra)
+            if mode != "dense"
+            else []
+        )
         if mode == "lexical":
             dense = []
         # One fetch for every candidate: their sentence vectors re-rank the dense side.
@@ -401,7 +424,13 @@ class Shelf:
         return dense, lexical, rows, sent_sims
 
     def _candidates_in(
-        self, q: str, q_tokens: Sequence[str], mode: Mode, n: int, sources: Sequence[str] | None
+        self,
+        q: str,
+        q_tokens: Sequence[str],
+        mode: Mode,
+        n: int,
+        sources: Sequence[str] | None,
+        extra: Mapping[str, float] | None = None,
     ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
         """:meth:`candidates`, keeping only chunks of articles matching ``sources``.
 
@@ -411,7 +440,7 @@ class Shelf:
         or the whole index has been seen.
         """
         if not sources:
-            return self.candidates(q, q_tokens, mode, n)
+            return self.candidates(q, q_tokens, mode, n, extra)
         corpus = self.settings.corpus
         from bunko import shelfops
 
@@ -427,7 +456,7 @@ class Shelf:
         share = sum(docs[s].n_chunks for s in allowed) / max(1, loaded.n_chunks)
         fetch = min(loaded.n_chunks, max(n, int(n / max(share, 1e-9) * 2)))
         while True:
-            dense, lexical, rows, sims = self.candidates(q, q_tokens, mode, fetch)
+            dense, lexical, rows, sims = self.candidates(q, q_tokens, mode, fetch, extra)
             keep = {c for c, row in rows.items() if row.source in allowed}
             dense = [h for h in dense if h[0] in keep]
             lexical = [h for h in lexical if h[0] in keep]

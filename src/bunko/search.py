@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 Fusion = Literal["convex", "rrf"]
 
 
-LEXICAL_WEIGHT = 0.5  # the lexical share when the whole question is known to the corpus
+# The lexical share when the whole question is known to the corpus. 0.6 (0.5 before)
+# with DISTINCT_FULL 0.25 (0.3): JSQuAD valid MRR@10 0.940 -> 0.942, JaQuAD dev
+# 0.925 -> 0.929 (400 questions each), the README's o1 example still right; measured
+# with benchmarks/tune_fusion.py (README, "What moved the numbers").
+LEXICAL_WEIGHT = 0.6
 COVERAGE_POWER = 3.0  # a question the corpus half knows (English over Japanese) gets 1/8 of it
 
 
@@ -60,7 +64,7 @@ def digit_spellings(question: str) -> list[str]:
 
 
 DISTINCT_AT = 6  # BM25's best score is compared with the score at this rank
-DISTINCT_FULL = 0.3  # ... and gets its full weight when it is this share above it
+DISTINCT_FULL = 0.25  # ... and gets its full weight when it is this share above it
 
 
 def lexical_distinctness(lexical: Ranked) -> float:
@@ -103,9 +107,12 @@ def dense_candidates(index: Snapshot, qvec: npt.NDArray[np.float32], n: int) -> 
     return index.dense_search(qvec, n)
 
 
-def lexical_candidates(index: Snapshot, tokens: Sequence[str], n: int) -> Ranked:
-    """Top ``n`` chunks by BM25; chunks with score 0 are not candidates."""
-    return index.lexical_search(tokens, n)
+def lexical_candidates(
+    index: Snapshot, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
+) -> Ranked:
+    """Top ``n`` chunks by BM25 (terms scaled by ``weights``, default 1); chunks with
+    score 0 are not candidates."""
+    return index.lexical_search(tokens, n, weights)
 
 
 def fuse(

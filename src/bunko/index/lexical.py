@@ -342,19 +342,24 @@ class BM25:
                 self._cached -= sum(len(r) for _, r, _ in old)
         return out
 
-    def scores(self, tokens: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+    def scores(
+        self, tokens: Sequence[str], weights: Mapping[str, float] | None = None
+    ) -> list[npt.NDArray[np.float32]]:
         """BM25 score of every row of every part (repeated query terms count once).
 
-        Deleted rows score 0.
+        ``weights`` scales a term's contribution (default 1): expansion terms
+        of a query (:mod:`bunko.retrieval.expansion`) count less than its own
+        words. Deleted rows score 0.
         """
         import numpy as np
 
         out = [np.zeros(p.n_rows, dtype=np.float32) for p, _ in self.parts]
         for term in dict.fromkeys(tokens):
+            scale = 1.0 if weights is None else weights.get(term, 1.0)
             for i, rows, w in self._weights(term):
                 # A term lists each row once, so plain fancy-index addition is exact
                 # (and much faster than np.add.at; measured faster than one bincount).
-                out[i][rows] += w
+                out[i][rows] += w if scale == 1.0 else w * np.float32(scale)
         return out
 
     def coverage(self, tokens: Sequence[str]) -> float:

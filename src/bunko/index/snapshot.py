@@ -8,7 +8,7 @@ a :class:`Snapshot` instead.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,12 +168,15 @@ class Snapshot:
             self._selectors[i] = (params, sel, batch)
         return self._selectors[i][0]
 
-    def lexical_search(self, tokens: Sequence[str], n: int) -> Ranked:
-        """Top ``n`` live chunks by BM25; chunks with score 0 are not candidates."""
+    def lexical_search(
+        self, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
+    ) -> Ranked:
+        """Top ``n`` live chunks by BM25 (terms scaled by ``weights``, default 1);
+        chunks with score 0 are not candidates."""
         import numpy as np
 
         found: Ranked = []
-        for seg, scores in zip(self.segments, self.bm25.scores(tokens), strict=True):
+        for seg, scores in zip(self.segments, self.bm25.scores(tokens, weights), strict=True):
             k = min(n, int(np.count_nonzero(scores)))
             if k <= 0:
                 continue

@@ -1,0 +1,159 @@
+"""Lexical query expansion: English questions over Japanese text through JMdict."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bunko.api import Shelf
+from bunko.config import Settings
+from bunko.index.lexical import LexicalIndex
+from bunko.retrieval import expansion
+from bunko.retrieval.expansion import Dictionary, translations
+from bunko.text import Tokenizer
+
+
+def _corpus(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts = {
+        "infra.md": "# 計算基盤\n\n大規模モデルの訓練では、インフラは研究と同じくらい重要です。",
+        "sushi.md": "# 寿司\n\n江戸前寿司は東京湾の魚介を使った握り寿司です。",
+        "coffee.md": "# 珈琲\n\n浅煎りの豆は酸味が強く、深煎りの豆は苦味が強くなります。",
+        "fuji.md": "# 富士山\n\n富士山は日本で最も高い山で、標高は3776メートルです。",
+        "tea.md": "# 緑茶\n\n緑茶は茶葉を蒸して発酵を止めることで作られます。",
+    }
+    for name, text in texts.items():
+        (corpus / name).write_text(text + "\n", "utf-8")
+    return corpus
+
+
+def test_english_question_finds_japanese_article_through_translated_words(
+    tmp_path: Path,
+) -> None:
+    shelf = Shelf(Settings.resolve(corpus=_corpus(tmp_path), index=tmp_path / "index"))
+    shelf.index()
+    question = "Why is infrastructure as important as research?"
+    loaded = shelf.loaded()
+    q_tokens = shelf.tokenizer.tokens(question)
+    assert loaded.coverage(q_tokens) == 0.0  # BM25 alone shares no word with the corpus
+    extra = shelf.expansion(question, q_tokens, loaded)
+    assert {"インフラ", "研究"} <= extra.keys()
+    assert all(0 < w <= expansion.TRANSLATION_WEIGHT for w in extra.values())
+    result = shelf.query(question, k=2, mode="lexical")
+    assert result.passages[0].citation.source == "infra.md"
+    hybrid = shelf.query(question, k=1, mode="hybrid", explain=True)
+    assert hybrid.passages[0].citation.source == "infra.md"
+    explain = hybrid.passages[0].explain
+    assert explain is not None and explain.lexical_weight > 0  # the lexical side now counts
+
+
+def test_japanese_question_gets_no_translation(tmp_path: Path) -> None:
+    tok = Tokenizer()
+    index = LexicalIndex.build([tok.tokens("インフラと研究")])
+    question = "インフラとは何ですか？"
+
+    def known(tokens: list[str] | tuple[str, ...]) -> dict[str, float]:
+        return index.bm25.idf(tokens)
+
+    assert translations(question, tok.tokens(question), known, tok.tokens) == {}
+
+
+def test_words_the_corpus_knows_are_not_translated(tmp_path: Path) -> None:
+    # English text over English articles: nothing to translate, nothing looked up.
+    tok = Tokenizer()
+    index = LexicalIndex.build([tok.tokens("Research infrastructure matters")])
+    question = "Why research infrastructure matters?"
+    lookups: list[str] = []
+
+    class Recording(Dictionary):
+        def entries(self, word: str) -> list[tuple[str, float]]:
+            lookups.append(word)
+            return super().entries(word)
+
+    got = translations(question, tok.tokens(question), index.bm25.idf, tok.tokens, Recording())
+    assert got == {} and lookups == []
+
+
+def _tiny_jmdict(path: Path) -> None:
+    """A JMdict database with jamdict-data's schema (the tables a lookup reads)."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE Sense (ID INTEGER PRIMARY KEY, idseq INTEGER);
+        CREATE TABLE SenseGloss (sid INTEGER, lang TEXT, gend TEXT, text TEXT);
+        CREATE TABLE Kanji (ID INTEGER PRIMARY KEY, idseq INTEGER, text TEXT);
+        CREATE TABLE Kana (ID INTEGER PRIMARY KEY, idseq INTEGER, text TEXT, nokanji BOOLEAN);
+        CREATE TABLE KJP (kid INTEGER, text TEXT);
+        CREATE TABLE KNP (kid INTEGER, text TEXT);
+        -- 研究: common (news1), "research" in its first sense
+        INSERT INTO Sense VALUES (1, 100);
+        INSERT INTO SenseGloss VALUES (1, 'eng', NULL, 'research');
+        INSERT INTO Kanji VALUES (1, 100, '研究'); INSERT INTO KJP VALUES (1, 'news1');
+        -- 討究: no priority tag, first sense
+        INSERT INTO Sense VALUES (2, 200);
+        INSERT INTO SenseGloss VALUES (2, 'eng', NULL, 'research');
+        INSERT INTO Kanji VALUES (2, 200, '討究');
+        -- 調査: common, but "research" only in its second sense
+        INSERT INTO Sense VALUES (3, 300); INSERT INTO Sense VALUES (4, 300);
+        INSERT INTO SenseGloss VALUES (3, 'eng', NULL, 'investigation');
+        INSERT INTO SenseGloss VALUES (4, 'eng', NULL, 'research');
+        INSERT INTO Kanji VALUES (3, 300, '調査'); INSERT INTO KJP VALUES (3, 'ichi1');
+        -- a verb: the gloss is "to train"; kana-only headword
+        INSERT INTO Sense VALUES (5, 400);
+        INSERT INTO SenseGloss VALUES (5, 'eng', NULL, 'to train');
+        INSERT INTO Kana VALUES (1, 400, 'トレーニング', 0); INSERT INTO KNP VALUES (1, 'gai1');
+        """
+    )
+    db.commit()
+    db.close()
+
+
+def test_ambiguity_weights_from_priority_and_sense(tmp_path: Path) -> None:
+    _tiny_jmdict(tmp_path / "jm.db")
+    jm = Dictionary(str(tmp_path / "jm.db"))
+    assert dict(jm.entries("research")) == {"研究": 1.0, "討究": 0.25, "調査": 0.5}
+    assert dict(jm.entries("trained")) == {"トレーニング": 1.0}  # stem + "to ..."
+    tok = Tokenizer()
+    index = LexicalIndex.build([tok.tokens(t) for t in ["研究の話", "討究する", "調査結果"]])
+    question = "What research?"
+    got = translations(question, tok.tokens(question), index.bm25.idf, tok.tokens, jm)
+    w = expansion.TRANSLATION_WEIGHT
+    assert got == pytest.approx({"研究": w, "討究": w * 0.25, "調査": w * 0.5})
+
+
+def test_unreadable_dictionary_means_no_translation_not_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "broken.db").write_bytes(b"not a database")
+    jm = Dictionary(str(tmp_path / "broken.db"))
+    with caplog.at_level(logging.WARNING):
+        assert jm.entries("research") == []
+    assert "no translated words" in caplog.text
+
+
+def test_only_non_japanese_questions_load_the_dictionary(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    Shelf(Settings.resolve(corpus=corpus, index=tmp_path / "index")).index()
+
+    def modules_after(question: str) -> set[str]:
+        code = (
+            "from bunko.cli import app\n"
+            "try:\n"
+            f"    app(['query', {question!r}, '--corpus', {str(corpus)!r}, '--index', "
+            f"{str(tmp_path / 'index')!r}, '--no-update'])\n"
+            "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+            "import sys; print(' '.join(sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        return set(out.stdout.split())
+
+    assert "jamdict_data" not in modules_after("インフラはなぜ重要ですか？")
+    assert "jamdict_data" in modules_after("Why is infrastructure important?")
