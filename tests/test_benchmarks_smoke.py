@@ -72,6 +72,13 @@ def test_quality_scripts_smoke(script: str) -> None:
     assert "dev-qa" in res.stdout and "|---|" in res.stdout and "| dense" in res.stdout
 
 
+def test_highlight_smoke_collects_fits_and_compares() -> None:
+    res = _run("highlight.py", "--smoke")
+    # The old vs new highlight table, per dev-qa language, and the refit weights.
+    assert "| dev-qa ja |" in res.stdout and "| dev-qa en |" in res.stdout
+    assert "WEIGHTS: dict[str, float] = {" in res.stdout and '"lex":' in res.stdout
+
+
 @pytest.mark.slow
 def test_ray_scale_smoke_measures_local_and_one_and_two_ray_workers() -> None:
     res = _run("ray_scale.py", "--smoke")

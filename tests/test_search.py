@@ -12,12 +12,10 @@ from bunko.index.format import pack_vectors, unpack_vectors
 from bunko.index.lexical import LexicalIndex
 from bunko.search import (
     DISTINCT_FULL,
-    best_window,
     digit_spellings,
     fuse,
     lexical_distinctness,
     rescore_dense,
-    sentence_scores,
     single,
 )
 from bunko.text import Tokenizer
@@ -64,14 +62,6 @@ def test_digit_spellings_of_look_alike_letters() -> None:
     assert digit_spellings("GPT-4.5の料金") == []
 
 
-def test_best_window_prefers_one_strong_sentence() -> None:
-    spans = [(0, 50), (50, 100), (100, 150)]
-    assert best_window([0.2, 1.0, 0.1], spans, 2, 300) == (1, 1)
-    assert best_window([0.2, 0.9, 0.9], spans, 2, 300) == (1, 2)
-    assert best_window([0.2, 0.9, 0.9], spans, 2, 60) == (1, 1)  # too long to join
-    assert best_window([0.2, 0.9, 0.9], spans, 1, 300) == (1, 1)
-
-
 def test_single_mode_ranks() -> None:
     hits = single([(9, 3.0), (8, 2.0)], 1, "lexical")
     assert len(hits) == 1 and hits[0].lexical_rank == 1 and hits[0].dense_rank is None
@@ -108,29 +98,6 @@ def test_damaged_lexical_index_is_reported(tmp_path: Path) -> None:
     (tmp_path / "lexical.npz").write_bytes(b"junk")
     with pytest.raises(IndexCorruptError, match="--rebuild"):
         LexicalIndex.load(tmp_path)
-
-
-def test_sentence_scores_prefer_shared_rare_words_over_headings() -> None:
-    tok = Tokenizer()
-    sents = [
-        "最後の噴火",
-        "今日は晴れです。",
-        "最後の噴火は1707年の宝永噴火です。",
-        "山頂は寒いです。",
-    ]
-    q = "最後の噴火はいつ？"
-    scores = sentence_scores(tok.tokens(q), q, sents, tok.tokens_many(sents), {"噴火": 3.0})
-    assert max(range(4), key=scores.__getitem__) == 2  # the heading-like line is discounted
-    assert scores[1] < scores[2] / 2
-
-
-def test_sentence_scores_use_sentence_cosines_when_words_do_not_match() -> None:
-    tok = Tokenizer()
-    sents = ["今日は晴れです。", "宝永噴火は1707年です。"]
-    q = "When was the last eruption?"
-    sims = np.array([0.70, 0.85], dtype=np.float32)
-    scores = sentence_scores(tok.tokens(q), q, sents, tok.tokens_many(sents), {}, sims)
-    assert scores[1] > scores[0]
 
 
 def test_rescore_dense_blends_chunk_and_best_sentence() -> None:

@@ -57,7 +57,6 @@ log = logging.getLogger("bunko")
 ProgressFn = Callable[[str, int, int], None]
 """progress(stage, done, total): called as long work advances."""
 
-SHORT_HIGHLIGHT = 60  # chars; measured on dev-qa (see benchmarks/README)
 _SURROGATES = re.compile("[\ud800-\udfff]")
 MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
 
@@ -507,28 +506,19 @@ class Shelf:
         idf: dict[str, float],
         sims: npt.NDArray[np.float32] | None,
     ) -> tuple[int, int]:
-        """Char span (in the source file) of the sentence that best answers the question."""
+        """Char span (in the source file) of the sentence that best answers the question
+        (see :mod:`bunko.retrieval.highlight`)."""
+        from bunko.retrieval import highlight
+
         spans = row.sentences or ((row.char_start, row.char_end),)
         texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
         if sims is not None and len(sims) != len(texts):
             sims = None
-        from bunko.retrieval.confidence import cross_lingual
-
-        cross = bool(cross_lingual(question, row.text))
-        scores = search.sentence_scores(
-            q_tokens, question, texts, self.tokenizer.tokens_many(texts), idf, sims, cross
-        )
-        # Across languages the sentence signal is weaker: two adjacent sentences may
-        # share the highlight (dev-qa English 0.60 -> 0.73 holding the evidence).
-        first, last = search.best_window(
-            scores, spans, 2 if cross else 1, search.CROSS_WINDOW_CHARS
-        )
-        start, end = spans[first][0], spans[last][1]
-        # A short line (a heading, a list label, "two models were announced:") rarely
-        # holds the answer by itself: the sentence after it joins the highlight.
-        if end - start < SHORT_HIGHLIGHT and last + 1 < len(spans):
-            end = spans[last + 1][1]
-        return start, end
+        first, last = highlight.choose(
+            question, q_tokens, texts, self.tokenizer.tokens_many(texts), spans, idf, sims,
+            highlight.is_cross(question, row.text), self.tokenizer,
+        )  # fmt: skip
+        return spans[first][0], spans[last][1]
 
     # -- add, status, eval ---------------------------------------------------
 

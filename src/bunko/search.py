@@ -1,4 +1,4 @@
-"""Dense and lexical retrieval, their fusion, and the highlighted sentence.
+"""Dense and lexical retrieval and their fusion (the highlight: retrieval/highlight.py).
 
 Fusion is a convex combination of per-query standardised scores (z-scores over
 each retriever's candidates). The lexical weight is scaled by how much of the
@@ -186,17 +186,7 @@ def single(ranked: Ranked, k: int, mode: Mode) -> list[Hit]:
     ]
 
 
-def _bigrams(text: str) -> set[str]:
-    t = "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
-    return {t[i : i + 2] for i in range(len(t) - 1)}
-
-
 SENTENCE_WEIGHT = 0.5  # dense score = (1-s)·chunk cosine + s·best sentence cosine
-HIGHLIGHT_DENSE = 0.5  # highlight = (1-h)·word overlap + h·sentence cosine, each scaled to 0..1
-# A question without Japanese script over Japanese text shares few words with it
-# (names, numbers): the sentence cosine carries more of the choice.
-HIGHLIGHT_DENSE_CROSS = 0.7
-HEADING_PENALTY = 0.25  # a heading-like line restates the topic; the answer is in the text
 
 
 def rescore_dense(
@@ -218,64 +208,3 @@ def rescore_dense(
         out.append((cid, (1 - SENTENCE_WEIGHT) * c + SENTENCE_WEIGHT * best))
     out.sort(key=lambda x: -x[1])
     return out
-
-
-def _heading_like(sentence: str) -> bool:
-    s = sentence.strip()
-    return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
-
-
-def sentence_scores(
-    question_tokens: Sequence[str],
-    question: str,
-    sentences: Sequence[str],
-    sentence_tokens: Sequence[Sequence[str]],
-    idf: dict[str, float],
-    sims: npt.NDArray[np.float32] | None = None,
-    cross: bool = False,
-) -> list[float]:
-    """How well each sentence answers the question (higher is better).
-
-    Word overlap (idf-weighted) plus shared character bigrams, blended with the
-    sentence's cosine to the question when sentence vectors are at hand (they
-    carry an English question over Japanese text, where words cannot: with
-    ``cross`` they weigh ``HIGHLIGHT_DENSE_CROSS``).
-    """
-    h = HIGHLIGHT_DENSE_CROSS if cross else HIGHLIGHT_DENSE
-    q = set(question_tokens)
-    qb = _bigrams(question)
-    lex = []
-    for sent, toks in zip(sentences, sentence_tokens, strict=True):
-        words = sum(idf.get(t, 1.0) for t in q.intersection(toks))
-        chars = len(qb & _bigrams(sent)) / (len(qb) or 1)
-        lex.append(words + chars)
-    top = max(lex, default=0.0)
-    scores = [x / top if top > 0 else 0.0 for x in lex]
-    if sims is not None and len(sims) == len(sentences) and len(sims) > 0:
-        lo, hi = float(sims.min()), float(sims.max())
-        dense = [(float(x) - lo) / (hi - lo) if hi > lo else 1.0 for x in sims]
-        scores = [(1 - h) * a + h * b for a, b in zip(scores, dense, strict=True)]
-    return [
-        s * HEADING_PENALTY if _heading_like(t) and len(sentences) > 1 else s
-        for s, t in zip(scores, sentences, strict=True)
-    ]
-
-
-CROSS_WINDOW_CHARS = 300  # a cross-language highlight may join two sentences up to this length
-
-
-def best_window(
-    scores: Sequence[float], spans: Sequence[tuple[int, int]], width: int, max_chars: int
-) -> tuple[int, int]:
-    """Indexes (first, last) of the run of at most ``width`` adjacent sentences with the
-    best sum of scores over the square root of its length (one strong sentence beats
-    two middling ones), no longer than ``max_chars`` unless it is one sentence."""
-    best = (float("-inf"), 0, 0)
-    for i in range(len(scores)):
-        for j in range(i, min(len(scores), i + width)):
-            if j > i and spans[j][1] - spans[i][0] > max_chars:
-                break
-            value = sum(scores[i : j + 1]) / (j - i + 1) ** 0.5
-            if value > best[0]:
-                best = (value, i, j)
-    return best[1], best[2]

@@ -216,6 +216,18 @@ class Tokenizer:
             prev_num = surface.isdecimal()
         return out
 
+    def proper_nouns(self, text: str) -> list[tuple[str, str]]:
+        """UniDic's proper nouns in ``text`` as (surface, kind), kind e.g. 人名 or 地名.
+
+        The highlight uses them for 誰/who and どこ/where questions.
+        """
+        out = []
+        for node in self._get_tagger()(nfkc(text).lower()):
+            parts = node.feature_raw.split(",", 3)
+            if len(parts) > 2 and parts[1] == "固有名詞":
+                out.append((node.surface, parts[2]))
+        return out
+
     def tokens_many(self, texts: Iterable[str]) -> list[list[str]]:
         """``tokens`` for each text, sharing one tagger."""
         return [self.tokens(t) for t in texts]

@@ -1,0 +1,309 @@
+"""The highlighted sentence of a passage: the one most likely to hold the answer.
+
+Each sentence of the passage gets a few features: its idf-weighted word overlap
+and character-bigram overlap with the question, its cosine to the question (the
+sentence vectors stored in the index) and that cosine's rank within the passage,
+its neighbours' scores, whether it looks like a heading, and whether it holds the
+kind of thing the question asks for (いつ/when -> a date, 何人/how many -> a
+number, 誰/who -> a person's name, どこ/where -> a place). A conditional logit
+(a softmax over the passage's sentences) turns them into one score per sentence;
+its weights are fitted offline, on tuning data only, by
+``python benchmarks/highlight.py fit``.
+
+The highlight is the best sentence; its neighbour joins it when that neighbour
+is nearly as likely, or when the best is a short line (a list label, "two
+models were announced:"), up to ``MAX_CHARS`` for the pair.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from bunko.text import Tokenizer
+
+_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
+
+MAX_CHARS = 300  # two joined sentences stay under this; one sentence is never cut
+SHORT_CHARS = 60  # a best sentence shorter than this takes the next one with it
+JOIN_RATIO = 0.3  # a neighbour with at least this share of the best's probability joins
+# Across languages sentence cosines are noisier: a neighbour joins more readily.
+JOIN_RATIO_CROSS = 0.15
+
+FEATURES = (
+    "lex",  # idf word overlap, scaled by the passage's best
+    "lex_share",  # idf word overlap over the question's idf mass
+    "bigram",  # share of the question's char bigrams in the sentence
+    "cos",  # sentence cosine, min-max scaled within the passage
+    "cos_gap",  # cosine minus the passage's best cosine
+    "cos_top",  # 1 for the passage's best cosine
+    "lex_top",  # 1 for the passage's best word overlap
+    "heading",  # a heading-like line
+    "tiny",  # fewer than 3 letters or digits ("4.", "---"): never an answer alone
+    "log_len",  # log of the sentence length in chars
+    "novel",  # share of the sentence's words not in the question (an answer adds something)
+    "prev_lex",  # the previous sentence's lex
+    "next_lex",  # the next sentence's lex
+    "prev_cos",
+    "next_cos",
+    "cue_date",  # the question asks when, and the sentence has a date or year
+    "cue_number",  # the question asks how many/much, and the sentence has a number
+    "cue_person",  # the question asks who, and the sentence names a person the question does not
+    "cue_place",  # the question asks where, and the sentence names a place the question does not
+)
+
+# Conditional-logit weights, one per FEATURES entry: `python benchmarks/highlight.py fit`.
+# WEIGHTS: fitted on JSQuAD valid + JaQuAD dev (Japanese questions over Japanese text).
+# WEIGHTS_CROSS: the same data with the word-overlap features zeroed, for a question
+# in another language than the passage, where words cannot match (no cross-language
+# tuning set exists; dev-qa English only reports it).
+LEXICAL = frozenset({"lex", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex"})
+WEIGHTS: dict[str, float] = {
+    "lex": 2.757,
+    "lex_share": 0.608,
+    "bigram": 1.155,
+    "cos": 0.702,
+    "cos_gap": 0.082,
+    "cos_top": 0.128,
+    "lex_top": 0.339,
+    "heading": -1.500,
+    "tiny": -0.568,
+    "log_len": -0.354,
+    "novel": 2.506,
+    "prev_lex": 0.601,
+    "next_lex": 0.208,
+    "prev_cos": 0.473,
+    "next_cos": 0.251,
+    "cue_date": 3.118,
+    "cue_number": 1.824,
+    "cue_person": 2.734,
+    "cue_place": 2.281,
+}
+WEIGHTS_CROSS: dict[str, float] = {
+    "lex": 0.000,
+    "lex_share": 0.000,
+    "bigram": 0.000,
+    "cos": 2.431,
+    "cos_gap": 2.885,
+    "cos_top": 0.764,
+    "lex_top": 0.000,
+    "heading": -1.500,
+    "tiny": -0.164,
+    "log_len": 0.277,
+    "novel": 0.000,
+    "prev_lex": 0.000,
+    "next_lex": 0.000,
+    "prev_cos": 0.777,
+    "next_cos": 0.434,
+    "cue_date": 3.106,
+    "cue_number": 1.976,
+    "cue_person": 2.736,
+    "cue_place": 2.326,
+}
+
+_Q_DATE = re.compile(
+    r"いつ|何年|何月|何日|何時|何世紀|何時代|年代|西暦|\bwhen\b|what year|which year|what date"
+    r"|what century",
+    re.I,
+)
+_Q_NUMBER = re.compile(
+    r"何(?:人|個|回|歳|倍|割|本|台|社|種類|か国|カ国|ヶ国|名|位|番|件|枚|冊|匹|頭|曲|話|巻|階|点|票"
+    r"|円|ドル|キロ|メートル|トン|%|％|パーセント|万|億|千|百|度|時間|分|秒|ヶ月|カ月|週|つ|桁|段)"
+    r"|いくつ|いくら|どのくらい|どれくらい|どれほど|何パー"
+    r"|\bhow (?:many|much|long|old|far|big|large|tall|high)\b|\bwhat percent|\bnumber of\b",
+    re.I,
+)
+_Q_PERSON = re.compile(r"誰|だれ|どなた|人物|人は\b|\bwho\b|\bwhom\b|\bwhose\b", re.I)
+_Q_PLACE = re.compile(r"どこ|何処|どの国|どの都市|どの地域|何県|何市|何州|\bwhere\b", re.I)
+_DATE = re.compile(
+    r"[0-9０-９]{1,4}\s*(?:年|月|日|世紀|年代)|[一二三四五六七八九十百千〇元]+(?:年|月|日|世紀)"
+    r"|\b1[0-9]{3}\b|\b20[0-9]{2}\b|(?:明治|大正|昭和|平成|令和|江戸|室町|鎌倉|平安|奈良)"
+    r"|\b(?:january|february|march|april|may|june|july|august|september|october|november"
+    r"|december)\b",
+    re.I,
+)
+# A quantity: a number with a unit or counter, not a digit inside a name (GPT-4, o1).
+_NUMBER = re.compile(
+    r"(?<![a-z\-])[0-9][0-9,.]*\s*(?:[倍%人個回歳割本台社名位件枚冊匹頭つ万億兆千百円年月日時分秒度点票]"
+    r"|ドル|ユーロ|パーセント|ヶ月|カ月|か月|週|キロ|メートル|トン|percent|times|million|billion"
+    r"|thousand|people|dollars|years?)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
+    re.I,
+)
+
+
+def is_cross(question: str, passage: str) -> bool:
+    """A question with no Japanese script over a passage with some."""
+    return not _JAPANESE.search(question) and bool(_JAPANESE.search(passage))
+
+
+def heading_like(sentence: str) -> bool:
+    """A Markdown heading, or a short line without sentence-final punctuation."""
+    s = sentence.strip()
+    return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
+
+
+def _bigrams(text: str) -> set[str]:
+    t = "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
+    return {t[i : i + 2] for i in range(len(t) - 1)}
+
+
+def question_cues(question: str) -> tuple[bool, bool, bool, bool]:
+    """What the question asks for: (a date, a number, a person, a place)."""
+    q = unicodedata.normalize("NFKC", question)
+    return (bool(_Q_DATE.search(q)), bool(_Q_NUMBER.search(q)), bool(_Q_PERSON.search(q)),
+            bool(_Q_PLACE.search(q)))  # fmt: skip
+
+
+def answer_cues(
+    sentences: Sequence[str], tokenizer: Tokenizer | None, question: str = ""
+) -> list[tuple[bool, bool, bool, bool]]:
+    """What each sentence holds: (a date, a number, a person's name, a place name).
+
+    Names come from UniDic's proper-noun tags (固有名詞,人名 / 地名) and count only
+    when the question does not already name them. Without a tokenizer, names are
+    never found (dates and numbers are plain patterns).
+    """
+    q_names: set[str] = set()
+    if tokenizer is not None and question:
+        q_names = {s for s, _ in tokenizer.proper_nouns(question)}
+    out = []
+    for sent in sentences:
+        s = unicodedata.normalize("NFKC", sent)
+        person = place = False
+        if tokenizer is not None:
+            for surface, kind in tokenizer.proper_nouns(sent):
+                if surface in q_names:
+                    continue
+                person |= kind == "人名"
+                place |= kind == "地名"
+        out.append((bool(_DATE.search(s)), bool(_NUMBER.search(s)), person, place))
+    return out
+
+
+def _scaled(values: Sequence[float]) -> list[float]:
+    lo, hi = min(values, default=0.0), max(values, default=0.0)
+    return [(v - lo) / (hi - lo) if hi > lo else 1.0 for v in values]
+
+
+def features(
+    question: str,
+    question_tokens: Sequence[str],
+    sentences: Sequence[str],
+    sentence_tokens: Sequence[Sequence[str]],
+    idf: Mapping[str, float],
+    sims: npt.NDArray[np.float32] | None,
+    cross: bool,
+    cues: Sequence[tuple[bool, bool, bool, bool]] | None = None,
+) -> npt.NDArray[np.float64]:
+    """One row of ``FEATURES`` per sentence (see the module docstring)."""
+    n = len(sentences)
+    q = set(question_tokens)
+    q_mass = sum(idf.get(t, 1.0) for t in q) or 1.0
+    qb = _bigrams(question)
+    words = [sum(idf.get(t, 1.0) for t in q.intersection(toks)) for toks in sentence_tokens]
+    top_words = max(words, default=0.0)
+    lex = [w / top_words if top_words > 0 else 0.0 for w in words]
+    bigram = [len(qb & _bigrams(s)) / (len(qb) or 1) for s in sentences]
+    have_sims = sims is not None and len(sims) == n and n > 0
+    raw = [float(x) for x in sims] if have_sims and sims is not None else [0.0] * n
+    cos = _scaled(raw) if have_sims else [0.0] * n
+    best_cos = max(raw, default=0.0)
+    q_cues = question_cues(question)
+    cues = cues if cues is not None else [(False, False, False, False)] * n
+    x = np.zeros((n, len(FEATURES)))
+    best_lex = max(range(n), key=lambda i: (lex[i], bigram[i])) if n else -1
+    best_sim = max(range(n), key=raw.__getitem__) if have_sims else -1
+    for i in range(n):
+        toks = sentence_tokens[i]
+        novel = sum(1 for t in toks if t not in q) / len(toks) if toks else 0.0
+        x[i] = (
+            lex[i],
+            words[i] / q_mass,
+            bigram[i],
+            cos[i],
+            raw[i] - best_cos,
+            float(i == best_sim),
+            float(i == best_lex and top_words > 0),
+            float(heading_like(sentences[i]) and n > 1),
+            float(sum(ch.isalnum() for ch in sentences[i]) < 3),
+            math.log1p(len(sentences[i])),
+            novel,
+            lex[i - 1] if i > 0 else 0.0,
+            lex[i + 1] if i + 1 < n else 0.0,
+            cos[i - 1] if i > 0 else 0.0,
+            cos[i + 1] if i + 1 < n else 0.0,
+            float(q_cues[0] and cues[i][0]),
+            float(q_cues[1] and cues[i][1]),
+            float(q_cues[2] and cues[i][2]),
+            float(q_cues[3] and cues[i][3]),
+        )
+    return x
+
+
+def probabilities(x: npt.NDArray[np.float64], weights: Mapping[str, float]) -> Any:
+    """Softmax over the passage's sentences of the linear score (``weights`` by feature)."""
+    z = x @ np.array([weights.get(f, 0.0) for f in FEATURES], dtype=np.float64)
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+def choose(
+    question: str,
+    question_tokens: Sequence[str],
+    sentences: Sequence[str],
+    sentence_tokens: Sequence[Sequence[str]],
+    spans: Sequence[tuple[int, int]],
+    idf: Mapping[str, float],
+    sims: npt.NDArray[np.float32] | None = None,
+    cross: bool = False,
+    tokenizer: Tokenizer | None = None,
+) -> tuple[int, int]:
+    """Indexes (first, last) of the highlighted sentence, or of two adjacent ones.
+
+    Args:
+        question: the question as asked.
+        question_tokens: its lexical tokens (as the query path made them).
+        sentences: the passage's sentences, ``spans`` their char spans.
+        sentence_tokens: the lexical tokens of each sentence.
+        idf: idf of the question's tokens in the index.
+        sims: each sentence's cosine to the question, when the index has them.
+        cross: the question is in another language than the passage.
+        tokenizer: finds person and place names for who/where questions.
+
+    Returns:
+        ``(first, last)``, with ``last - first`` at most 1.
+    """
+    n = len(sentences)
+    if n <= 1:
+        return 0, 0
+    cues = None
+    if tokenizer is not None and any(question_cues(question)[2:]):
+        cues = answer_cues(sentences, tokenizer, question)
+    else:
+        cues = answer_cues(sentences, None)
+    x = features(question, question_tokens, sentences, sentence_tokens, idf, sims, cross, cues)
+    p = probabilities(x, WEIGHTS_CROSS if cross else WEIGHTS)
+    best = int(np.argmax(p))
+    first = last = best
+
+    def fits(a: int, b: int) -> bool:
+        return spans[b][1] - spans[a][0] <= MAX_CHARS
+
+    ratio = JOIN_RATIO_CROSS if cross else JOIN_RATIO
+    length = spans[best][1] - spans[best][0]
+    if length < SHORT_CHARS and best + 1 < n:
+        return best, best + 1
+    near = [j for j in (best - 1, best + 1) if 0 <= j < n and p[j] >= ratio * p[best]]
+    near = [j for j in near if fits(min(j, best), max(j, best))]
+    if near:
+        j = max(near, key=lambda j: p[j])
+        first, last = min(j, best), max(j, best)
+    return first, last

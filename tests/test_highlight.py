@@ -1,0 +1,139 @@
+"""The highlight: its features (real fugashi tokens), its choice, and real queries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bunko.api import Shelf
+from bunko.config import Settings
+from bunko.retrieval import highlight as hl
+from bunko.text import Tokenizer
+from conftest import DATA
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer()
+
+
+def _choose(tok: Tokenizer, q: str, sents: list[str], idf: dict[str, float],
+            sims: np.ndarray | None = None) -> tuple[int, int]:  # fmt: skip
+    spans, at = [], 0
+    for s in sents:
+        spans.append((at, at + len(s)))
+        at += len(s) + 1
+    return hl.choose(q, tok.tokens(q), sents, tok.tokens_many(sents), spans, idf, sims,
+                     hl.is_cross(q, "".join(sents)), tok)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("question", "cues"),
+    [
+        ("最後の噴火はいつですか？", (True, False, False, False)),
+        ("富士山の標高は何メートル？", (False, True, False, False)),
+        ("How many models were announced?", (False, True, False, False)),
+        ("In what year was it founded?", (True, False, False, False)),
+        ("本能寺の変で信長を討ったのは誰？", (False, False, True, False)),
+        ("Where is the temple?", (False, False, False, True)),
+        ("寿司の起源は？", (False, False, False, False)),
+    ],
+)
+def test_question_cues(question: str, cues: tuple[bool, ...]) -> None:
+    assert hl.question_cues(question) == cues
+
+
+def test_answer_cues_find_dates_numbers_and_new_names(tok: Tokenizer) -> None:
+    sents = [
+        "本能寺の変は1582年に起きた。",
+        "明智光秀が織田信長を討った。",
+        "京都の寺である。",
+        "とても有名だ。",
+    ]
+    cues = hl.answer_cues(sents, tok, "織田信長を討ったのは誰？")
+    assert cues[0][:2] == (True, True)  # a year is a date and a number
+    assert cues[1][2]  # 明智光秀 is a person the question does not name
+    assert cues[2][3] and not cues[2][2]  # 京都 is a place
+    assert cues[3] == (False, False, False, False)
+    # 織田信長 alone names nobody new
+    assert not hl.answer_cues(["織田信長がいた。"], tok, "織田信長を討ったのは誰？")[0][2]
+
+
+def test_features_rows_and_columns(tok: Tokenizer) -> None:
+    sents = ["# 富士山", "最後の噴火は1707年の宝永噴火です。", "山頂は寒いです。"]
+    q = "最後の噴火はいつ？"
+    sims = np.array([0.80, 0.90, 0.70], dtype=np.float32)
+    x = hl.features(q, tok.tokens(q), sents, tok.tokens_many(sents), {"噴火": 3.0}, sims, False,
+                    hl.answer_cues(sents, tok, q))  # fmt: skip
+    col = {name: x[:, i] for i, name in enumerate(hl.FEATURES)}
+    assert x.shape == (3, len(hl.FEATURES))
+    assert col["lex"][1] == 1.0 and col["lex_top"].tolist() == [0, 1, 0]
+    assert col["cos"].tolist() == pytest.approx([0.5, 1.0, 0.0])
+    assert col["cos_gap"][1] == 0.0 and col["cos_gap"][2] == pytest.approx(-0.2)
+    assert col["heading"].tolist() == [1, 0, 0] and col["tiny"].tolist() == [0, 0, 0]
+    assert col["cue_date"].tolist() == [0, 1, 0]
+    assert col["prev_lex"][2] == 1.0 and col["next_lex"][0] == 1.0
+    assert col["novel"][0] == 1.0 and 0 < col["novel"][1] < 1  # 富士山 is all new
+
+
+def test_choose_prefers_the_sentence_with_the_rare_shared_words(tok: Tokenizer) -> None:
+    sents = ["最後の噴火", "今日は晴れです。", "最後の噴火は1707年の宝永噴火です。",
+             "山頂は寒いです。江戸時代の記録もあります。"]  # fmt: skip
+    # The heading restates the question and 晴れ says nothing: the highlight starts at
+    # the answer (the next sentence, with a date of its own, may join it).
+    assert _choose(tok, "最後の噴火はいつ？", sents, {"噴火": 3.0})[0] == 2
+
+
+def test_choose_follows_sentence_cosines_across_languages(tok: Tokenizer) -> None:
+    sents = [
+        "今日は晴れで、風もなく穏やかな一日でした。",
+        "宝永噴火は1707年に起きた大きな噴火です。",
+    ]
+    sims = np.array([0.70, 0.85], dtype=np.float32)
+    _, last = _choose(tok, "When was the last eruption?", sents, {}, sims)
+    assert last == 1
+
+
+def test_two_joined_sentences_stay_under_the_bound(tok: Tokenizer) -> None:
+    long = "噴火の記録は多く残っています" * 12 + "。"
+    sents = [long, long, "最後の噴火は1707年です。", long]
+    sims = np.array([0.8, 0.8, 0.8, 0.8], dtype=np.float32)
+    spans, at = [], 0
+    for s in sents:
+        spans.append((at, at + len(s)))
+        at += len(s) + 1
+    for q in ("噴火の記録は？", "最後の噴火はいつ？"):
+        first, last = hl.choose(q, tok.tokens(q), sents, tok.tokens_many(sents), spans,
+                                {"噴火": 3.0}, sims, False, tok)  # fmt: skip
+        assert last - first <= 1
+        assert first == last or spans[last][1] - spans[first][0] <= hl.MAX_CHARS
+
+
+def test_a_short_label_line_takes_the_next_sentence(tok: Tokenizer) -> None:
+    sents = ["二つのモデルが発表されました：", "o1-previewとo1-miniです。", "価格は未定です。"]
+    first, last = _choose(tok, "発表された二つのモデルは？", sents, {"モデル": 2.0, "発表": 2.0})
+    assert (first, last) == (0, 1)
+
+
+def test_weights_match_the_features() -> None:
+    assert set(hl.WEIGHTS) == set(hl.FEATURES) == set(hl.WEIGHTS_CROSS)
+    assert all(hl.WEIGHTS_CROSS[f] == 0 for f in hl.LEXICAL) and hl.WEIGHTS["lex"] > 0
+
+
+def test_highlights_of_real_queries_hold_the_answer(mini: Settings) -> None:
+    shelf = Shelf(mini)
+    rows = [json.loads(line) for line in (DATA / "mini-qa.jsonl").read_text("utf-8").splitlines()]
+    extra = [
+        ("登山シーズンはいつですか？", "fuji.md", "7月上旬"),
+        ("富士山はいつ世界文化遺産に登録されましたか？", "fuji.md", "2013年"),
+        ("How much does a plate cost at a conveyor-belt sushi restaurant?", "sushi.txt", "百円"),
+        ("When was nigiri sushi born?", "sushi.txt", "江戸時代"),
+    ]
+    cases = [(r["question"], r["doc"], r["evidence"][0]) for r in rows] + extra
+    for question, doc, answer in cases:
+        # The article's best passage (retrieval is not what this test is about).
+        hit = next(p for p in shelf.query(question, k=5).passages if p.citation.source == doc)
+        assert answer in hit.highlight, (question, hit.highlight)
+        assert len(hit.highlight) <= hl.MAX_CHARS
