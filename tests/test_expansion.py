@@ -157,3 +157,33 @@ def test_only_non_japanese_questions_load_the_dictionary(tmp_path: Path) -> None
 
     assert "jamdict_data" not in modules_after("インフラはなぜ重要ですか？")
     assert "jamdict_data" in modules_after("Why is infrastructure important?")
+
+
+ARTICLES = Path(__file__).parent / "data" / "articles"  # a copy of the shipped corpus
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shelf:
+    root = tmp_path_factory.mktemp("shipped")
+    shelf = Shelf(Settings.resolve(corpus=ARTICLES, index=root / "index"))
+    shelf.index()
+    return shelf
+
+
+def test_readme_o1_example_finds_the_o1_article(shipped: Shelf) -> None:
+    # The articles spell the model "01"; a DeepSeek R1 passage says 「o1」 and 訓練, so
+    # BM25 alone prefers it. The digit spelling and the distinctness back-off
+    # (search.lexical_distinctness) must leave the o1 article first.
+    result = shipped.query("o1はどのように訓練されましたか？", k=3, mode="hybrid", update=False)
+    assert result.passages[0].citation.source == "002_e737c20070cc9f8e.txt"
+
+
+def test_english_question_over_the_shipped_articles_uses_translations(shipped: Shelf) -> None:
+    question = "Which company released the image generation model?"
+    loaded = shipped.loaded()
+    q_tokens = shipped.tokenizer.tokens(question)
+    extra = shipped.expansion(question, q_tokens, loaded)
+    assert {"画像", "生成", "モデル"} <= extra.keys()  # JMdict: image, generation, model
+    assert loaded.coverage([*q_tokens, *extra]) > loaded.coverage(q_tokens)
+    lexical = shipped.query(question, k=3, mode="lexical", update=False)
+    assert any("画像生成" in p.text for p in lexical.passages)
