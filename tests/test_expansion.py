@@ -127,6 +127,19 @@ def test_ambiguity_weights_from_priority_and_sense(tmp_path: Path) -> None:
     assert got == pytest.approx({"研究": w, "討究": w * 0.25, "調査": w * 0.5})
 
 
+def test_dictionary_answers_from_worker_threads(tmp_path: Path) -> None:
+    # The MCP server and the web app run queries in worker threads; an SQLite
+    # connection may only be used by the thread that opened it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    _tiny_jmdict(tmp_path / "jm.db")
+    jm = Dictionary(str(tmp_path / "jm.db"))
+    assert jm.entries("research")
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(jm.entries, ["train", "investigation"]))
+    assert got == [[("トレーニング", 1.0)], [("調査", 1.0)]]
+
+
 def test_unreadable_dictionary_means_no_translation_not_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
