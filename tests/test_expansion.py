@@ -200,3 +200,15 @@ def test_english_question_over_the_shipped_articles_uses_translations(shipped: S
     assert loaded.coverage([*q_tokens, *extra]) > loaded.coverage(q_tokens)
     lexical = shipped.query(question, k=3, mode="lexical", update=False)
     assert any("画像生成" in p.text for p in lexical.passages)
+
+
+def test_bm25_term_weights_scale_only_their_terms() -> None:
+    tok = Tokenizer()
+    texts = ["インフラの研究", "研究の予算", "寿司の話"]
+    index = LexicalIndex.build([tok.tokens(t) for t in texts])
+    plain = index.bm25.scores(["インフラ", "研究"])[0]
+    alone = {t: index.bm25.scores([t])[0] for t in ("インフラ", "研究")}
+    half = index.bm25.scores(["インフラ", "研究"], {"インフラ": 0.5})[0]
+    assert half == pytest.approx(0.5 * alone["インフラ"] + alone["研究"])
+    assert plain == pytest.approx(alone["インフラ"] + alone["研究"])
+    assert half[2] == 0.0
