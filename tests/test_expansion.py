@@ -127,6 +127,19 @@ def test_ambiguity_weights_from_priority_and_sense(tmp_path: Path) -> None:
     assert got == pytest.approx({"研究": w, "討究": w * 0.25, "調査": w * 0.5})
 
 
+def test_dictionary_answers_from_worker_threads(tmp_path: Path) -> None:
+    # The MCP server and the web app run queries in worker threads; an SQLite
+    # connection may only be used by the thread that opened it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    _tiny_jmdict(tmp_path / "jm.db")
+    jm = Dictionary(str(tmp_path / "jm.db"))
+    assert jm.entries("research")
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(jm.entries, ["train", "investigation"]))
+    assert got == [[("トレーニング", 1.0)], [("調査", 1.0)]]
+
+
 def test_unreadable_dictionary_means_no_translation_not_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,3 +170,45 @@ def test_only_non_japanese_questions_load_the_dictionary(tmp_path: Path) -> None
 
     assert "jamdict_data" not in modules_after("インフラはなぜ重要ですか？")
     assert "jamdict_data" in modules_after("Why is infrastructure important?")
+
+
+ARTICLES = Path(__file__).parent / "data" / "articles"  # a copy of the shipped corpus
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shelf:
+    root = tmp_path_factory.mktemp("shipped")
+    shelf = Shelf(Settings.resolve(corpus=ARTICLES, index=root / "index"))
+    shelf.index()
+    return shelf
+
+
+def test_readme_o1_example_finds_the_o1_article(shipped: Shelf) -> None:
+    # The articles spell the model "01"; a DeepSeek R1 passage says 「o1」 and 訓練, so
+    # BM25 alone prefers it. The digit spelling and the distinctness back-off
+    # (search.lexical_distinctness) must leave the o1 article first.
+    result = shipped.query("o1はどのように訓練されましたか？", k=3, mode="hybrid", update=False)
+    assert result.passages[0].citation.source == "002_e737c20070cc9f8e.txt"
+
+
+def test_english_question_over_the_shipped_articles_uses_translations(shipped: Shelf) -> None:
+    question = "Which company released the image generation model?"
+    loaded = shipped.loaded()
+    q_tokens = shipped.tokenizer.tokens(question)
+    extra = shipped.expansion(question, q_tokens, loaded)
+    assert {"画像", "生成", "モデル"} <= extra.keys()  # JMdict: image, generation, model
+    assert loaded.coverage([*q_tokens, *extra]) > loaded.coverage(q_tokens)
+    lexical = shipped.query(question, k=3, mode="lexical", update=False)
+    assert any("画像生成" in p.text for p in lexical.passages)
+
+
+def test_bm25_term_weights_scale_only_their_terms() -> None:
+    tok = Tokenizer()
+    texts = ["インフラの研究", "研究の予算", "寿司の話"]
+    index = LexicalIndex.build([tok.tokens(t) for t in texts])
+    plain = index.bm25.scores(["インフラ", "研究"])[0]
+    alone = {t: index.bm25.scores([t])[0] for t in ("インフラ", "研究")}
+    half = index.bm25.scores(["インフラ", "研究"], {"インフラ": 0.5})[0]
+    assert half == pytest.approx(0.5 * alone["インフラ"] + alone["研究"])
+    assert plain == pytest.approx(alone["インフラ"] + alone["研究"])
+    assert half[2] == 0.0

@@ -12,6 +12,7 @@ from bunko.index.format import pack_vectors, unpack_vectors
 from bunko.index.lexical import LexicalIndex
 from bunko.search import (
     DISTINCT_FULL,
+    DISTINCT_POWER,
     digit_spellings,
     fuse,
     lexical_distinctness,
@@ -51,7 +52,7 @@ def test_rrf_fusion() -> None:
 def test_lexical_weight_backs_off_when_the_best_match_does_not_stand_out() -> None:
     flat = [(i, 10.0 - 0.1 * i) for i in range(10)]  # generic words: everything alike
     peaked = [(0, 20.0)] + [(i, 5.0) for i in range(1, 10)]
-    assert lexical_distinctness(flat) == pytest.approx(0.5 / 10 / DISTINCT_FULL)
+    assert lexical_distinctness(flat) == pytest.approx((0.5 / 10 / DISTINCT_FULL) ** DISTINCT_POWER)
     assert lexical_distinctness(peaked) == 1.0
     assert lexical_distinctness(peaked[:3]) == 1.0  # too few candidates to judge
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
@@ -96,17 +97,19 @@ GROUP BY s.idseq
 class Dictionary:
     """JMdict's English glosses -> Japanese headwords, read from jamdict-data's SQLite file.
 
-    Opened on first use (about 1 ms: SQLite reads pages on demand); a lookup is one
-    indexed query.
+    Opened on first use in each thread (7-10 ms: SQLite reads pages on demand; the
+    MCP server and the web app answer from worker threads, and an SQLite connection
+    belongs to the thread that opened it); a lookup is one indexed query.
     """
 
     def __init__(self, path: str | None = None) -> None:
         self._path = path
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()
         self._unavailable = False
 
     def _connect(self) -> sqlite3.Connection | None:
-        if self._db is None and not self._unavailable:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None and not self._unavailable:
             path = self._path
             if path is None:
                 try:
@@ -119,14 +122,15 @@ class Dictionary:
                     return None
                 path = str(jamdict_data.JAMDICT_DB_PATH)
             try:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                self._db.execute("SELECT 1 FROM SenseGloss LIMIT 1")
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                db.execute("SELECT 1 FROM SenseGloss LIMIT 1")
             except sqlite3.Error as exc:
                 log.warning("cannot read the JMdict database %s (%s): English questions "
                             "get no translated words", path, exc)  # fmt: skip
                 self._unavailable = True
-                self._db = None
-        return self._db
+                return None
+            self._local.db = db
+        return db
 
     def entries(self, word: str) -> list[tuple[str, float]]:
         """Japanese headwords glossed as ``word`` (or "to ``word``"), with their weight:
