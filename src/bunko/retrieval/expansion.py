@@ -107,6 +107,11 @@ class Dictionary:
         self._local = threading.local()
         self._unavailable = False
 
+    def connection(self) -> sqlite3.Connection | None:
+        """This thread's read-only connection to the dictionary; None (with one
+        warning) when jamdict-data is missing or unreadable."""
+        return self._connect()
+
     def _connect(self) -> sqlite3.Connection | None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None and not self._unavailable:
@@ -115,9 +120,9 @@ class Dictionary:
                 try:
                     import jamdict_data  # type: ignore[import-untyped]
                 except ImportError:
-                    log.warning("jamdict-data is not installed: English questions over "
-                                "Japanese text get no translated words (pip install "
-                                "jamdict-data)")  # fmt: skip
+                    log.warning("jamdict-data is not installed: questions in another "
+                                "language than the articles get no translated words and "
+                                "a weaker confidence (pip install jamdict-data)")  # fmt: skip
                     self._unavailable = True
                     return None
                 path = str(jamdict_data.JAMDICT_DB_PATH)
@@ -125,8 +130,9 @@ class Dictionary:
                 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
                 db.execute("SELECT 1 FROM SenseGloss LIMIT 1")
             except sqlite3.Error as exc:
-                log.warning("cannot read the JMdict database %s (%s): English questions "
-                            "get no translated words", path, exc)  # fmt: skip
+                log.warning("cannot read the JMdict database %s (%s): questions in another "
+                            "language than the articles get no translated words; "
+                            "reinstall jamdict-data", path, exc)  # fmt: skip
                 self._unavailable = True
                 return None
             self._local.db = db

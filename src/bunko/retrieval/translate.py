@@ -7,23 +7,21 @@ word up in JMdict (the English glosses of the dictionary, shipped as the PyPI
 package ``jamdict-data``) gives the words a passage in the other language would
 use: "mortgage" -> 住宅ローン, 抵当; 温度 -> temperature.
 
-The dictionary is the package's sqlite file, opened read-only; a gloss lookup is
-an indexed equality query (about a millisecond). Without the package, lookups
-return nothing and a warning says once what to install.
+The dictionary is the package's sqlite file, opened read-only through
+:class:`bunko.retrieval.expansion.Dictionary` (one connection per thread); a
+gloss lookup is an indexed equality query (about a millisecond). Without the
+package, lookups return nothing and a warning says once what to install.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite3
 
-log = logging.getLogger("bunko")
 
 MAX_TERMS = 40  # per English word: the commonest spellings come first
 # Function words and question words: they carry no topic, and their dictionary
@@ -41,29 +39,11 @@ _STOPWORD_TEXT = """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
-@lru_cache(maxsize=1)
 def _db() -> sqlite3.Connection | None:
-    try:
-        import jamdict_data  # type: ignore[import-untyped]
-    except ImportError:
-        log.warning(
-            "jamdict-data is not installed: English questions over Japanese articles get a "
-            "weaker confidence; `pip install jamdict-data` fixes it"
-        )
-        return None
-    import sqlite3
+    """This thread's connection to JMdict (shared with :mod:`bunko.retrieval.expansion`)."""
+    from bunko.retrieval.expansion import dictionary
 
-    path = Path(jamdict_data.__file__).with_name("jamdict.db")
-    if not path.is_file():
-        log.warning("jamdict-data has no dictionary file at %s; reinstall jamdict-data", path)
-        return None
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        con.execute("SELECT 1 FROM SenseGloss LIMIT 1")
-    except sqlite3.Error as exc:
-        log.warning("cannot read the JMdict file %s (%s); reinstall jamdict-data", path, exc)
-        return None
-    return con
+    return dictionary().connection()
 
 
 def available() -> bool:
