@@ -41,8 +41,12 @@ _JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 
 MAX_CHARS = 300  # two joined sentences stay under this; one sentence is never cut
 SHORT_CHARS = 60  # a best sentence shorter than this takes the next one with it
-JOIN_RATIO = 0.3  # a neighbour with at least this share of the best's probability joins
-# Across languages sentence cosines are noisier: a neighbour joins more readily.
+# A neighbour with at least this share of the best's probability joins it. It trades
+# accuracy for length (JSQuAD valid: 0.5 / 0.3 / 0.2 -> 0.842 / 0.846 / 0.851 strict
+# at 85 / 86 / 88 mean chars).
+JOIN_RATIO = 0.3
+# Across languages sentence cosines are noisier: a neighbour joins more readily
+# (chosen on dev-qa English, 0.600 at 0.3 -> 0.667 at 0.15; no tuning set is cross-language).
 JOIN_RATIO_CROSS = 0.15
 
 FEATURES = (
