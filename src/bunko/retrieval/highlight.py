@@ -295,11 +295,9 @@ def choose(
     n = len(sentences)
     if n <= 1:
         return 0, 0
-    cues = None
-    if tokenizer is not None and any(question_cues(question)[2:]):
-        cues = answer_cues(sentences, tokenizer, question)
-    else:
-        cues = answer_cues(sentences, None)
+    # Names need a tagging pass: only for who/where questions.
+    names = tokenizer if any(question_cues(question)[2:]) else None
+    cues = answer_cues(sentences, names, question)
     x = features(question, question_tokens, sentences, sentence_tokens, idf, sims, cross, cues)
     p = probabilities(x, WEIGHTS_CROSS if cross else WEIGHTS)
     best = int(np.argmax(p))
