@@ -139,11 +139,11 @@ def load_cases(name: str, refresh: bool = False, smoke: bool = False) -> list[Ca
         with path.open("rb") as f:
             return [Case(**d) for d in pickle.load(f)]
     if name == "dev-qa":
-        # Its own index name: an index remembers its corpus folder, and each
-        # worktree has its own corpus/.
-        # A smoke run indexes into a temp folder, leaving the shared cache alone.
+        # An index remembers its corpus folder and each checkout (worktree) has its own
+        # corpus/, so the index is named after the checkout. A smoke run indexes into a
+        # temp folder, leaving the shared cache alone.
         smoke_index = str(Path(tempfile.mkdtemp()) / "index")
-        task = devqa_task(*((smoke_index, None, 3) if smoke else ("index-highlight",)))
+        task = devqa_task(*((smoke_index, None, 3) if smoke else (f"index-{REPO.name}",)))
         cases = collect(task)
     else:
         from datasets import sample
