@@ -134,6 +134,11 @@ def test_a_short_best_sentence_takes_the_next_one(tok: Tokenizer) -> None:
     assert (first, last) == (1, 2)
 
 
+def test_a_short_best_sentence_may_take_the_one_before(tok: Tokenizer) -> None:
+    sents = ["宝永噴火では江戸にも火山灰が降りました。", "最後の噴火です。", "山頂は寒いです。"]
+    assert _choose(tok, "最後の噴火では何が起きましたか？", sents, {"噴火": 3.0}) == (0, 1)
+
+
 def test_weights_match_the_features() -> None:
     assert set(hl.WEIGHTS) == set(hl.FEATURES) == set(hl.WEIGHTS_CROSS)
     assert all(hl.WEIGHTS_CROSS[f] == 0 for f in hl.LEXICAL) and hl.WEIGHTS["lex"] > 0

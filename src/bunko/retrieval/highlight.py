@@ -10,9 +10,9 @@ number, 誰/who -> a person's name, どこ/where -> a place). A conditional logi
 its weights are fitted offline, on tuning data only, by
 ``python benchmarks/highlight.py fit``.
 
-The highlight is the best sentence; its neighbour joins it when that neighbour
-has at least ``JOIN_RATIO`` of its probability, or when the best is short, up to
-``MAX_CHARS`` for the pair. When the best is a heading or a label line ("two
+The highlight is the best sentence; its more likely neighbour joins it when that
+neighbour has at least ``JOIN_RATIO`` of its probability, or when the best is
+short, up to ``MAX_CHARS`` for the pair. When the best is a heading or a label line ("two
 models were announced:"), which restates the question, the highlight is the one
 or two sentences after it, where the answer (often a list) is.
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 
 MAX_CHARS = 300  # two joined sentences stay under this; one sentence is never cut
-SHORT_CHARS = 60  # a best sentence shorter than this takes the next one with it
+SHORT_CHARS = 60  # a best sentence shorter than this takes its more likely neighbour
 # A neighbour with at least this share of the best's probability joins it. It trades
 # accuracy for length (JSQuAD valid: 0.5 / 0.3 / 0.2 -> 0.842 / 0.846 / 0.851 strict
 # at 85 / 86 / 88 mean chars).
@@ -314,9 +314,10 @@ def choose(
         if best + 2 < n and fits(best + 1, best + 2):
             return best + 1, best + 2
         return best + 1, best + 1
-    if length < SHORT_CHARS and best + 1 < n:
-        return best, best + 1
-    near = [j for j in (best - 1, best + 1) if 0 <= j < n and p[j] >= ratio * p[best]]
+    # A short best sentence ("It costs $75.") rarely says enough alone: its more likely
+    # neighbour joins it, the one before as well as the one after.
+    short = length < SHORT_CHARS
+    near = [j for j in (best - 1, best + 1) if 0 <= j < n and (short or p[j] >= ratio * p[best])]
     near = [j for j in near if fits(min(j, best), max(j, best))]
     if near:
         j = max(near, key=lambda j: p[j])
