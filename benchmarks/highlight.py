@@ -14,8 +14,8 @@ choice of sentence, in seconds.
 The selector is fitted on JSQuAD valid (all questions) and JaQuAD dev (1,200
 sampled plus quality.py's 400) only, never JSQuAD test; ``fit`` first fits on 70%
 of the articles and reports the other 30%, then refits on all. dev-qa is reported,
-never fitted on; two constants were set looking at it (``FIXED`` heading weight,
-``JOIN_RATIO_CROSS``), as their comments say. The "old" column is the highlight the
+never fitted on; the heading weight (``FIXED``) and the heading rule in
+``choose`` were set looking at it, as their comments say. The "old" column is the highlight the
 query path gave when the cases were collected (``--refresh`` collects again with
 the current code).
 """

@@ -17,9 +17,9 @@ models were announced:"), which restates the question, the highlight is the one
 or two sentences after it, where the answer (often a list) is.
 
 Measured with ``benchmarks/highlight.py`` (the README has the tables): JSQuAD
-valid's strict highlight 0.838 -> 0.856 on quality.py's 400 questions, and on
-articles held out of the fit 0.810 -> 0.831 (JaQuAD dev 0.802 -> 0.833), at
-about the same length (mean 83 -> 85 chars).
+valid's strict highlight 0.838 -> 0.861 on quality.py's 400 questions, and on
+articles held out of the fit 0.810 -> 0.848 (JaQuAD dev 0.802 -> 0.833), at a
+mean length of 83 -> 92 chars.
 """
 
 from __future__ import annotations
@@ -42,12 +42,9 @@ _JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 MAX_CHARS = 300  # two joined sentences stay under this; one sentence is never cut
 SHORT_CHARS = 60  # a best sentence shorter than this takes its more likely neighbour
 # A neighbour with at least this share of the best's probability joins it. It trades
-# accuracy for length (JSQuAD valid: 0.5 / 0.3 / 0.2 -> 0.842 / 0.846 / 0.851 strict
-# at 85 / 86 / 88 mean chars).
+# accuracy for length (JSQuAD valid: 0.5 / 0.3 / 0.2 -> 0.854 / 0.857 / 0.861 strict
+# at 92 / 92 / 94 mean chars).
 JOIN_RATIO = 0.3
-# Across languages sentence cosines are noisier: a neighbour joins more readily
-# (chosen on dev-qa English, 0.600 at 0.3 -> 0.667 at 0.15; no tuning set is cross-language).
-JOIN_RATIO_CROSS = 0.15
 
 FEATURES = (
     "lex",  # idf word overlap, scaled by the passage's best
@@ -306,7 +303,6 @@ def choose(
     def fits(a: int, b: int) -> bool:
         return spans[b][1] - spans[a][0] <= MAX_CHARS
 
-    ratio = JOIN_RATIO_CROSS if cross else JOIN_RATIO
     length = spans[best][1] - spans[best][0]
     if heading_like(sentences[best]) and best + 1 < n:
         # A heading restates the question's topic; the answer is what follows it, often
@@ -317,7 +313,9 @@ def choose(
     # A short best sentence ("It costs $75.") rarely says enough alone: its more likely
     # neighbour joins it, the one before as well as the one after.
     short = length < SHORT_CHARS
-    near = [j for j in (best - 1, best + 1) if 0 <= j < n and (short or p[j] >= ratio * p[best])]
+    near = [
+        j for j in (best - 1, best + 1) if 0 <= j < n and (short or p[j] >= JOIN_RATIO * p[best])
+    ]
     near = [j for j in near if fits(min(j, best), max(j, best))]
     if near:
         j = max(near, key=lambda j: p[j])
