@@ -158,8 +158,19 @@ def heading_like(sentence: str) -> bool:
     return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
 
 
+def _tiny(sentence: str) -> bool:
+    """Fewer than 3 letters or digits (stops counting at 3: sentences can be long)."""
+    k = 0
+    for ch in sentence:
+        if ch.isalnum():
+            k += 1
+            if k == 3:
+                return False
+    return True
+
+
 def _bigrams(text: str) -> set[str]:
-    t = "".join(ch for ch in unicodedata.normalize("NFKC", text).lower() if ch.isalnum())
+    t = "".join(filter(str.isalnum, unicodedata.normalize("NFKC", text).lower()))
     return {t[i : i + 2] for i in range(len(t) - 1)}
 
 
@@ -231,7 +242,7 @@ def features(
     best_sim = max(range(n), key=raw.__getitem__) if have_sims else -1
     for i in range(n):
         toks = sentence_tokens[i]
-        novel = sum(1 for t in toks if t not in q) / len(toks) if toks else 0.0
+        novel = len([t for t in toks if t not in q]) / len(toks) if toks else 0.0
         x[i] = (
             lex[i],
             words[i] / q_mass,
@@ -241,7 +252,7 @@ def features(
             float(i == best_sim),
             float(i == best_lex and top_words > 0),
             float(heading_like(sentences[i]) and n > 1),
-            float(sum(ch.isalnum() for ch in sentences[i]) < 3),
+            float(_tiny(sentences[i])),
             math.log1p(len(sentences[i])),
             novel,
             lex[i - 1] if i > 0 else 0.0,
