@@ -111,10 +111,32 @@ def test_two_joined_sentences_stay_under_the_bound(tok: Tokenizer) -> None:
         assert first == last or spans[last][1] - spans[first][0] <= hl.MAX_CHARS
 
 
-def test_a_short_label_line_takes_the_next_sentence(tok: Tokenizer) -> None:
-    sents = ["二つのモデルが発表されました：", "o1-previewとo1-miniです。", "価格は未定です。"]
-    first, last = _choose(tok, "発表された二つのモデルは？", sents, {"モデル": 2.0, "発表": 2.0})
-    assert (first, last) == (0, 1)
+def test_a_heading_or_label_line_gives_way_to_what_follows(tok: Tokenizer) -> None:
+    # The line restating the question introduces the answer: the two items after it.
+    sents = [
+        "二つのモデルが発表されました：",
+        "o1-previewです。",
+        "o1-miniです。",
+        "価格は未定です。",
+    ]
+    q = "発表された二つのモデルは？"
+    assert _choose(tok, q, sents, {"モデル": 2.0, "発表": 2.0}) == (1, 2)
+
+
+def test_a_short_best_sentence_takes_the_next_one(tok: Tokenizer) -> None:
+    sents = [
+        "天気の話です。",
+        "噴火は二回ありました。",
+        "一回目は864年、二回目は1707年です。",
+        "山は高い。",
+    ]
+    first, last = _choose(tok, "噴火は何回ありましたか？", sents, {"噴火": 3.0})
+    assert (first, last) == (1, 2)
+
+
+def test_a_short_best_sentence_may_take_the_one_before(tok: Tokenizer) -> None:
+    sents = ["宝永噴火では江戸にも火山灰が降りました。", "最後の噴火です。", "山頂は寒いです。"]
+    assert _choose(tok, "最後の噴火では何が起きましたか？", sents, {"噴火": 3.0}) == (0, 1)
 
 
 def test_weights_match_the_features() -> None:
