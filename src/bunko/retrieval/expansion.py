@@ -62,7 +62,7 @@ def is_japanese(text: str) -> bool:
     return bool(_JAPANESE.search(text))
 
 
-def _lemmas(word: str) -> list[str]:
+def lemmas(word: str) -> list[str]:
     """The word and the stems its English inflection may hide (no dictionary needed:
     a wrong stem finds no gloss, or a gloss the corpus check then filters)."""
     out = [word]
@@ -150,7 +150,7 @@ class Dictionary:
         db = self._connect()
         if db is None:
             return ()
-        forms = _lemmas(word)
+        forms = lemmas(word)
         glosses = forms + [f"to {f}" for f in forms]
         sql = _ENTRIES_SQL.format(marks=",".join("?" * len(glosses)))
         out = []

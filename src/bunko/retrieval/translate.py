@@ -52,23 +52,14 @@ def available() -> bool:
 
 
 def _variants(word: str) -> list[str]:
-    """The word as written ("Japan": 日本; "japan" is lacquer), then lower-cased, then
-    plausible dictionary forms of it (plural, past, -ing and -est forms undone)."""
-    out = [word]
-    word = word.lower()
-    out.append(word)
-    if word.endswith("ies") and len(word) > 4:
-        out.append(word[:-3] + "y")
-    if word.endswith("es") and len(word) > 3:
-        out.append(word[:-2])
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        out.append(word[:-1])
-    if word.endswith("ed") and len(word) > 4:
-        out += [word[:-2], word[:-1]]
-    if word.endswith("ing") and len(word) > 5:
-        out += [word[:-3], word[:-3] + "e"]
-    if word.endswith("est") and len(word) > 5:
-        out += [word[:-3], word[:-3] + "e"]
+    """The word as written ("Japan": 日本; "japan" is lacquer), then lower-cased with
+    its plural, past and -ing forms undone (:func:`expansion.lemmas`), then -est."""
+    from bunko.retrieval.expansion import lemmas
+
+    low = word.lower()
+    out = [word, *lemmas(low)]
+    if low.endswith("est") and len(low) > 5:
+        out += [low[:-3], low[:-3] + "e"]
     return list(dict.fromkeys(out))
 
 
