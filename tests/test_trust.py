@@ -363,3 +363,26 @@ def test_japanese_question_over_an_english_article(mini: Settings) -> None:
     assert "196 degrees" in asked.passages[0].text
     assert asked.answerable is True
     assert shelf.query("住宅ローンの金利を比較する方法は？", k=3).answerable is False
+
+
+def test_unreadable_dictionary_warns_and_confidence_still_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bunko.retrieval import expansion, translate
+    from bunko.retrieval.confidence import translated_coverage
+
+    bad = tmp_path / "jamdict.db"
+    bad.write_bytes(b"this is not an SQLite file" * 100)
+    monkeypatch.setattr(expansion, "_dictionary", expansion.Dictionary(str(bad)))
+    translate.translations.cache_clear()
+    translate.glosses.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="bunko"):
+            assert translate.translations("mortgage") == ()
+            assert not translate.available()
+            # Names still match as written; translated words cannot.
+            assert translated_coverage("GPT-4.5 mortgage", "GPT-4.5 の料金") == 0.5
+        assert sum("reinstall jamdict-data" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        translate.translations.cache_clear()
+        translate.glosses.cache_clear()
