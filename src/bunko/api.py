@@ -7,48 +7,27 @@ functions are one-shot conveniences over it.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
-import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bunko import search
 from bunko.config import Settings
-from bunko.errors import (
-    CorpusError,
-    EvalError,
-    IndexMissingError,
-    ModelMismatchError,
-    SourceError,
-    UsageError,
-)
-from bunko.index.format import ChunkRow
+from bunko.errors import CorpusError, IndexMissingError
 from bunko.index.snapshot import Snapshot
 from bunko.index.store import IndexStore
+from bunko.retrieval.query import QueryRequest, Retriever, embedder_for
 from bunko.types import (
-    MODES,
-    Citation,
     EvalReport,
-    EvalScores,
-    Explain,
     IndexReport,
     Mode,
-    Passage,
     QueryResult,
     SkippedFile,
     StatusReport,
 )
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
-    from bunko.embedding import Embedder
     from bunko.shelfops import ShowResult
     from bunko.text import Tokenizer
 
@@ -56,9 +35,6 @@ log = logging.getLogger("bunko")
 
 ProgressFn = Callable[[str, int, int], None]
 """progress(stage, done, total): called as long work advances."""
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-MAX_QUESTION_CHARS = 4000  # longer questions are cut; the model's window is 512 tokens anyway
 
 
 @dataclass(frozen=True)
@@ -93,9 +69,7 @@ class Shelf:
         self._tokenizer: Tokenizer | None = None
         self._loaded: Snapshot | None = None
         self._loaded_from: Path | None = None
-        self._extras: tuple[Path, dict[str, dict[str, Any]]] | None = None
-        self._dense_background: search.Ranked = []
-        self.last_signals: list[Any] = []  # confidence signals of the last query, in rank order
+        self._retriever: Retriever | None = None
 
     @classmethod
     def open(
@@ -129,17 +103,6 @@ class Shelf:
 
             self._tokenizer = Tokenizer(mode="surface")
         return self._tokenizer
-
-    def chunker_settings(self) -> dict[str, Any]:
-        from bunko.pipeline import chunker_settings
-
-        return chunker_settings(self.settings)
-
-    def _requested_model(self) -> str | None:
-        # Not through bunko.pipeline: the query path should not import the writer.
-        from bunko.embedding import canonical_name
-
-        return canonical_name(self.settings.model) if self.settings.model else None
 
     def loaded(self) -> Snapshot:
         """The live index, reopened when another process has committed a new one."""
@@ -195,7 +158,7 @@ class Shelf:
 
     def query(
         self,
-        question: str,
+        question: str | QueryRequest,
         k: int = 5,
         mode: Mode = "hybrid",
         explain: bool = False,
@@ -206,132 +169,46 @@ class Shelf:
     ) -> QueryResult:
         """Answer a question with the ``k`` most relevant cited passages.
 
-        Builds the index first when there is none yet, and (unless ``update`` is
-        False) brings it up to date when corpus files were added, changed or
-        removed since the last update. No two passages share text of one file.
-        ``sources`` (corpus-relative globs such as ``2024/*``) limits the passages
-        to matching articles.
-
-        Args:
-            min_confidence: the confidence the top passage needs for the result to
-                be ``answerable`` (default: the value the abstention benchmark chose).
-            update: check the corpus for changes and index them before answering.
+        Takes a :class:`~bunko.retrieval.query.QueryRequest`, or builds one from the
+        other arguments (see it for their meaning and limits). Builds the index first
+        when there is none yet, and (unless ``update`` is False) brings it up to date
+        when corpus files were added, changed or removed since the last update; then
+        the request runs down :class:`~bunko.retrieval.query.Retriever`.
 
         Raises:
-            UsageError: empty question, k < 1, an unknown mode or a bad min_confidence.
+            UsageError: a bad request (see ``QueryRequest``), or a question longer
+                than the model's window.
             CorpusError: the corpus folder is missing, or the index belongs to another.
-            SourceError: a ``sources`` glob points outside the corpus or matches
-                no indexed article.
+            SourceError: a ``sources`` glob points outside the corpus;
+                SourceNotFoundError when it matches no indexed article.
             ModelMismatchError: the index was built with another model.
             IndexCorruptError: an index file is damaged.
         """
-        from bunko.retrieval import confidence as conf
-        from bunko.retrieval.passages import group_places, merge_rows
-
-        question = _check_question(question, k, mode)
-        threshold = conf.DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
-        if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"min_confidence must be between 0 and 1 (got {threshold})")
+        if isinstance(question, QueryRequest):
+            request = question
+        else:
+            request = QueryRequest(
+                question, k=k, mode=mode, sources=tuple(sources or ()),
+                min_confidence=min_confidence, explain=explain, update=update,
+            )  # fmt: skip
         if self.store.current() is None:
             log.warning("no index yet in %s: building it first", self.settings.index)
             self.index()
-        elif update:
+        elif request.update:
             self._refresh()
         else:
             self._check_corpus(self.loaded())
+        return self.retriever().answer(request)
+
+    def retriever(self) -> Retriever:
+        """The query pipeline over the live index (one per snapshot, reused)."""
         loaded = self.loaded()
-        q = question[:MAX_QUESTION_CHARS]
-        q_tokens = self._query_tokens(q, loaded)
-        # Translated terms feed only the lexical side; confidence and highlight read q_tokens.
-        extra = self.expansion(q, q_tokens, loaded) if mode != "dense" else {}
-        n = max(search.CANDIDATES, k)
-        dense, lexical, rows, sent_sims = self._candidates_in(q, q_tokens, mode, n, sources, extra)
-        if mode == "hybrid":
-            weight = search.lexical_weight(loaded.coverage([*q_tokens, *extra]))
-            weight *= search.lexical_distinctness(lexical)
-            fused = search.fuse(dense, lexical, weight, len(rows))
-        else:
-            fused = search.single(dense if mode == "dense" else lexical, len(rows), mode)
-        groups = group_places(
-            fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
-                              rows[h.chunk_id].char_end), k)  # fmt: skip
-        idf = loaded.idf(q_tokens)
-        unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
-        background = conf.median([s for _, s in self._dense_background])
-        extras = self._doc_extras(loaded) if groups else {}
-        passages = []
-        for rank, group in enumerate(groups, 1):
-            hit = group[0]
-            row, sims = merge_rows(
-                [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
+        if self._retriever is None or self._retriever.snapshot is not loaded:
+            embedder = embedder_for(
+                loaded, self.settings.index, self.settings.model, self.settings.engine
             )
-            best = float(sims.max()) if sims is not None and len(sims) else background
-            cross = conf.cross_lingual(q, row.text)
-            signals = conf.Signals(
-                sentence=best,
-                gap=best - background,
-                coverage=conf.translated_coverage(q, row.text, row.tokens)
-                if cross
-                else conf.word_coverage(q_tokens, row.tokens, idf, unseen),
-                cross=cross,
-            )
-            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
-            page, url, link = _where(extras.get(row.source, {}), row, hl_start, hl_end)
-            passages.append(
-                Passage(
-                    rank=rank,
-                    score=round(hit.score, 6),
-                    text=row.text,
-                    highlight=row.text[hl_start - row.char_start : hl_end - row.char_start],
-                    highlight_span=(hl_start, hl_end),
-                    citation=Citation(
-                        number=rank,
-                        title=row.title,
-                        source=row.source,
-                        heading=row.heading,
-                        line_start=row.line_start,
-                        line_end=row.line_end,
-                        char_start=row.char_start,
-                        char_end=row.char_end,
-                        page=page,
-                        url=url,
-                        link=link,
-                    ),
-                    explain=_explain(hit, mode) if explain else None,
-                    confidence=round(conf.confidence(signals), 4),
-                )
-            )
-            self.last_signals.append(signals)
-        return QueryResult(
-            query=question,
-            mode=mode,
-            model=loaded.model,
-            passages=tuple(passages),
-            answerable=bool(passages) and passages[0].confidence >= threshold,
-            min_confidence=threshold,
-        )
-
-    def _query_tokens(self, q: str, loaded: Snapshot) -> list[str]:
-        """The question's tokens, plus the corpus's spelling of words it writes with a
-        look-alike letter for a digit ("o1" where the articles say "01")."""
-        tokens = self.tokenizer.tokens(q)
-        variants = self.tokenizer.tokens_many(search.digit_spellings(q))
-        extra = [t for v in variants for t in v if t not in tokens]
-        if extra:
-            known = loaded.idf(extra)
-            tokens += [t for t in dict.fromkeys(extra) if t in known]
-        return tokens
-
-    def expansion(self, q: str, q_tokens: Sequence[str], loaded: Snapshot) -> dict[str, float]:
-        """Extra lexical terms for the question, ``{term: BM25 weight}``: Japanese
-        headwords for the English words of a question without Japanese script that the
-        corpus does not know (:mod:`bunko.retrieval.expansion`); empty otherwise, and
-        then the dictionary is never opened."""
-        from bunko.retrieval import expansion
-
-        if expansion.is_japanese(q):
-            return {}
-        return expansion.translations(q, q_tokens, loaded.idf, self.tokenizer.tokens)
+            self._retriever = Retriever(loaded, embedder, self.tokenizer, self.settings.corpus)
+        return self._retriever
 
     def _check_corpus(self, loaded: Snapshot) -> None:
         from bunko.freshness import check_corpus
@@ -376,149 +253,6 @@ class Shelf:
                         "is", self.settings.index)  # fmt: skip
         except IndexWriteError as exc:
             log.warning("could not update the index (%s); answering from the index as it is", exc)
-
-    def _doc_extras(self, loaded: Snapshot) -> dict[str, dict[str, Any]]:
-        """Per-document metadata (page offsets, URL) of the live index, read once per index."""
-        if self._extras is None or self._extras[0] != loaded.folder:
-            docs = loaded.documents()
-            self._extras = (loaded.folder, {s: d.extra for s, d in docs.items() if d.extra})
-        return self._extras[1]
-
-    def candidates(
-        self,
-        q: str,
-        q_tokens: Sequence[str],
-        mode: Mode,
-        n: int,
-        extra: Mapping[str, float] | None = None,
-    ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
-        """Dense and lexical candidates before fusion, with their rows and sentence cosines.
-
-        The dense side is re-ranked with sentence vectors (:func:`search.rescore_dense`)
-        over every candidate either retriever found. The question is embedded in
-        every mode: confidence reads the sentence cosines even in lexical mode.
-        The raw dense chunk cosines are kept in ``self._dense_background``.
-        ``extra`` adds weighted terms to the lexical query (:meth:`expansion`).
-        """
-        loaded = self.loaded()
-        embedder = self._embedder_for(loaded)
-        qvec = embedder.embed_query(q)
-        dense = search.dense_candidates(loaded, qvec, n)
-        self._dense_background = dense
-        self.last_signals = []
-        lexical = (
-            search.lexical_candidates(loaded, [*q_tokens, *(extra or ())], n, extra)
-            if mode != "dense"
-            else []
-        )
-        if mode == "lexical":
-            dense = []
-        # One fetch for every candidate: their sentence vectors re-rank the dense side.
-        rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
-        sent_sims: dict[int, Any] = {}
-        for cid, vecs in loaded.sentence_vectors(rows.values()).items():
-            sent_sims[cid] = vecs @ qvec
-        if mode != "lexical":
-            dense = search.rescore_dense(dense, list(rows), sent_sims)
-        return dense, lexical, rows, sent_sims
-
-    def _candidates_in(
-        self,
-        q: str,
-        q_tokens: Sequence[str],
-        mode: Mode,
-        n: int,
-        sources: Sequence[str] | None,
-        extra: Mapping[str, float] | None = None,
-    ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
-        """:meth:`candidates`, keeping only chunks of articles matching ``sources``.
-
-        Filtering happens before fusion, so scores are scaled over the kept
-        candidates only; the retrievers are asked for more candidates (in
-        proportion to how much of the index the globs cover) until ``n`` survive
-        or the whole index has been seen.
-        """
-        if not sources:
-            return self.candidates(q, q_tokens, mode, n, extra)
-        corpus = self.settings.corpus
-        from bunko import shelfops
-
-        patterns = [shelfops.check_pattern(p, corpus) for p in sources]
-        loaded = self.loaded()
-        docs = loaded.documents()
-        allowed = {s for s in docs if shelfops.matches(s, patterns)}
-        if not allowed:
-            raise SourceError(
-                f"no indexed article matches {', '.join(map(repr, sources))}; "
-                "globs are relative to the corpus folder, e.g. '2024/*'"
-            )
-        share = sum(docs[s].n_chunks for s in allowed) / max(1, loaded.n_chunks)
-        fetch = min(loaded.n_chunks, max(n, int(n / max(share, 1e-9) * 2)))
-        while True:
-            dense, lexical, rows, sims = self.candidates(q, q_tokens, mode, fetch, extra)
-            keep = {c for c, row in rows.items() if row.source in allowed}
-            dense = [h for h in dense if h[0] in keep]
-            lexical = [h for h in lexical if h[0] in keep]
-            enough = len(dense) >= n or (mode == "lexical" and len(lexical) >= n)
-            if enough or fetch >= loaded.n_chunks:
-                break
-            fetch = min(loaded.n_chunks, fetch * 4)
-        rows = {c: r for c, r in rows.items() if c in keep}
-        sims = {c: v for c, v in sims.items() if c in keep}
-        return dense[:n], lexical[:n], rows, sims
-
-    def _embedder_for(self, loaded: Snapshot) -> Embedder:
-        from bunko.embedding import get_embedder, recorded_engine
-
-        want = self._requested_model()
-        if want is not None and want != loaded.model:
-            raise ModelMismatchError(
-                f"the index in {self.settings.index} was built with model {loaded.model}, "
-                f"but you asked for {want}. Ask for no model (unset BUNKO_MODEL) to "
-                f"use {loaded.model}, or rebuild the index with {want}"
-            ).with_cli_hint(
-                f"query without --model, or rebuild: `bunko index --rebuild --model {want}`"
-            )
-        engine = recorded_engine(loaded.meta)
-        want_engine = self.settings.engine
-        if engine is not None and want_engine is not None and want_engine != engine:
-            raise ModelMismatchError(
-                f"the index in {self.settings.index} was built with the {engine} engine, "
-                f"but you asked for {want_engine}. Ask for no engine (unset BUNKO_ENGINE) "
-                f"to use {engine}, or rebuild the index with {want_engine}"
-            ).with_cli_hint(
-                f"query without --engine, or rebuild: `bunko index --engine {want_engine}`"
-            )
-        embedder = get_embedder(loaded.model, engine)
-        if embedder.fingerprint != loaded.meta["fingerprint"]:
-            raise ModelMismatchError(
-                f"model {loaded.model} has changed since the index was built "
-                f"({loaded.meta['fingerprint']} then, {embedder.fingerprint} now); "
-                "run `bunko index --rebuild`"
-            )
-        return embedder
-
-    def _highlight(
-        self,
-        row: ChunkRow,
-        question: str,
-        q_tokens: Sequence[str],
-        idf: dict[str, float],
-        sims: npt.NDArray[np.float32] | None,
-    ) -> tuple[int, int]:
-        """Char span (in the source file) of the sentence that best answers the question
-        (see :mod:`bunko.retrieval.highlight`)."""
-        from bunko.retrieval import highlight
-
-        spans = row.sentences or ((row.char_start, row.char_end),)
-        texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
-        if sims is not None and len(sims) != len(texts):
-            sims = None
-        first, last = highlight.choose(
-            question, q_tokens, texts, self.tokenizer.tokens_many(texts), spans, idf, sims,
-            highlight.is_cross(question, row.text), self.tokenizer,
-        )  # fmt: skip
-        return spans[first][0], spans[last][1]
 
     # -- add, status, eval ---------------------------------------------------
 
@@ -629,161 +363,15 @@ class Shelf:
         return True
 
     def evaluate(self, path: str | Path, k: int = 10, mode: Mode = "hybrid") -> EvalReport:
-        """hit@1/3/5/10 and MRR@10 per language on a JSONL file of questions with evidence.
-
-        Each line: {"id", "lang", "question", "doc", "evidence": [str, ...]}. A hit is a
-        result whose text contains any evidence string, after NFKC on both sides.
-        A line with ``"answerable": false`` (and no evidence) is a question the corpus
-        does not answer: it counts only towards the abstention scores (top confidence
-        against the default threshold, AUROC), reported per language.
+        """hit@1/3/5/10 and MRR@10 per language on a JSONL file of questions with
+        evidence, without updating the index (see :mod:`bunko.retrieval.evaluation`).
 
         Raises:
             EvalError: the file is missing or a line is malformed.
         """
-        from bunko.retrieval.abstention import abstention_scores
+        from bunko.retrieval.evaluation import evaluate
 
-        items = load_eval(Path(path))
-        depth = max(k, 10)
-        ranks: dict[str, list[int | None]] = {}
-        tops: dict[str, tuple[list[float], list[float]]] = {}
-        threshold = 0.0
-        for item in items:
-            result = self.query(item["question"], k=depth, mode=mode, update=False)
-            threshold = result.min_confidence
-            lang = str(item.get("lang", "all"))
-            top = result.passages[0].confidence if result.passages else 0.0
-            if item.get("answerable", True) is False:
-                tops.setdefault(lang, ([], []))[1].append(top)
-            else:
-                tops.setdefault(lang, ([], []))[0].append(top)
-                evidence = [_nfkc(e) for e in item["evidence"]]
-                rank = next(
-                    (p.rank for p in result.passages if any(e in _nfkc(p.text) for e in evidence)),
-                    None,
-                )
-                ranks.setdefault(lang, []).append(rank)
-            self.progress("evaluating", sum(len(a) + len(b) for a, b in tops.values()), len(items))
-        model = self.loaded().model
-        all_ranks = [r for rs in ranks.values() for r in rs]
-        abstention = {}
-        if any(neg for _, neg in tops.values()):
-            for lang, (pos, neg) in sorted(tops.items()):
-                abstention[lang] = abstention_scores(pos, neg, threshold)
-            abstention["all"] = abstention_scores(
-                [c for pos, _ in tops.values() for c in pos],
-                [c for _, neg in tops.values() for c in neg],
-                threshold,
-            )
-        return EvalReport(
-            file=str(path),
-            mode=mode,
-            model=model,
-            k=k,
-            by_lang={lang: _scores(rs, k) for lang, rs in sorted(ranks.items())},
-            overall=_scores(all_ranks, k),
-            abstention=abstention,
-        )
-
-
-def _nfkc(s: str) -> str:
-    return unicodedata.normalize("NFKC", s)
-
-
-def _check_question(question: str, k: int, mode: str) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise UsageError(
-            'the question is empty; ask something, e.g. bunko query "GPT-4.5の料金は？"'
-        )
-    if k < 1:
-        raise UsageError(f"k (the number of passages) must be at least 1 (got {k})")
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    # Lone surrogates (from command-line bytes that are not UTF-8) cannot reach the
-    # tokenizer, the model or stdout; they become U+FFFD like any undecodable byte.
-    return _SURROGATES.sub("\ufffd", question.strip())
-
-
-def _where(
-    extra: dict[str, Any], row: ChunkRow, hl_start: int, hl_end: int
-) -> tuple[tuple[int, int] | None, str | None, str | None]:
-    """A passage's pages (PDF), canonical URL and text-fragment link (web page)."""
-    if not extra:
-        return None, None, None
-    from bunko.readers import page_range, text_fragment
-
-    pages = extra.get("pages")
-    page = page_range(pages, row.char_start, row.char_end) if isinstance(pages, list) else None
-    url = extra.get("url") if isinstance(extra.get("url"), str) else None
-    highlight = row.text[hl_start - row.char_start : hl_end - row.char_start]
-    return page, url, text_fragment(url, highlight) if url else None
-
-
-def _explain(hit: search.Hit, mode: Mode) -> Explain:
-    if mode == "hybrid":
-        w = hit.lexical_weight
-        fused = (
-            f"{1 - w:.3f}·dense + {w:.3f}·lexical, each as z-scores over the candidates; "
-            "dense = mean of chunk and best-sentence cosine; "
-            f"w = {search.LEXICAL_WEIGHT}·coverage^{search.COVERAGE_POWER:g}"
-            "·distinctness of the best BM25 score"
-        )
-    else:
-        fused = f"{mode} only"
-    return Explain(
-        dense_rank=hit.dense_rank,
-        dense_score=hit.dense_score,
-        lexical_rank=hit.lexical_rank,
-        lexical_score=hit.lexical_score,
-        lexical_weight=hit.lexical_weight,
-        fused=fused,
-    )
-
-
-def _scores(ranks: Sequence[int | None], k: int) -> EvalScores:
-    n = len(ranks)
-    cuts = sorted({1, 3, 5, 10, k})
-    hit_at = {c: sum(1 for r in ranks if r is not None and r <= c) / n if n else 0.0 for c in cuts}
-    mrr = sum(1.0 / r for r in ranks if r is not None and r <= 10) / n if n else 0.0
-    return EvalScores(n=n, hit_at=hit_at, mrr_at_10=mrr)
-
-
-def load_eval(path: Path) -> list[dict[str, Any]]:
-    """Read and check an evaluation JSONL file."""
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalError(f"cannot read the evaluation file {path}: {exc}") from exc
-    items = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalError(f"{path}:{no}: not valid JSON ({exc.msg})") from exc
-        unanswerable = isinstance(item, dict) and item.get("answerable", True) is False
-        ok = (
-            isinstance(item, dict)
-            and isinstance(item.get("question"), str)
-            and item["question"].strip()
-            and unanswerable
-        ) or (
-            isinstance(item, dict)
-            and isinstance(item.get("question"), str)
-            and item["question"].strip()
-            and isinstance(item.get("evidence"), list)
-            and item["evidence"]
-            and all(isinstance(e, str) and e for e in item["evidence"])
-        )
-        if not ok:
-            raise EvalError(
-                f'{path}:{no}: each line needs "question" (text) and "evidence" (a list of '
-                'text), or "answerable": false for a question the corpus does not answer'
-            )
-        items.append(item)
-    if not items:
-        raise EvalError(f"{path} has no questions")
-    return items
+        return evaluate(self.query, path, self.loaded().model, k, mode, self.progress)
 
 
 # -- one-shot conveniences -----------------------------------------------------

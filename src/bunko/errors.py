@@ -74,6 +74,11 @@ class SourceError(BunkoError):
     nothing: it points outside the corpus, or no such article exists."""
 
 
+class SourceNotFoundError(SourceError):
+    """A source name or glob is well formed but names no article of the corpus or index
+    (HTTP: 404)."""
+
+
 class EvalError(BunkoError):
     """An evaluation file is missing or malformed."""
 

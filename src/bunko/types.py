@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from bunko.retrieval.abstention import AbstentionScores
+    from bunko.retrieval.confidence import Signals
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
@@ -143,6 +144,8 @@ class Passage:
     # Estimated probability (0..1) that this passage answers the question; unlike
     # ``score`` it is comparable across questions and modes (retrieval/confidence.py).
     confidence: float = 0.0
+    # The raw evidence behind ``confidence`` (benchmarks fit on it); not in the JSON.
+    signals: Signals | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

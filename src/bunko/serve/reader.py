@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bunko.errors import BunkoError, SkipFile
+from bunko.errors import BunkoError, SkipFile, SourceNotFoundError
 
 MAX_LINES = 200
 MAX_CHARS = 20_000
@@ -81,7 +81,7 @@ def resolve_source(corpus: Path, source: str) -> Path:
     try:
         real = Path(os.path.realpath(path, strict=True))
     except (OSError, RuntimeError):
-        raise ReadError(
+        raise SourceNotFoundError(
             f"no source {source!r} in the corpus; use a `source` from a search result"
         ) from None
     if not real.is_relative_to(root):
