@@ -111,7 +111,8 @@ def run(shelf: Shelf, probes: list[Probe], mode: str = "hybrid") -> None:
     for p in probes:
         r = shelf.query(p.question, k=5, mode=mode, update=False)  # type: ignore[arg-type]
         p.top = r.passages[0].confidence if r.passages else 0.0
-        p.signals = shelf.last_signals[0].as_row() if shelf.last_signals else (0.0,) * 5
+        top = r.passages[0].signals if r.passages else None
+        p.signals = top.as_row() if top is not None else (0.0,) * 5
 
 
 def scores(probes: list[Probe], threshold: float) -> dict[str, Any]:

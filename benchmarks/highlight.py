@@ -39,8 +39,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
-from bunko.api import Shelf
 from bunko.retrieval import highlight as hl
+from bunko.retrieval.query import QueryRequest, Retriever
 from bunko.text import Tokenizer
 from common import REPO, Task, devqa_task, nfkc, squad_task
 from datasets import CACHE
@@ -80,55 +80,57 @@ class Case:
 
 
 def collect(task: Task, in_sample: set[str] | None = None) -> list[Case]:
-    """Run each question once through ``Shelf.query`` and keep its first relevant passage."""
+    """Run each question once through the query pipeline and keep its first relevant passage."""
     from quality import _passage_id
 
     calls: list[tuple[Any, ...]] = []
-    original = Shelf._highlight
 
-    def spy(self: Shelf, row: Any, question: str, q_tokens: Any, idf: Any, sims: Any) -> Any:
-        calls.append((row, list(q_tokens), dict(idf), sims))
-        return original(self, row, question, q_tokens, idf, sims)
+    class Spy(Retriever):
+        """The query pipeline, recording what each passage's highlight was chosen from."""
 
-    Shelf._highlight = spy  # type: ignore[method-assign]
+        def highlight_span(self, row: Any, question: str, q_tokens: Any, idf: Any,
+                           sims: Any) -> tuple[int, int]:  # fmt: skip
+            calls.append((row, list(q_tokens), dict(idf), sims))
+            return super().highlight_span(row, question, q_tokens, idf, sims)
+
+    task.shelf.query("warm up", k=1)  # bring the index up to date once
+    live = task.shelf.retriever()
+    spy = Spy(live.snapshot, live.embedder, live.tokenizer, live.corpus)
     tok = task.shelf.tokenizer
     cases = []
-    try:
-        for n, it in enumerate(task.items):
-            calls.clear()
-            result = task.shelf.query(it.question, k=10, mode="hybrid")
-            ids = [_passage_id(task, p.citation, it.relevant) for p in result.passages]
-            at = next((i for i, cid in enumerate(ids) if cid in it.relevant), None)
-            if at is None:
-                continue
-            row, q_tokens, idf, sims = calls[at]
-            spans = [tuple(s) for s in (row.sentences or ((row.char_start, row.char_end),))]
-            texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
-            cases.append(
-                Case(
-                    dataset=task.name,
-                    lang=it.lang,
-                    group=row.title or row.source,
-                    question=it.question,
-                    q_tokens=q_tokens,
-                    idf=idf,
-                    sims=None if sims is None else np.asarray(sims, dtype=np.float32),
-                    text=row.text,
-                    char_start=row.char_start,
-                    spans=spans,  # type: ignore[arg-type]
-                    sentences=texts,
-                    sentence_tokens=tok.tokens_many(texts),
-                    cross=hl.is_cross(it.question, row.text),
-                    evidence=it.evidence,
-                    answer_spans=it.spans,
-                    old=result.passages[at].highlight_span,
-                    in_sample=in_sample is None or it.question in in_sample,
-                )
+    for n, it in enumerate(task.items):
+        calls.clear()
+        result = spy.answer(QueryRequest(it.question, k=10, mode="hybrid"))
+        ids = [_passage_id(task, p.citation, it.relevant) for p in result.passages]
+        at = next((i for i, cid in enumerate(ids) if cid in it.relevant), None)
+        if at is None:
+            continue
+        row, q_tokens, idf, sims = calls[at]
+        spans = [tuple(s) for s in (row.sentences or ((row.char_start, row.char_end),))]
+        texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
+        cases.append(
+            Case(
+                dataset=task.name,
+                lang=it.lang,
+                group=row.title or row.source,
+                question=it.question,
+                q_tokens=q_tokens,
+                idf=idf,
+                sims=None if sims is None else np.asarray(sims, dtype=np.float32),
+                text=row.text,
+                char_start=row.char_start,
+                spans=spans,  # type: ignore[arg-type]
+                sentences=texts,
+                sentence_tokens=tok.tokens_many(texts),
+                cross=hl.is_cross(it.question, row.text),
+                evidence=it.evidence,
+                answer_spans=it.spans,
+                old=result.passages[at].highlight_span,
+                in_sample=in_sample is None or it.question in in_sample,
             )
-            if (n + 1) % 200 == 0:
-                print(f"  {task.name} {n + 1}/{len(task.items)}", file=sys.stderr, flush=True)
-    finally:
-        Shelf._highlight = original  # type: ignore[method-assign]
+        )
+        if (n + 1) % 200 == 0:
+            print(f"  {task.name} {n + 1}/{len(task.items)}", file=sys.stderr, flush=True)
     return cases
 
 

@@ -2,7 +2,7 @@
 
 Each question is embedded and searched once; every variant then re-runs only
 BM25 (with its expanded query), the sentence-vector re-rank of the dense side over
-the pooled candidates, the fusion and the merge into passages, as Shelf.query does.
+the pooled candidates, the fusion and the merge into passages, as the query pipeline (bunko.retrieval.query) does.
 Variants: the fusion weight ``L·coverage³·min(1, r/F)^G`` (r: how far BM25's best
 score stands above its 6th), JMdict translation of English questions
 (retrieval/expansion.py), and pseudo-relevance feedback from the top dense passages
@@ -77,14 +77,14 @@ class Captured:
 
 
 def capture(task: Task, questions: Sequence[tuple[str, Item]]) -> list[Captured]:
-    shelf, loaded = task.shelf, task.shelf.loaded()
-    embedder = shelf._embedder_for(loaded)
+    retriever = task.shelf.retriever()
     out = []
     for q, item in questions:
-        toks = shelf._query_tokens(q, loaded)
-        qvec = embedder.embed_query(q)
-        out.append(Captured(item, toks, shelf.expansion(q, toks, loaded), qvec,
-                            search.dense_candidates(loaded, qvec, search.CANDIDATES)))  # fmt: skip
+        toks = retriever.query_tokens(q)
+        qvec = retriever.embed(q)
+        out.append(Captured(item, toks, retriever.expansion(q, toks), qvec,
+                            search.dense_candidates(retriever.snapshot, qvec,
+                                                    search.CANDIDATES)))  # fmt: skip
     return out
 
 

@@ -425,7 +425,7 @@ def test_long_first_line_title_is_capped_at_a_soft_break(mini: Settings) -> None
 def test_shipped_eval_sets_parse_and_unanswerable_rows_are_skipped(
     mini: Settings, tmp_path: Path
 ) -> None:
-    from bunko.api import load_eval
+    from bunko.retrieval.evaluation import load_eval
 
     assert len(load_eval(REPO / "eval" / "dev-qa.jsonl")) == 30
     unanswerable = load_eval(REPO / "eval" / "dev-unanswerable.jsonl")

@@ -42,7 +42,7 @@ def test_english_question_finds_japanese_article_through_translated_words(
     loaded = shelf.loaded()
     q_tokens = shelf.tokenizer.tokens(question)
     assert loaded.coverage(q_tokens) == 0.0  # BM25 alone shares no word with the corpus
-    extra = shelf.expansion(question, q_tokens, loaded)
+    extra = shelf.retriever().expansion(question, q_tokens)
     assert {"インフラ", "研究"} <= extra.keys()
     assert all(0 < w <= expansion.TRANSLATION_WEIGHT for w in extra.values())
     result = shelf.query(question, k=2, mode="lexical")
@@ -195,7 +195,7 @@ def test_english_question_over_the_shipped_articles_uses_translations(shipped: S
     question = "Which company released the image generation model?"
     loaded = shipped.loaded()
     q_tokens = shipped.tokenizer.tokens(question)
-    extra = shipped.expansion(question, q_tokens, loaded)
+    extra = shipped.retriever().expansion(question, q_tokens)
     assert {"画像", "生成", "モデル"} <= extra.keys()  # JMdict: image, generation, model
     assert loaded.coverage([*q_tokens, *extra]) > loaded.coverage(q_tokens)
     lexical = shipped.query(question, k=3, mode="lexical", update=False)

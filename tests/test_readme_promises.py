@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bunko.api import Shelf, _scores
+from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.embedding import get_embedder
+from bunko.retrieval.evaluation import scores as _scores
 from bunko.types import StatusReport, heading_below_title
 from reliability_helpers import snapshot
 
