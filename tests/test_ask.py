@@ -15,10 +15,8 @@ from bunko.answer.llm import LLMConfig
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
-from bunko.types import QueryResult
 from llm_server import ScriptedLLM, scripted_llm
 
-HAS_TRUST = "answerable" in getattr(QueryResult, "__dataclass_fields__", {})
 QUESTION = "富士山の標高は何メートルですか？"
 runner = CliRunner()
 
@@ -206,7 +204,6 @@ def test_ask_sends_the_api_key(mini: Settings, llm: ScriptedLLM) -> None:
     assert llm.requests[-1]["auth"] == "Bearer sk-test"
 
 
-@pytest.mark.skipif(not HAS_TRUST, reason="needs the trust contract (QueryResult.answerable)")
 def test_ask_does_not_call_the_model_when_the_corpus_has_no_answer(
     mini: Settings, llm: ScriptedLLM
 ) -> None:

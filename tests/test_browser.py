@@ -18,11 +18,9 @@ from typing import Any
 import pytest
 
 from bunko.config import Settings
-from bunko.types import QueryResult
 from llm_server import scripted_llm
 from serve_helpers import get_json, running
 
-HAS_TRUST = "answerable" in getattr(QueryResult, "__dataclass_fields__", {})
 CHROMIUM = os.environ.get("BUNKO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -190,7 +188,6 @@ def test_ask_streams_an_answer_with_passage_links(
         context.close()
 
 
-@pytest.mark.skipif(not HAS_TRUST, reason="needs the trust contract (QueryResult.answerable)")
 def test_no_answer_state(page: Any, port: int, tmp_path: Path) -> None:
     q = "火星の首都の人口は何人ですか？"
     status, api = get_json(port, "/api/query?" + urllib.parse.urlencode({"q": q}))

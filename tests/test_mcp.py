@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from bunko.config import Settings
 from bunko.serve.results import MCP_TEXT_CHARS
-from bunko.types import QueryResult
-
-HAS_TRUST = "answerable" in getattr(QueryResult, "__dataclass_fields__", {})
 
 
 def _server(settings: Settings) -> StdioServerParameters:
@@ -83,10 +79,7 @@ def test_mcp_tools_search_and_read_back(mini: Settings) -> None:
     corpus_text = (mini.corpus / "fuji.md").read_text(encoding="utf-8")
     a, b = top["text_chars"]
     assert top["text"].strip("…") == corpus_text[a:b]
-    if HAS_TRUST:
-        assert ja["answerable"] is True
-    else:
-        assert "answerable" not in ja  # never invented
+    assert ja["answerable"] is True
 
     en = got["en"].structured_content
     assert len(en["results"]) == 3
@@ -157,7 +150,6 @@ def test_mcp_refuses_reads_outside_the_corpus_and_bounds_sizes(
     assert "3776" in got["resource"].contents[0].text
 
 
-@pytest.mark.skipif(not HAS_TRUST, reason="needs the trust contract (QueryResult.answerable)")
 def test_mcp_search_says_when_the_corpus_has_no_answer(mini: Settings) -> None:
     async def steps(s: ClientSession) -> Any:
         return await s.call_tool(

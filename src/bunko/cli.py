@@ -25,7 +25,8 @@ from bunko.config import RaySettings, Settings
 from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
 from bunko.jsonout import query_json as _query_json
-from bunko.types import MODES, EvalReport, IndexReport, Mode, QueryResult
+from bunko.retrieval.query import QueryRequest
+from bunko.types import EvalReport, IndexReport, Mode, QueryResult
 
 app = typer.Typer(
     name="bunko",
@@ -350,27 +351,19 @@ def query(
       bunko query "GPT-4.5のAPI料金は？"
       bunko query "How much does GPT-4.5 cost?" -k 3 --source '2024/*'
     """
-    if not question.strip():
-        _err('the question is empty; ask something, e.g. bunko query "GPT-4.5の料金は？"', 2)
-    if top_k < 1:
-        _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
-    if mode not in MODES:
-        _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        _err(f"--min-confidence must be between 0 and 1 (got {min_confidence})", 2)
-    shelf, progress = _shelf(corpus, index, model, engine)
-    result: QueryResult = _run(
-        lambda: shelf.query(
+    request: QueryRequest = _run(
+        lambda: QueryRequest(
             question,
             k=top_k,
             mode=mode,
-            explain=explain,
-            sources=source,
+            sources=tuple(source or ()),
             min_confidence=min_confidence,
+            explain=explain,
             update=not no_update,
-        ),
-        progress,
+        )
     )
+    shelf, progress = _shelf(corpus, index, model, engine)
+    result: QueryResult = _run(lambda: shelf.query(request), progress)
     if as_json:
         _print_json(_query_json(result))
         return
@@ -518,10 +511,6 @@ def eval_(
       bunko eval eval/dev-qa.jsonl               # 同梱の質問セットで評価
       bunko eval eval/dev-qa.jsonl --mode dense
     """
-    if top_k < 1:
-        _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
-    if mode not in MODES:
-        _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
     shelf, progress = _shelf(corpus, index, model, engine)
     r: EvalReport = _run(lambda: shelf.evaluate(file, k=top_k, mode=mode), progress)
     if as_json:
@@ -663,12 +652,7 @@ def ask(
     from bunko.answer.ask import ask as ask_
     from bunko.answer.llm import CONFIGURE_HINT, LLMConfig
 
-    if not question.strip():
-        _err('the question is empty; ask something, e.g. bunko ask "GPT-4.5の料金は？"', 2)
-    if top_k < 1:
-        _err(f"-k/--top-k must be at least 1 (got {top_k})", 2)
-    if mode not in MODES:
-        _err(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}", 2)
+    request: QueryRequest = _run(lambda: QueryRequest(question, k=top_k, mode=mode))  # type: ignore[arg-type]
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
     shelf, progress = _shelf(corpus, index, model, engine)
     live = llm is not None and not as_json and sys.stdout.isatty()
@@ -677,7 +661,7 @@ def ask(
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    r = _run(lambda: ask_(shelf, question, top_k, mode, llm, show if live else None), progress)
+    r = _run(lambda: ask_(shelf, request, llm=llm, on_delta=show if live else None), progress)
     if as_json:
         _print_json(r.to_json())
     else:
@@ -691,7 +675,7 @@ def ask(
     for q in r.quotes:
         if not q.verified:
             typer.echo(f"bunko: quote not found in the cited passage: {q.text!r}", err=True)
-    if llm is None and r.answerable is not False and r.citations:
+    if llm is None and r.answerable and r.citations:
         typer.echo(f"bunko: no LLM configured; {CONFIGURE_HINT}", err=True)
 
 

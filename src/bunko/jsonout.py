@@ -1,53 +1,56 @@
-"""The JSON form of a query result: one function for `bunko query --json` and the HTTP API.
+"""The JSON form of citations and query results: one place for every front end.
 
-``GET /api/query`` must return exactly what ``bunko query --json`` prints, so both
-build it here.
+``bunko query --json``, ``GET /api/query``, the MCP ``search`` tool and ``ask --json``
+all build their citation objects with :func:`citation_json`, so a citation has the
+same fields (page and link included) and the same rendered text everywhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from bunko.types import QueryResult
+from bunko.types import Citation, QueryResult, heading_below_title
+
+
+def citation_json(c: Citation, number: int | None = None) -> dict[str, Any]:
+    """A citation as JSON; ``number`` renumbers it (``ask`` keeps the query's numbers)."""
+    if number is not None and number != c.number:
+        c = replace(c, number=number)
+    return {
+        "source": c.source,
+        "title": c.title,
+        "heading": c.heading,
+        "section": heading_below_title(c.title, c.heading),
+        "lines": [c.line_start, c.line_end],
+        "chars": [c.char_start, c.char_end],
+        "page": list(c.page) if c.page is not None else None,
+        "url": c.url,
+        "link": c.link,
+        "citation": c.render(),
+    }
 
 
 def query_json(result: QueryResult) -> dict[str, Any]:
-    """The stable ``bunko query --json`` object (documented in the README).
-
-    ``answerable``, ``min_confidence`` and each result's ``confidence`` appear only
-    when the query result carries them (the trust contract); they are never invented.
-    """
+    """The stable ``bunko query --json`` object (``bunko.serve.schemas.QueryOut``)."""
     results = []
     for p in result.passages:
-        c = p.citation
         item: dict[str, Any] = {
             "rank": p.rank,
             "score": p.score,
             "text": p.text,
-            "source": c.source,
-            "title": c.title,
-            "heading": c.heading,
-            "lines": [c.line_start, c.line_end],
-            "chars": [c.char_start, c.char_end],
+            **citation_json(p.citation),
             "highlight": p.highlight,
-            "page": list(c.page) if c.page is not None else None,
-            "url": c.url,
-            "link": c.link,
-            "citation": c.render(),
+            "confidence": p.confidence,
         }
-        confidence = getattr(p, "confidence", None)
-        if confidence is not None:
-            item["confidence"] = confidence
         if p.explain is not None:
             item["explain"] = asdict(p.explain)
         results.append(item)
-    out: dict[str, Any] = {"query": result.query, "mode": result.mode, "model": result.model}
-    answerable = getattr(result, "answerable", None)
-    if answerable is not None:
-        out["answerable"] = answerable
-    min_confidence = getattr(result, "min_confidence", None)
-    if min_confidence is not None:
-        out["min_confidence"] = min_confidence
-    out["results"] = results
-    return out
+    return {
+        "query": result.query,
+        "mode": result.mode,
+        "model": result.model,
+        "answerable": result.answerable,
+        "min_confidence": result.min_confidence,
+        "results": results,
+    }

@@ -74,8 +74,7 @@ def query_text(result: QueryResult, style: Style) -> Iterator[str]:
     if not result.passages:
         yield "No passages found."
         return
-    answerable = getattr(result, "answerable", True)
-    if not answerable:
+    if not result.answerable:
         top = result.passages[0].confidence
         yield style(
             f"No passage in the corpus answers this confidently (best confidence {top:.2f} "

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from bunko.answer.citations import CheckedAnswer, MarkerStream, QuoteCheck, check_answer
 from bunko.answer.llm import LLMConfig, chat
 from bunko.answer.prompt import build_messages, no_answer_text
+from bunko.jsonout import citation_json
+from bunko.retrieval.query import QueryRequest
 from bunko.types import Mode, Passage, QueryResult
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ class AskCitation:
 class AskResult:
     question: str
     answer: str
-    answerable: bool | None  # None until the index can tell (the trust contract)
+    answerable: bool  # false: no passage answers confidently, and no model was called
     citations: tuple[AskCitation, ...]
     dropped: tuple[str, ...]
     quotes: tuple[QuoteCheck, ...]
@@ -40,18 +42,9 @@ class AskResult:
     def to_json(self) -> dict[str, Any]:
         """The stable ``bunko ask --json`` object (documented in the README)."""
         out: dict[str, Any] = {"question": self.question, "answer": self.answer}
-        if self.answerable is not None:
-            out["answerable"] = self.answerable
+        out["answerable"] = self.answerable
         out["citations"] = [
-            {
-                "n": c.n,
-                "source": c.passage.citation.source,
-                "title": c.passage.citation.title,
-                "lines": [c.passage.citation.line_start, c.passage.citation.line_end],
-                "chars": [c.passage.citation.char_start, c.passage.citation.char_end],
-                "citation": _render(c),
-            }
-            for c in self.citations
+            {"n": c.n, **citation_json(c.passage.citation, c.n)} for c in self.citations
         ]
         out["dropped"] = list(self.dropped)
         out["unverified_quotes"] = [q.text for q in self.quotes if not q.verified]
@@ -64,21 +57,9 @@ class AskResult:
         return out
 
 
-def _render(c: AskCitation) -> str:
-    cit = c.passage.citation
-    head = f" › {cit.heading}" if cit.heading else ""
-    return f"[{c.n}] {cit.title}{head} — {cit.source}:{cit.line_start}-{cit.line_end}"
-
-
-def answerable_of(result: QueryResult) -> bool | None:
-    """The trust contract's verdict, read defensively until it lands everywhere."""
-    value = getattr(result, "answerable", None)
-    return None if value is None else bool(value)
-
-
 def ask(
     shelf: Shelf,
-    question: str,
+    question: str | QueryRequest,
     k: int = 5,
     mode: Mode = "hybrid",
     llm: LLMConfig | None = None,
@@ -96,10 +77,11 @@ def ask(
             already normalised (unknown ones removed).
 
     Raises:
-        UsageError: bad question, k or mode.
+        UsageError: a bad request (see :class:`~bunko.retrieval.query.QueryRequest`).
         LLMError: the model could not be reached or refused.
     """
-    result = shelf.query(question, k=k, mode=mode)
+    request = question if isinstance(question, QueryRequest) else QueryRequest(question, k, mode)
+    result = shelf.query(request)
     return answer_from(result, llm, on_delta)
 
 
@@ -109,7 +91,7 @@ def answer_from(
     on_delta: Callable[[str], None] | None = None,
 ) -> AskResult:
     """The answer step of :func:`ask`, for a query already run (the HTTP server uses it)."""
-    answerable = answerable_of(result)
+    answerable = result.answerable
     passages = list(result.passages)
 
     def made(
@@ -130,7 +112,7 @@ def answer_from(
             generated=generated,
         )
 
-    if answerable is False or not passages:
+    if not answerable or not passages:
         return made(no_answer_text(result.query))
     if llm is None:
         top = passages[:EXTRACTIVE_PASSAGES]

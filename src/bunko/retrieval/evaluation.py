@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bunko.errors import EvalError
-from bunko.retrieval.query import QueryRequest
+from bunko.retrieval.query import QueryRequest, check_k_and_mode
 from bunko.types import EvalReport, EvalScores, Mode, QueryResult
 
 ProgressFn = Callable[[str, int, int], None]
@@ -37,9 +37,12 @@ def evaluate(
         model: the index's model, for the report.
 
     Raises:
+        UsageError: k or mode out of bounds.
         EvalError: the file is missing or a line is malformed.
     """
     from bunko.retrieval.abstention import abstention_scores
+
+    check_k_and_mode(k, mode)
 
     items = load_eval(Path(path))
     depth = max(k, 10)

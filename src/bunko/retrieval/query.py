@@ -85,11 +85,7 @@ class QueryRequest:
                 f"{MAX_QUESTION_CHARS:,} (the model reads one window of 512 tokens)"
             )
         object.__setattr__(self, "question", _SURROGATES.sub("\ufffd", q.strip()))
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
-            raise UsageError(f"k (the number of passages) must be between 1 and {MAX_K} "
-                             f"(got {self.k})")  # fmt: skip
-        if self.mode not in MODES:
-            raise UsageError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        check_k_and_mode(self.k, self.mode)
         sources = (self.sources,) if isinstance(self.sources, str) else tuple(self.sources or ())
         if len(sources) > MAX_SOURCES:
             raise UsageError(f"at most {MAX_SOURCES} source globs (got {len(sources)})")
@@ -105,6 +101,18 @@ class QueryRequest:
             isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= c <= 1.0
         ):
             raise UsageError(f"min_confidence must be between 0 and 1 (got {c})")
+
+
+def check_k_and_mode(k: object, mode: object) -> None:
+    """The limits on ``k`` and ``mode`` (``QueryRequest`` and ``bunko eval`` share them).
+
+    Raises:
+        UsageError: k is not an integer in 1..MAX_K, or the mode is unknown.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise UsageError(f"k (the number of passages) must be between 1 and {MAX_K} (got {k})")
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
 def check_question_tokens(question: str, embedder: Embedder) -> None:

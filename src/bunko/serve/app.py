@@ -15,17 +15,21 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
 from bunko.answer.ask import answer_from
 from bunko.answer.llm import CONFIGURE_HINT, LLMConfig
-from bunko.errors import BunkoError, IndexMissingError, UsageError
+from bunko.errors import BunkoError
 from bunko.jsonout import query_json
-from bunko.serve.reader import ReadError, read_lines
-from bunko.serve.results import SharedShelf, check_query
+from bunko.retrieval.query import MAX_SOURCE_CHARS, QueryRequest
+from bunko.serve.reader import read_lines
+from bunko.serve.results import SharedShelf, http_status
+from bunko.serve.schemas import AskBody, QueryOut, ReadOutput
 from bunko.serve.security import Guard, allowed_hosts, is_loopback
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from bunko.api import Shelf
     from bunko.serve.security import ASGIApp
 
@@ -36,40 +40,103 @@ STATIC = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+# /docs is FastAPI's Swagger UI: an inline start-up script and its files from jsDelivr.
+_DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "style-src 'self' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'"
-    ),
 }
 
-
-def _status_for(exc: BunkoError) -> int:
-    if isinstance(exc, UsageError):
-        return 400
-    if isinstance(exc, ReadError):
-        return 404 if "no source" in str(exc) else 400
-    if isinstance(exc, IndexMissingError):
-        return 503
-    return 500
+api = APIRouter(prefix="/api")
 
 
-def create_app(shelf: Shelf, llm: LLMConfig | None = None) -> FastAPI:
-    """The FastAPI app (without the guard; see :func:`guarded_app`)."""
-    from fastapi import Body, FastAPI, Query, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response, StreamingResponse
+def _shared(request: Request) -> SharedShelf:
+    shared: SharedShelf = request.app.state.shared
+    return shared
 
-    shared = SharedShelf(shelf)
-    corpus = shelf.settings.corpus
-    app = FastAPI(title="bunko", docs_url=None, redoc_url=None, openapi_url=None)
+
+def _llm(request: Request) -> LLMConfig | None:
+    llm: LLMConfig | None = request.app.state.llm
+    return llm
+
+
+@api.get("/query", response_model=QueryOut, response_model_exclude_unset=True)
+def api_query(
+    q: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    source: list[str] | None = Query(None, description="corpus globs, e.g. 2024/* (repeatable)"),
+    shared: SharedShelf = Depends(_shared),
+) -> dict[str, Any]:
+    """Exactly the ``bunko query --json`` object for the same question and globs."""
+    request = QueryRequest(q, k=k, mode=mode, sources=tuple(source or ()))  # type: ignore[arg-type]
+    return query_json(shared.query(request))
+
+
+@api.get("/status")
+def api_status(
+    shared: SharedShelf = Depends(_shared), llm: LLMConfig | None = Depends(_llm)
+) -> dict[str, Any]:
+    """What the index holds, what is not yet indexed, and the LLM ``ask`` uses."""
+    out = shared.status()
+    out["llm"] = None if llm is None else {"url": llm.url, "model": llm.model}
+    return out
+
+
+@api.get("/read", response_model=ReadOutput, response_model_exclude_unset=True)
+def api_read(
+    request: Request,
+    source: str = Query(..., max_length=MAX_SOURCE_CHARS),
+    start: int = 1,
+    end: int | None = None,
+) -> dict[str, object]:
+    """Exact lines of a corpus source (the MCP ``read`` tool's bounds and refusals)."""
+    return read_lines(request.app.state.corpus, source, start, end).to_json()
+
+
+@api.post("/ask")
+def api_ask(
+    body: AskBody, shared: SharedShelf = Depends(_shared), llm: LLMConfig | None = Depends(_llm)
+) -> StreamingResponse:
+    """Server-sent events: passages, delta*, then done (the ``ask --json`` object) or error."""
+    request = QueryRequest(body.q, k=body.k, mode=body.mode, sources=tuple(body.source))  # type: ignore[arg-type]
+    return StreamingResponse(
+        _ask_events(shared, request, llm),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def create_app(shelf: Shelf, llm: LLMConfig | None = None, docs: bool = False) -> FastAPI:
+    """The FastAPI app (without the guard; see :func:`guarded_app`).
+
+    Args:
+        docs: serve the OpenAPI document and its page at ``/docs`` (loopback only).
+    """
+    app = FastAPI(
+        title="bunko",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.shared = SharedShelf(shelf)
+    app.state.corpus = shelf.settings.corpus
+    app.state.llm = llm
+    app.include_router(api)
 
     @app.exception_handler(BunkoError)
     async def _bunko_error(request: Request, exc: BunkoError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=_status_for(exc))
+        return JSONResponse({"error": str(exc)}, status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,6 +151,8 @@ def create_app(shelf: Shelf, llm: LLMConfig | None = None) -> FastAPI:
         response = await call_next(request)
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
+        csp = _DOCS_CSP if request.url.path == "/docs" else _CSP
+        response.headers.setdefault("Content-Security-Policy", csp)
         return response
 
     def static(name: str) -> Response:
@@ -100,46 +169,6 @@ def create_app(shelf: Shelf, llm: LLMConfig | None = None) -> FastAPI:
             return JSONResponse({"error": "not found"}, status_code=404)
         return static(name)
 
-    @app.get("/api/query")
-    def api_query(
-        q: str = Query(..., max_length=4000),
-        k: int = 5,
-        mode: str = "hybrid",
-        source: str | None = Query(None, max_length=1000),
-    ) -> dict[str, Any]:
-        return query_json(shared.query(q, k, mode, source))
-
-    @app.get("/api/status")
-    def api_status() -> dict[str, Any]:
-        out = shared.status()
-        out["llm"] = None if llm is None else {"url": llm.url, "model": llm.model}
-        return out
-
-    @app.get("/api/read")
-    def api_read(
-        source: str = Query(..., max_length=1000), start: int = 1, end: int | None = None
-    ) -> dict[str, Any]:
-        return read_lines(corpus, source, start, end).to_json()
-
-    @app.post("/api/ask")
-    def api_ask(body: Any = Body(...)) -> Response:
-        # (a plain JSON body, not a model: FastAPI cannot see annotations of names
-        # imported inside this function)
-        if not isinstance(body, dict):
-            raise UsageError('the body must be a JSON object: {"q": "…", "k": 5}')
-        unknown = set(body) - {"q", "k", "mode"}
-        if unknown:
-            raise UsageError(f"unknown fields {sorted(unknown)}; use q, k, mode")
-        q, k, mode = body.get("q", ""), body.get("k", 5), body.get("mode", "hybrid")
-        if not isinstance(q, str) or not isinstance(k, int) or not isinstance(mode, str):
-            raise UsageError("q and mode must be strings, k an integer")
-        check_query(q, k, mode)
-        return StreamingResponse(
-            _ask_events(shared, q, k, mode, llm),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
     return app
 
 
@@ -147,12 +176,10 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _ask_events(
-    shared: SharedShelf, q: str, k: int, mode: str, llm: LLMConfig | None
-) -> Iterator[str]:
+def _ask_events(shared: SharedShelf, request: QueryRequest, llm: LLMConfig | None) -> Iterator[str]:
     """passages, then delta* (generated text), then done (the `ask --json` object) or error."""
     try:
-        result = shared.query(q, k, mode)
+        result = shared.query(request)
     except BunkoError as exc:
         yield _sse("error", {"error": str(exc)})
         return
@@ -178,7 +205,7 @@ def _ask_events(
 
 def guarded_app(shelf: Shelf, host: str, token: str | None, llm: LLMConfig | None) -> ASGIApp:
     """The app behind the Host/Origin/token/body guard."""
-    app = create_app(shelf, llm)
+    app = create_app(shelf, llm, docs=is_loopback(host))
     # A token protects a non-loopback server, and then any Host name may reach it
     # (its LAN name or address); without one only loopback names are accepted.
     hosts = None if token and not is_loopback(host) else allowed_hosts(host)

@@ -16,14 +16,13 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-# mcp_types is light (pydantic models) and this module is imported only by `bunko mcp`;
-# the tool signatures below need these names at module level for the SDK to read them.
 from mcp_types import CallToolResult, TextContent
-from typing_extensions import NotRequired, TypedDict
 
-from bunko.errors import BunkoError
+from bunko.errors import BunkoError, UsageError
+from bunko.retrieval.query import QueryRequest
 from bunko.serve.reader import read_lines
-from bunko.serve.results import MAX_K, SharedShelf, mcp_results
+from bunko.serve.results import MCP_MAX_K, SharedShelf, mcp_results
+from bunko.serve.schemas import ReadOutput, SearchOutput, StatusOutput
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -38,46 +37,6 @@ INSTRUCTIONS = (
     "lines). When `answerable` is false, tell the user the shelf has no answer. Call `read` "
     "with a result's `source` and `lines` to see the exact text around it."
 )
-
-
-class SearchHit(TypedDict):
-    source: str
-    title: str
-    heading: str | None
-    lines: list[int]
-    chars: list[int]
-    text: str
-    text_chars: list[int]
-    highlight: str
-    citation: str
-    confidence: NotRequired[float]
-
-
-class SearchOutput(TypedDict):
-    answerable: NotRequired[bool]
-    results: list[SearchHit]
-
-
-class ReadOutput(TypedDict):
-    source: str
-    title: str
-    lines: list[int]
-    total_lines: int
-    text: str
-    truncated: bool
-    next_start_line: int | None
-    next: NotRequired[str]
-
-
-class StatusOutput(TypedDict):
-    corpus: str
-    index: str
-    exists: bool
-    model: str | None
-    documents: int
-    chunks: int
-    updated: str | None
-    not_indexed: list[str]
 
 
 def build_server(shelf: Shelf) -> MCPServer[Any]:
@@ -111,19 +70,21 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         question: str,
         k: int = 5,
         mode: Literal["hybrid", "dense", "lexical"] = "hybrid",
-        source: str | None = None,
+        source: str | list[str] | None = None,
     ) -> Annotated[CallToolResult, SearchOutput]:
         """Search the shelf for passages that answer a question (Japanese or English).
 
         Returns up to k passages (1-20), best first, each with its source file,
-        1-based line range, char span, a text excerpt of at most 1,200 characters around
-        the best sentence (`highlight`), and a citation string. `source` limits the
-        search to one file or folder of the corpus.
+        1-based line range, char span, PDF page, a text excerpt of at most 1,200
+        characters around the best sentence (`highlight`), and a citation string.
+        `source` limits the search to corpus files matching a glob (or a list of
+        globs), e.g. "2024/*" or "notes/article.md", as `bunko query --source` does.
         """
-        if not 1 <= k <= min(MAX_K, 20):
-            raise ToolError(f"k must be between 1 and 20 (got {k})")
         try:
-            result = shared.query(question, k, mode, source)
+            if not 1 <= k <= MCP_MAX_K:
+                raise UsageError(f"k must be between 1 and {MCP_MAX_K} (got {k})")
+            globs = (source,) if isinstance(source, str) else tuple(source or ())
+            result = shared.query(QueryRequest(question, k=k, mode=mode, sources=globs))
         except BunkoError as exc:
             raise ToolError(str(exc)) from None
         return _structured(mcp_results(result))
@@ -145,22 +106,24 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         return _structured(page.to_json())
 
     @server.tool()
-    def status() -> StatusOutput:
+    def status() -> Annotated[CallToolResult, StatusOutput]:
         """What the shelf holds: documents, chunks, model, and files not yet indexed."""
         try:
             s = shared.status()
         except BunkoError as exc:
             raise ToolError(str(exc)) from None
-        return {
-            "corpus": s["corpus"],
-            "index": s["index"],
-            "exists": s["exists"],
-            "model": s["model"],
-            "documents": s["documents"],
-            "chunks": s["chunks"],
-            "updated": s["updated"],
-            "not_indexed": [*s["stale_new"], *s["stale_changed"], *s["stale_removed"]],
-        }
+        return _structured(
+            {
+                "corpus": s["corpus"],
+                "index": s["index"],
+                "exists": s["exists"],
+                "model": s["model"],
+                "documents": s["documents"],
+                "chunks": s["chunks"],
+                "updated": s["updated"],
+                "not_indexed": [*s["stale_new"], *s["stale_changed"], *s["stale_removed"]],
+            }
+        )
 
     @server.resource("bunko://{+source}", name="article", mime_type="text/plain")
     def article(source: str) -> str:

@@ -1,4 +1,9 @@
-"""Shared pieces of the HTTP API and the MCP server: bounded results and a locked shelf."""
+"""Shared pieces of the HTTP API and the MCP server: a locked shelf and bounded results.
+
+Neither front end checks a question itself: both build a
+:class:`~bunko.retrieval.query.QueryRequest` (the one validation, limits included)
+and translate its :class:`~bunko.types.QueryResult`.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +12,35 @@ import threading
 from typing import Any
 
 from bunko.api import Shelf
-from bunko.errors import UsageError
-from bunko.types import MODES, Mode, Passage, QueryResult
+from bunko.errors import (
+    BunkoError,
+    IndexMissingError,
+    SourceError,
+    SourceNotFoundError,
+    UsageError,
+)
+from bunko.jsonout import citation_json
+from bunko.retrieval.query import QueryRequest
+from bunko.types import Passage, QueryResult
 
-MAX_K = 50
-MAX_QUESTION_CHARS = 2000
+MCP_MAX_K = 20  # an MCP tool result stays well below a host's ~25k-token cut
 MCP_TEXT_CHARS = 1200
 MCP_HIGHLIGHT_CHARS = 600
-SOURCE_POOL = 100  # passages searched when results are limited to one source
 
 
-def check_query(question: str, k: int, mode: str) -> Mode:
-    """Bound a query from the network.
+def http_status(exc: BunkoError) -> int:
+    """The HTTP status of a bunko error, chosen by its type."""
+    if isinstance(exc, SourceNotFoundError):
+        return 404
+    if isinstance(exc, (UsageError, SourceError)):
+        return 400
+    if isinstance(exc, IndexMissingError):
+        return 503
+    from bunko.serve.reader import ReadError  # (a refused read: bad name or range)
 
-    Raises:
-        UsageError: empty or over-long question, k outside 1..MAX_K, unknown mode.
-    """
-    if not question or not question.strip():
-        raise UsageError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise UsageError(f"the question is over {MAX_QUESTION_CHARS} characters")
-    if not 1 <= k <= MAX_K:
-        raise UsageError(f"k must be between 1 and {MAX_K} (got {k})")
-    if mode not in MODES:
-        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    return mode
+    if isinstance(exc, ReadError):
+        return 400
+    return 500
 
 
 class SharedShelf:
@@ -41,31 +50,10 @@ class SharedShelf:
         self.shelf = shelf
         self.lock = threading.Lock()
 
-    def query(self, question: str, k: int, mode: str, source: str | None = None) -> QueryResult:
-        """Like ``bunko query``; with ``source``, only passages of that file or folder.
-
-        The source filter looks through the best :data:`SOURCE_POOL` passages and
-        renumbers what it keeps 1..k.
-        """
-        m = check_query(question, k, mode)
-        if source is not None and (not source.strip() or len(source) > 1000):
-            raise UsageError("source must be a corpus path such as 'notes/article.md'")
-        want = k if source is None else max(k, SOURCE_POOL)
+    def query(self, request: QueryRequest) -> QueryResult:
+        """Exactly ``bunko query`` for the same request (source globs included)."""
         with self.lock:
-            result = self.shelf.query(question, k=want, mode=m)
-        if source is None:
-            return result
-        prefix = source.strip("/")
-        kept = [
-            p
-            for p in result.passages
-            if p.citation.source == prefix or p.citation.source.startswith(prefix + "/")
-        ][:k]
-        renumbered = tuple(
-            dataclasses.replace(p, rank=i, citation=dataclasses.replace(p.citation, number=i))
-            for i, p in enumerate(kept, 1)
-        )
-        return dataclasses.replace(result, passages=renumbered)
+            return self.shelf.query(request)
 
     def status(self) -> dict[str, Any]:
         with self.lock:
@@ -93,29 +81,17 @@ def trim_around(p: Passage, width: int = MCP_TEXT_CHARS) -> tuple[str, int, int]
 
 
 def mcp_results(result: QueryResult) -> dict[str, Any]:
-    """The MCP ``search`` tool's structured content: bounded, with exact citations."""
-    out: dict[str, Any] = {}
-    answerable = getattr(result, "answerable", None)
-    if answerable is not None:
-        out["answerable"] = bool(answerable)
+    """The MCP ``search`` tool's structured content (``schemas.SearchOutput``)."""
     items = []
     for p in result.passages:
-        c = p.citation
         text, t_start, t_end = trim_around(p)
-        item: dict[str, Any] = {
-            "source": c.source,
-            "title": c.title,
-            "heading": c.heading,
-            "lines": [c.line_start, c.line_end],
-            "chars": [c.char_start, c.char_end],
-            "text": text,
-            "text_chars": [t_start, t_end],
-            "highlight": p.highlight[:MCP_HIGHLIGHT_CHARS],
-            "citation": c.render(),
-        }
-        confidence = getattr(p, "confidence", None)
-        if confidence is not None:
-            item["confidence"] = float(confidence)
-        items.append(item)
-    out["results"] = items
-    return out
+        items.append(
+            {
+                **citation_json(p.citation),
+                "text": text,
+                "text_chars": [t_start, t_end],
+                "highlight": p.highlight[:MCP_HIGHLIGHT_CHARS],
+                "confidence": float(p.confidence),
+            }
+        )
+    return {"answerable": result.answerable, "results": items}
