@@ -46,13 +46,77 @@ function message(text, isError) {
   m.classList.toggle("error", !!isError);
 }
 
-// The passage with its highlight marked (the highlight is a sentence of the text).
-function markedText(text, highlight) {
+// Article Markdown shown as text, never as HTML: heading marks dropped, **bold** in
+// <strong>; passages trimmed around the highlight as the terminal does
+// (bunko.render.passage_lines).
+const EMPHASIS = /(\*\*|__)(?=\S)(.+?)(?<=\S)\1/g;
+const PASSAGE_CHARS = 480;
+const LINE_CHARS = 200;
+
+function plain(text) { return text.replace(EMPHASIS, "$2"); }
+function flat(text) { return plain(text).split(/\s+/).filter(Boolean).join(" "); }
+function mdLine(line) { return line.replace(/^#{1,6}\s+/, "").replace(/^[-*+]\s+/, "• "); }
+
+function inline(text) {
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(EMPHASIS)) {
+    out.push(text.slice(last, m.index), el("strong", {}, m[2]));
+    last = m.index + m[0].length;
+  }
+  out.push(text.slice(last));
+  return out;
+}
+
+function passageLines(text, highlight) {
+  const lines = text.split(/\r\n|\r|\n/).map((l) => l.trim()).filter(Boolean);
+  if (!lines.length) return [];
+  const head = flat(highlight).slice(0, 20);
+  const at = Math.max(0, lines.findIndex((l) => head && flat(l).includes(head)));
+  const start = Math.max(0, at - 1);
+  const out = start ? ["…"] : [];
+  let used = 0;
+  for (let ln of lines.slice(start)) {
+    if (ln.length > LINE_CHARS) ln = ln.slice(0, LINE_CHARS) + "…";
+    if (used && used + ln.length > PASSAGE_CHARS) { out.push("…"); break; }
+    out.push(ln);
+    used += ln.length;
+  }
+  return out;
+}
+
+// The trimmed passage, its highlight marked once (from where it starts in its line).
+function passageBlock(text, highlight) {
   const p = el("p", { class: "passage" });
-  const at = highlight ? text.indexOf(highlight) : -1;
-  if (at < 0) { p.append(text); return p; }
-  p.append(text.slice(0, at), el("mark", {}, highlight), text.slice(at + highlight.length));
+  const hl = flat(highlight);
+  let marked = false;
+  passageLines(text, highlight).forEach((line, i) => {
+    if (i) p.append(el("br"));
+    const shown = flat(mdLine(line));
+    const whole = hl ? shown.indexOf(hl) : -1;
+    const part = hl && whole < 0 ? shown.indexOf(hl.slice(0, 20)) : -1;
+    if (!marked && (whole >= 0 || part >= 0)) {
+      marked = true;
+      const from = whole >= 0 ? whole : part;
+      const to = whole >= 0 ? whole + hl.length : shown.length;
+      p.append(shown.slice(0, from), el("mark", {}, shown.slice(from, to)), shown.slice(to));
+    } else {
+      p.append(...inline(mdLine(line)));
+    }
+  });
   return p;
+}
+
+function pages(page) {
+  if (!page) return "";
+  return page[0] === page[1] ? `p.${page[0]}` : `pp.${page[0]}-${page[1]}`;
+}
+
+function closeReader() {
+  $("reader").hidden = true;
+  $("reader-body").replaceChildren();
+  readerState = null;
+  delete document.body.dataset.reader;
 }
 
 function renderResults(data) {
@@ -62,20 +126,21 @@ function renderResults(data) {
   $("no-answer").hidden = data.answerable !== false;
   if (!data.results.length) message("No passages found. / 該当する文章がありません。");
   for (const r of data.results) {
-    const where = `${r.source}:${r.lines[0]}-${r.lines[1]}`;
+    const where = `${r.source}:${r.lines[0]}-${r.lines[1]}` + (r.page ? " " + pages(r.page) : "");
     const cite = el("button", { class: "citation", type: "button", textContent: where,
       title: "Open the source at these lines", "data-source": r.source,
       "data-start": String(r.lines[0]), "data-end": String(r.lines[1]) });
     cite.addEventListener("click", () => openReader(r.source, r.lines[0], r.lines[1], r.title));
-    const meta = [`score ${r.score.toFixed(3)}`];
-    if (typeof r.confidence === "number") meta.push(`confidence ${r.confidence.toFixed(2)}`);
+    const meta = [`score ${r.score.toFixed(3)}`, `confidence ${r.confidence.toFixed(2)}`];
+    const link = r.url ? el("a", { href: r.link || r.url, textContent: r.url, rel: "noreferrer",
+      target: "_blank", className: "url" }) : null;
     const item = el("li", { class: "result" + (data.answerable === false ? " weak" : ""),
       id: "r-" + r.rank, lang: langOf(r.text), "data-rank": String(r.rank) },
       el("h3", {}, el("span", { class: "rank", textContent: `[${r.rank}]` }),
-        r.title + (r.heading ? ` › ${r.heading}` : "")),
-      el("div", { class: "meta" }, cite, "  ", meta.join(" · ")),
-      el("p", { class: "highlight" }, el("mark", {}, r.highlight)),
-      markedText(r.text, r.highlight));
+        r.title + (r.section ? ` › ${r.section}` : "")),
+      el("div", { class: "meta" }, cite, "  ", meta.join(" · "), link ? "  " : null, link),
+      el("p", { class: "highlight" }, el("mark", {}, flat(r.highlight))),
+      passageBlock(r.text, r.highlight));
     list.append(item);
   }
 }
@@ -83,6 +148,7 @@ function renderResults(data) {
 async function runQuery(q, k) {
   message("検索中… Searching…");
   $("answer").hidden = true;
+  closeReader();
   try {
     const data = await getJSON(`/api/query?q=${encodeURIComponent(q)}&k=${k}`);
     message("");
@@ -152,6 +218,7 @@ async function readMore() {
 
 // Ask: POST /api/ask streams server-sent events: passages, note, delta*, done | error.
 async function runAsk(q, k) {
+  closeReader();
   $("answer").hidden = false;
   const text = $("answer-text");
   text.replaceChildren();
@@ -232,7 +299,7 @@ document.addEventListener("DOMContentLoaded", () => {
   token();
   $("ask-form").addEventListener("submit", (e) => { e.preventDefault(); submit(false); });
   $("ask-btn").addEventListener("click", () => submit(true));
-  $("reader-close").addEventListener("click", () => { $("reader").hidden = true; });
+  $("reader-close").addEventListener("click", closeReader);
   $("reader-more").addEventListener("click", readMore);
   const params = new URLSearchParams(location.search);
   const q = params.get("q");
