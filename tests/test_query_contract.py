@@ -154,7 +154,10 @@ def test_limits_and_refusals_are_the_same_everywhere(shelf_dir: Settings, port: 
 
 @pytest.mark.parametrize(
     ("question", "expect"),
-    [(MD_Q, "[1] Coffee Roasting Basics › Temperatures — coffee.md:"), (PDF_Q, "[1] 日本茶市場報告二〇二五 — reports/report.pdf:")],
+    [
+        (MD_Q, "[1] Coffee Roasting Basics › Temperatures — coffee.md:"),
+        (PDF_Q, "[1] 日本茶市場報告二〇二五 — reports/report.pdf:"),
+    ],
 )
 def test_ask_renders_citations_as_query_does(
     shelf_dir: Settings, question: str, expect: str

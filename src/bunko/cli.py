@@ -21,7 +21,7 @@ import typer
 
 from bunko import __version__, render
 from bunko.api import Shelf
-from bunko.config import RaySettings, Settings
+from bunko.config import RaySettings, Settings, server_token
 from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
 from bunko.jsonout import query_json as _query_json
@@ -588,7 +588,7 @@ def mcp(
     from bunko.serve.mcp import run
     from bunko.serve.security import check_bind
 
-    token = token or os.environ.get("BUNKO_TOKEN") or None
+    token = token or server_token()
     _run(lambda: check_bind(host, token) if http else None)
     shelf, progress = _shelf(corpus, index, model, engine)
     _run(lambda: run(shelf, http=http, host=host, port=port, token=token), progress)
@@ -614,7 +614,7 @@ def serve(
     from bunko.serve.app import guarded_app
     from bunko.serve.security import check_bind
 
-    token = token or os.environ.get("BUNKO_TOKEN") or None
+    token = token or server_token()
     _run(lambda: check_bind(host, token))
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
     shelf, progress = _shelf(corpus, index, model, engine)

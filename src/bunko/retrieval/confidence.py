@@ -31,6 +31,8 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bunko.text import JAPANESE, digits_for_lookalikes
+
 # Logistic coefficients, fitted by `python benchmarks/quality.py --abstention --fit`'s
 # procedure (classes balanced, each set weighted equally) on dev-qa + dev-unanswerable
 # in Japanese, the same in English, and 300 + 300 JSQuAD-valid questions with 20 % of
@@ -46,7 +48,6 @@ W_COVERAGE = 9.85  # same-language questions: word coverage
 W_COVERAGE_CROSS = 22.33  # cross-language questions: translated coverage
 W_CROSS = -3.81
 DEFAULT_MIN_CONFIDENCE = 0.5
-_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Signals:
 def cross_lingual(question: str, passage: str) -> float:
     """1.0 when one of question and passage has Japanese script and the other has none
     (an English question over a Japanese passage, or the other way round), else 0.0."""
-    return float(bool(_JAPANESE.search(question)) != bool(_JAPANESE.search(passage)))
+    return float(bool(JAPANESE.search(question)) != bool(JAPANESE.search(passage)))
 
 
 def word_coverage(
@@ -94,8 +95,6 @@ def word_coverage(
 
 
 _LATIN_WORD = re.compile(r"[A-Za-z0-9]+(?:[.\-+'][A-Za-z0-9]+)*")
-_LOOKALIKE = re.compile(r"[oOlI](?=[0-9])")
-_DIGIT_FOR = {"o": "0", "O": "0", "l": "1", "I": "1"}
 
 
 def question_words(question: str) -> list[str]:
@@ -122,7 +121,7 @@ def translated_coverage(
     from bunko.retrieval.translate import translations
 
     text = unicodedata.normalize("NFKC", passage).casefold()
-    if _JAPANESE.search(question):
+    if JAPANESE.search(question):
         return _english_coverage(question, text)
     words = question_words(question)
     if not words:
@@ -130,7 +129,7 @@ def translated_coverage(
     tokens = set(passage_tokens or ())
     found = 0
     for w in words:
-        forms = {w.casefold(), _LOOKALIKE.sub(lambda m: _DIGIT_FOR[m.group()], w).casefold()}
+        forms = {w.casefold(), digits_for_lookalikes(w).casefold()}
         if any(f in text for f in forms) or any(
             (t in text) if len(t) >= 2 else (t in tokens) for t in translations(w)
         ):

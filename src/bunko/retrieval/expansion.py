@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
+from bunko.text import JAPANESE
+
 log = logging.getLogger(__name__)
 
 TRANSLATION_WEIGHT = 0.5  # an expansion term's BM25 weight, relative to a question word
@@ -44,7 +46,6 @@ COMMON_TAGS = frozenset({"ichi1", "news1", "spec1", "spec2", "gai1"})
 PRIORITY = {"common": 1.0, "tagged": 0.5, "untagged": 0.25}
 MIN_TERM_CHARS = 2  # one-character tokens of a headword (的, 型, 上) are too generic
 
-_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 _ENGLISH_WORD = re.compile(r"[a-z]+")
 # Function words and question words: their glosses are noise ("the", "which", "s").
 _STOP_WORDS = """a an the of to in on at for from by with about as into onto than then and or but
@@ -59,7 +60,7 @@ ENGLISH_STOP = frozenset(_STOP_WORDS.split())
 
 def is_japanese(text: str) -> bool:
     """Whether ``text`` holds any kana or kanji."""
-    return bool(_JAPANESE.search(text))
+    return bool(JAPANESE.search(text))
 
 
 def lemmas(word: str) -> list[str]:

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bunko.text import JAPANESE
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bunko.text import Tokenizer
 
-_JAPANESE = re.compile("[\u3040-\u30ff\u3400-\u9fff]")
 
 MAX_CHARS = 300  # two joined sentences stay under this; one sentence is never cut
 SHORT_CHARS = 60  # a best sentence shorter than this takes its more likely neighbour
@@ -149,7 +150,7 @@ _NUMBER = re.compile(
 
 def is_cross(question: str, passage: str) -> bool:
     """A question with no Japanese script over a passage with some."""
-    return not _JAPANESE.search(question) and bool(_JAPANESE.search(passage))
+    return not JAPANESE.search(question) and bool(JAPANESE.search(passage))
 
 
 def heading_like(sentence: str) -> bool:
