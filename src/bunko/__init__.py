@@ -27,6 +27,7 @@ from bunko.errors import (
     ModelMismatchError,
     SkipFile,
     SourceError,
+    SourceNotFoundError,
     UsageError,
 )
 from bunko.types import (
@@ -41,16 +42,19 @@ from bunko.types import (
 )
 
 if TYPE_CHECKING:
-    from bunko.api import AddReport, RemoveReport, Shelf
+    from bunko.api import Shelf
     from bunko.config import Settings
+    from bunko.retrieval.query import QueryRequest
     from bunko.shelfops import ShowResult
+    from bunko.types import AddReport, RemoveReport
 
 # Imported on first access, so that `import bunko` stays light.
 _LAZY = {
     "Shelf": "bunko.api",
-    "AddReport": "bunko.api",
-    "RemoveReport": "bunko.api",
+    "AddReport": "bunko.types",
+    "RemoveReport": "bunko.types",
     "Settings": "bunko.config",
+    "QueryRequest": "bunko.retrieval.query",
     "ShowResult": "bunko.shelfops",
 }
 
@@ -79,6 +83,7 @@ __all__ = [
     "IndexReport",
     "ModelMismatchError",
     "Passage",
+    "QueryRequest",
     "QueryResult",
     "RemoveReport",
     "Settings",
@@ -87,6 +92,7 @@ __all__ = [
     "SkipFile",
     "SkippedFile",
     "SourceError",
+    "SourceNotFoundError",
     "StatusReport",
     "UsageError",
     "__version__",

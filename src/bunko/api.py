@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +18,12 @@ from bunko.index.snapshot import Snapshot
 from bunko.index.store import IndexStore
 from bunko.retrieval.query import QueryRequest, Retriever, embedder_for
 from bunko.types import (
+    AddReport,
     EvalReport,
     IndexReport,
     Mode,
     QueryResult,
-    SkippedFile,
+    RemoveReport,
     StatusReport,
 )
 
@@ -35,24 +35,6 @@ log = logging.getLogger("bunko")
 
 ProgressFn = Callable[[str, int, int], None]
 """progress(stage, done, total): called as long work advances."""
-
-
-@dataclass(frozen=True)
-class AddReport:
-    """What :meth:`Shelf.add` did: corpus names copied, already there, and skipped."""
-
-    copied: tuple[str, ...]
-    identical: tuple[str, ...]
-    index: IndexReport
-    skipped: tuple[SkippedFile, ...] = ()
-
-
-@dataclass(frozen=True)
-class RemoveReport:
-    """What :meth:`Shelf.remove` did: the corpus names deleted, and the index update."""
-
-    removed: tuple[str, ...]
-    index: IndexReport
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -317,50 +299,10 @@ class Shelf:
 
     def status(self) -> StatusReport:
         """What the index holds, and which corpus files it has not caught up with."""
-        from bunko.corpus.changes import CorpusChanges, corpus_changes
-        from bunko.embedding import recorded_engine
+        from bunko.corpus.changes import status_report
 
         loaded = self.loaded() if self.store.current() is not None else None
-        indexed = loaded.documents() if loaded is not None else {}
-        skipped: list[SkippedFile] = []
-        changes = CorpusChanges((), (), tuple(sorted(indexed)))
-        if self.settings.corpus.is_dir():
-            changes = corpus_changes(
-                self.settings.corpus, indexed, lambda p: self._indexable(p, skipped)
-            )
-        new, changed, removed = changes.new, changes.changed, changes.removed
-        meta = loaded.meta if loaded is not None else {}
-        return StatusReport(
-            corpus=str(self.settings.corpus),
-            index=str(self.settings.index),
-            exists=loaded is not None,
-            model=meta.get("model"),
-            dimension=meta.get("dimension"),
-            index_type=meta.get("index_type"),
-            documents=len(indexed),
-            chunks=loaded.n_chunks if loaded is not None else 0,
-            created=meta.get("created"),
-            updated=meta.get("updated"),
-            stale_new=tuple(new),
-            stale_changed=tuple(changed),
-            stale_removed=tuple(removed),
-            recall_at_10=meta.get("recall_at_10"),
-            nprobe=meta.get("nprobe"),
-            skipped=tuple(skipped),
-            engine=recorded_engine(meta) if loaded is not None else None,
-        )
-
-    def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:
-        """Whether indexing would take ``path``; if not, record why in ``skipped``."""
-        from bunko import shelfops
-        from bunko.errors import SkipFile
-
-        try:
-            shelfops.check_file(path, self.settings.corpus)
-        except SkipFile as skip:
-            skipped.append(SkippedFile(skip.path, skip.reason))
-            return False
-        return True
+        return status_report(self.settings.corpus, self.settings.index, loaded)
 
     def evaluate(self, path: str | Path, k: int = 10, mode: Mode = "hybrid") -> EvalReport:
         """hit@1/3/5/10 and MRR@10 per language on a JSONL file of questions with

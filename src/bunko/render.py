@@ -23,8 +23,8 @@ from bunko.types import (
 )
 
 if TYPE_CHECKING:
-    from bunko.api import AddReport, RemoveReport
     from bunko.shelfops import ShowResult
+    from bunko.types import AddReport, RemoveReport
 
 # -- colour ----------------------------------------------------------------------------
 

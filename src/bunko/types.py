@@ -255,3 +255,21 @@ class EvalReport:
     # Per language and "all": how the top confidence separates rows with
     # "answerable": false from the rest (see retrieval/abstention.py).
     abstention: dict[str, AbstentionScores] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddReport:
+    """What :meth:`Shelf.add` did: corpus names copied, already there, and skipped."""
+
+    copied: tuple[str, ...]
+    identical: tuple[str, ...]
+    index: IndexReport
+    skipped: tuple[SkippedFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What :meth:`Shelf.remove` did: the corpus names deleted, and the index update."""
+
+    removed: tuple[str, ...]
+    index: IndexReport

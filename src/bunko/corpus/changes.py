@@ -16,7 +16,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bunko.index.snapshot import Snapshot
+    from bunko.types import SkippedFile, StatusReport
 
 
 class DocRecord(Protocol):
@@ -106,3 +110,50 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def status_report(corpus: Path, index: Path, loaded: Snapshot | None) -> StatusReport:
+    """``bunko status``: what the index ``loaded`` holds (None: no index yet), which
+    corpus files it has not caught up with, and which files indexing skips and why."""
+    from bunko.embedding import recorded_engine
+    from bunko.types import StatusReport
+
+    indexed = loaded.documents() if loaded is not None else {}
+    skipped: list[SkippedFile] = []
+    changes = CorpusChanges((), (), tuple(sorted(indexed)))
+    if corpus.is_dir():
+        changes = corpus_changes(corpus, indexed, lambda p: _indexable(p, corpus, skipped))
+    meta = loaded.meta if loaded is not None else {}
+    return StatusReport(
+        corpus=str(corpus),
+        index=str(index),
+        exists=loaded is not None,
+        model=meta.get("model"),
+        dimension=meta.get("dimension"),
+        index_type=meta.get("index_type"),
+        documents=len(indexed),
+        chunks=loaded.n_chunks if loaded is not None else 0,
+        created=meta.get("created"),
+        updated=meta.get("updated"),
+        stale_new=changes.new,
+        stale_changed=changes.changed,
+        stale_removed=changes.removed,
+        recall_at_10=meta.get("recall_at_10"),
+        nprobe=meta.get("nprobe"),
+        skipped=tuple(skipped),
+        engine=recorded_engine(meta) if loaded is not None else None,
+    )
+
+
+def _indexable(path: Path, corpus: Path, skipped: list[SkippedFile]) -> bool:
+    """Whether indexing would take ``path``; if not, record why in ``skipped``."""
+    from bunko import shelfops
+    from bunko.errors import SkipFile
+    from bunko.types import SkippedFile
+
+    try:
+        shelfops.check_file(path, corpus)
+    except SkipFile as skip:
+        skipped.append(SkippedFile(skip.path, skip.reason))
+        return False
+    return True
