@@ -213,3 +213,14 @@ def test_a_question_is_embedded_in_one_window_or_refused(shelf_dir: Settings) ->
     assert result.passages[0].citation.source == "coffee.md"
     short = retriever.answer(QueryRequest("first crack temperature"))
     assert len(counting.embedded) == 2 and short.passages
+
+
+def test_openapi_on_loopback_describes_the_shared_models(port: int) -> None:
+    status, spec = get_json(port, "/openapi.json")
+    assert status == 200
+    query = spec["paths"]["/api/query"]["get"]
+    assert {p["name"] for p in query["parameters"]} == {"q", "k", "mode", "source"}
+    schemas = spec["components"]["schemas"]
+    assert {"QueryOut", "QueryHit", "ReadOutput", "AskBody"} <= set(schemas)
+    assert {"answerable", "results"} <= set(schemas["QueryOut"]["required"])
+    assert "section" in schemas["QueryHit"]["properties"]
