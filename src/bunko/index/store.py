@@ -234,7 +234,7 @@ class IndexStore:
                 _fault_point("commit-deletes")
             # 3. the generation: docs.sqlite and the manifest
             tmp.mkdir(parents=True)
-            n_docs = _write_docs(tmp / DOCS, change)
+            n_docs = write_docs(tmp / DOCS, change)
             _fault_point("commit-docs")
             live = {s["name"] for s in segments}
             files = {k: v for k, v in files.items() if k.split("/")[0].split(".")[0] in live}
@@ -334,7 +334,7 @@ class IndexStore:
                 junk.unlink()
 
 
-def _write_docs(path: Path, change: Commit) -> int:
+def write_docs(path: Path, change: Commit) -> int:
     """docs.sqlite for the commit: a copy of the previous table with the changes applied.
 
     Copying the file costs O(bytes) at disk speed; re-inserting every row would
