@@ -225,8 +225,8 @@ class Shelf:
             ModelMismatchError: the index was built with another model.
             IndexCorruptError: an index file is damaged.
         """
+        from bunko.retrieval import answer_stage
         from bunko.retrieval import confidence as conf
-        from bunko.retrieval.passages import group_places, merge_rows
 
         question = _check_question(question, k, mode)
         threshold = conf.DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
@@ -252,30 +252,19 @@ class Shelf:
             fused = search.fuse(dense, lexical, weight, len(rows))
         else:
             fused = search.single(dense if mode == "dense" else lexical, len(rows), mode)
-        groups = group_places(
-            fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
-                              rows[h.chunk_id].char_end), k)  # fmt: skip
+        # -- answer stage (retrieval/answer_stage.py): places from a pool fixed before k,
+        # ordered by the probability that they answer; highlights only for the k shown.
+        pool = fused[: max(search.CANDIDATES, k)]
         idf = loaded.idf(q_tokens)
         unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
         background = conf.median([s for _, s in self._dense_background])
-        extras = self._doc_extras(loaded) if groups else {}
+        places = answer_stage.rank_places(q, q_tokens, pool, rows, sent_sims, idf, unseen,
+                                          background)[:k]  # fmt: skip
+        extras = self._doc_extras(loaded) if places else {}
         passages = []
-        for rank, group in enumerate(groups, 1):
-            hit = group[0]
-            row, sims = merge_rows(
-                [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
-            )
-            best = float(sims.max()) if sims is not None and len(sims) else background
-            cross = conf.cross_lingual(q, row.text)
-            signals = conf.Signals(
-                sentence=best,
-                gap=best - background,
-                coverage=conf.translated_coverage(q, row.text, row.tokens)
-                if cross
-                else conf.word_coverage(q_tokens, row.tokens, idf, unseen),
-                cross=cross,
-            )
-            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, sims)
+        for rank, place in enumerate(places, 1):
+            row, hit = place.row, place.hit
+            hl_start, hl_end = self._highlight(row, q, q_tokens, idf, place.sims)
             page, url, link = _where(extras.get(row.source, {}), row, hl_start, hl_end)
             passages.append(
                 Passage(
@@ -297,11 +286,12 @@ class Shelf:
                         url=url,
                         link=link,
                     ),
-                    explain=_explain(hit, mode) if explain else None,
-                    confidence=round(conf.confidence(signals), 4),
+                    explain=_explain(hit, mode, place.features) if explain else None,
+                    confidence=round(place.confidence, 4),
                 )
             )
-            self.last_signals.append(signals)
+            self.last_signals.append(place.signals)
+        # -- end of the answer stage
         return QueryResult(
             query=question,
             mode=mode,
@@ -718,7 +708,7 @@ def _where(
     return page, url, text_fragment(url, highlight) if url else None
 
 
-def _explain(hit: search.Hit, mode: Mode) -> Explain:
+def _explain(hit: search.Hit, mode: Mode, signals: Mapping[str, float]) -> Explain:
     if mode == "hybrid":
         w = hit.lexical_weight
         fused = (
@@ -736,6 +726,7 @@ def _explain(hit: search.Hit, mode: Mode) -> Explain:
         lexical_score=hit.lexical_score,
         lexical_weight=hit.lexical_weight,
         fused=fused,
+        signals={name: round(v, 6) for name, v in signals.items()},
     )
 
 

@@ -131,7 +131,7 @@ _Q_NUMBER = re.compile(
 )
 _Q_PERSON = re.compile(r"誰|だれ|どなた|人物|人は\b|\bwho\b|\bwhom\b|\bwhose\b", re.I)
 _Q_PLACE = re.compile(r"どこ|何処|どの国|どの都市|どの地域|何県|何市|何州|\bwhere\b", re.I)
-_DATE = re.compile(
+DATE = re.compile(
     r"[0-9０-９]{1,4}\s*(?:年|月|日|世紀|年代)|[一二三四五六七八九十百千〇元]+(?:年|月|日|世紀)"
     r"|\b1[0-9]{3}\b|\b20[0-9]{2}\b|(?:明治|大正|昭和|平成|令和|江戸|室町|鎌倉|平安|奈良)"
     r"|\b(?:january|february|march|april|may|june|july|august|september|october|november"
@@ -139,10 +139,24 @@ _DATE = re.compile(
     re.I,
 )
 # A quantity: a number with a unit or counter, not a digit inside a name (GPT-4, o1).
-_NUMBER = re.compile(
+NUMBER = re.compile(
     r"(?<![a-z\-])[0-9][0-9,.]*\s*(?:[倍%人個回歳割本台社名位件枚冊匹頭つ万億兆千百円年月日時分秒度点票]"
     r"|ドル|ユーロ|パーセント|ヶ月|カ月|か月|週|キロ|メートル|トン|percent|times|million|billion"
     r"|thousand|people|dollars|years?)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
+    re.I,
+)
+
+# The question asks for an amount of money or a price; the answer is a money amount.
+Q_MONEY = re.compile(
+    r"料金|いくら|値段|価格|費用|価額|コスト|運賃|代金|月額|年額|賃金|給料|給与|報酬|税額"
+    r"|\bhow much\b|\bcosts?\b|\bprices?d?\b|\bpricing\b|\bfees?\b|\bcharges?\b",
+    re.I,
+)
+# A money amount: a number and a currency word, or a currency sign before a number.
+MONEY = re.compile(
+    r"[0-9][0-9,.]*\s*(?:万|億|千|兆)?\s*(?:ドル|円|ユーロ|ポンド|ウォン|セント)"
+    r"|[$¥€£]\s?[0-9]|[0-9][0-9,.]*\s*(?:dollars?|yen|euros?|cents?|usd|jpy)\b"
+    r"|[一二三四五六七八九十百千万億]+(?:ドル|円)",
     re.I,
 )
 
@@ -177,7 +191,8 @@ def _bigrams(text: str) -> set[str]:
 def question_cues(question: str) -> tuple[bool, bool, bool, bool]:
     """What the question asks for: (a date, a number, a person, a place)."""
     q = unicodedata.normalize("NFKC", question)
-    return (bool(_Q_DATE.search(q)), bool(_Q_NUMBER.search(q)), bool(_Q_PERSON.search(q)),
+    number = bool(_Q_NUMBER.search(q) or Q_MONEY.search(q))  # a price is a number with a unit
+    return (bool(_Q_DATE.search(q)), number, bool(_Q_PERSON.search(q)),
             bool(_Q_PLACE.search(q)))  # fmt: skip
 
 
@@ -191,6 +206,7 @@ def answer_cues(
     never found (dates and numbers are plain patterns).
     """
     q_names: set[str] = set()
+    money = bool(Q_MONEY.search(unicodedata.normalize("NFKC", question)))
     if tokenizer is not None and question:
         q_names = {s for s, _ in tokenizer.proper_nouns(question)}
     out = []
@@ -203,7 +219,8 @@ def answer_cues(
                     continue
                 person |= kind == "人名"
                 place |= kind == "地名"
-        out.append((bool(_DATE.search(s)), bool(_NUMBER.search(s)), person, place))
+        number = bool(NUMBER.search(s) or (money and MONEY.search(s)))
+        out.append((bool(DATE.search(s)), number, person, place))
     return out
 
 
