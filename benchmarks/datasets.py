@@ -109,28 +109,27 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
-def load_xling(cache: Path | None = None) -> XLing:
-    """Write the cross-lingual shelf (once) and return it with its questions.
+def load_xling(cache: Path | None = None, size: int | None = None) -> XLing:
+    """Write the cross-lingual shelf (kept in step with the files) and return it with its questions.
 
     The shelf is every paragraph of JSQuAD valid and JaQuAD dev, as written by
     :func:`prepare`, except those of the held-out articles; files are named
     ``<dataset>-<file>`` (``jaquad-dev-p00012.md``) so the two sets share one folder.
+    With ``size``, the shelf keeps every paragraph an answerable question asks
+    about plus a seeded sample of the others, ``size`` paragraphs in all.
     """
     cache = cache or CACHE
     held = json.loads((EVAL / "xling-heldout-articles.json").read_text("utf-8"))
-    shelf = cache / "xling" / "corpus"
-    write = not shelf.is_dir()
-    if write:
-        shelf.mkdir(parents=True)
     by_id: dict[str, Question] = {}
     title_of: dict[str, str] = {}
+    files: dict[str, Path] = {}
     for name in XLING_SETS:
         corpus, questions = prepare(name, cache / name / "corpus")
         for path in sorted(corpus.iterdir()):
             source = f"{name}-{path.name}"
             title_of[source] = path.read_text("utf-8").split("\n", 1)[0][2:]
-            if write and title_of[source] not in held[name]:
-                os.link(path, shelf / source)
+            if title_of[source] not in held[name]:
+                files[source] = path
         for q in questions:
             by_id[f"{name}:{q.id}"] = Question(q.id, q.question, f"{name}-{q.source}", q.spans)
     out: dict[bool, tuple[list[Question], list[Question]]] = {True: ([], []), False: ([], [])}
@@ -142,6 +141,21 @@ def load_xling(cache: Path | None = None) -> XLing:
             en.append(Question(d["id"], d["en"], q.source, q.spans))
             ja.append(Question(d["id"], q.question, q.source, q.spans))
             article[d["id"]] = f"{d['set']}/{title_of[q.source]}"
+    keep = set(files)
+    if size is not None:
+        asked = {q.source for q in out[True][0]}
+        others = sorted(keep - asked)
+        keep = asked | set(
+            random.Random(0).sample(others, max(0, min(len(others), size - len(asked))))
+        )
+    shelf = cache / "xling" / ("corpus" if size is None else f"corpus-{size}")
+    shelf.mkdir(parents=True, exist_ok=True)
+    for path in shelf.iterdir():  # keep the folder in step with the question files
+        if path.name not in keep:
+            path.unlink()
+    for source in sorted(keep):
+        if not (shelf / source).exists():
+            os.link(files[source], shelf / source)
     return XLing(
         corpus=shelf,
         en=tuple(out[True][0]),

@@ -70,3 +70,8 @@ def test_loader_maps_questions_to_a_shelf_without_held_out_articles(tmp_path: Pa
             q.source not in shelf
             and x.article[q.id].split("/", 1)[1] in x.held_out[x.article[q.id].split("/")[0]]
         )
+    small = datasets.load_xling(
+        tmp_path, size=900
+    )  # a smaller shelf still holds every asked paragraph
+    names = {p.name for p in small.corpus.iterdir()}
+    assert len(names) == 900 and {q.source for q in small.en} <= names <= set(shelf)
