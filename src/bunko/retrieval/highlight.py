@@ -219,7 +219,8 @@ def answer_cues(
                     continue
                 person |= kind == "人名"
                 place |= kind == "地名"
-        number = bool(NUMBER.search(s) or (money and MONEY.search(s)))
+        # A price question wants an amount of money, not any number ("38%").
+        number = bool(MONEY.search(s)) if money else bool(NUMBER.search(s))
         out.append((bool(DATE.search(s)), number, person, place))
     return out
 
@@ -341,9 +342,17 @@ def choose(
     # A short best sentence ("It costs $75.") rarely says enough alone: its more likely
     # neighbour joins it, the one before as well as the one after.
     short = length < SHORT_CHARS
+    # The question asks for a value (a price, a count, a date) that the best sentence
+    # lacks and a neighbour holds: that neighbour joins it, whatever its probability
+    # ("... より高価です。" then "100万トークンあたり75ドルです。").
+    asked = question_cues(question)[:2]
+    has = [any(a and c for a, c in zip(asked, cue[:2], strict=True)) for cue in cues]
+    valued = [j for j in (best - 1, best + 1) if 0 <= j < n and has[j]]
     near = [
         j for j in (best - 1, best + 1) if 0 <= j < n and (short or p[j] >= JOIN_RATIO * p[best])
     ]
+    if any(asked) and not has[best] and valued:
+        near = valued
     near = [j for j in near if fits(min(j, best), max(j, best))]
     if near:
         j = max(near, key=lambda j: p[j])
