@@ -52,6 +52,7 @@ POOL_K = 50  # search.CANDIDATES: every place of the pool comes back
 EXTRA_JA = 400  # more Japanese answerable questions than the translated ones ...
 EXTRA_JA_UNANSWERABLE = 200  # ... and unanswerable ones from the held-out articles
 THRESHOLD = 0.5
+GOAL_ANSWERED, GOAL_ABSTAINED = 0.95, 0.80
 FOLDS = 5
 
 
@@ -169,7 +170,7 @@ def capture(shelf: Shelf, probes: list[Probe], name: str) -> None:
     """Every place of each question's pool, with its features and highlight (cached)."""
     path = STAGE_CACHE / f"{name}.pkl"
     if path.exists():
-        done = {(p.set, p.question, p.answerable): p for p in pickle.loads(path.read_bytes())}
+        done = {(p.set, p.question, p.answerable): p for p in load(name)}
     else:
         done = {}
     for i, p in enumerate(probes):
@@ -186,6 +187,7 @@ def capture(shelf: Shelf, probes: list[Probe], name: str) -> None:
                 "fused_rank": round(math.exp(passage.explain.signals["log_rank"])),
                 "source": c.source,
                 "lines": (c.line_start, c.line_end),
+                "text": passage.text,
                 "label": contains(p, c.source, c.char_start, c.char_end, passage.text),
                 "hl": highlight_ok(p, passage.highlight_span, passage.highlight),
             })  # fmt: skip
@@ -202,8 +204,18 @@ def _save(path: Path, probes: list[Probe]) -> None:
     tmp.replace(path)
 
 
+class _Unpickler(pickle.Unpickler):
+    """Reads a cache written when this file ran as a script (``__main__.Probe``)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "Probe":
+            return Probe
+        return super().find_class(module, name)
+
+
 def load(name: str) -> list[Probe]:
-    return pickle.loads((STAGE_CACHE / f"{name}.pkl").read_bytes())  # type: ignore[no-any-return]
+    with (STAGE_CACHE / f"{name}.pkl").open("rb") as f:
+        return _Unpickler(f).load()  # type: ignore[no-any-return]
 
 
 # -- fit and score offline ----------------------------------------------------------
@@ -274,19 +286,20 @@ def fused_order(p: Probe) -> list[tuple[float, dict[str, Any]]]:
 
 
 def calibrate(tops_pos: Sequence[float], tops_neg: Sequence[float]) -> float:
-    """The logit shift that puts the balanced decision boundary at ``THRESHOLD``:
-    the cut on rank 1's score that maximises answered + abstained."""
+    """The logit shift that moves the decision boundary on rank 1's score to ``THRESHOLD``
+    at the cut leaving the most room to both goals: max over cuts of
+    min(answered - 0.95, abstained - 0.80) (issue 19's goals)."""
     cands = sorted(set(tops_pos) | set(tops_neg))
-    best, best_cut = -1.0, 0.5
+    best, best_cut = -9.0, 0.5
     for c in cands:
         a = sum(t >= c for t in tops_pos) / max(1, len(tops_pos))
         b = sum(t < c for t in tops_neg) / max(1, len(tops_neg))
-        if a + b > best:
-            best, best_cut = a + b, c
+        room = min(a - GOAL_ANSWERED, b - GOAL_ABSTAINED)
+        if room > best:
+            best, best_cut = room, c
     # the midpoint to the next lower top score, on the logit scale
     lower = max([t for t in cands if t < best_cut], default=best_cut)
-    mid = (_logit(best_cut) + _logit(lower)) / 2
-    return -mid
+    return -(_logit(best_cut) + _logit(lower)) / 2
 
 
 def _logit(p: float) -> float:
@@ -339,9 +352,8 @@ def cross_validate(
     out_scores: dict[int, tuple[list[tuple[float, dict[str, Any]]], float]] = {}
     for f in range(FOLDS):
         train = [p for p in train_sets if fold_of(p) != f]
-        b, w = fit_logistic(train, names)
-        shift = _calibration(train, b, w, names)
-        s = scorer(b + shift, w)
+        b, w = _calibration(train, *fit_logistic(train, names), names)
+        s = scorer(b, w)
         for p in train_sets:
             if fold_of(p) == f:
                 order = ranked(p, s)
@@ -357,14 +369,25 @@ def cross_validate(
 
 def _calibration(
     train: Sequence[Probe], b: float, w: dict[str, float], names: Sequence[str]
-) -> float:
-    """Inner out-of-fold rank-1 scores on ``train``, then the shift that balances them."""
-    s = scorer(b, w)
-    pos, neg = [], []
-    for p in train:
-        top = ranked(p, s)[0][0] if p.places else 0.0
-        (pos if p.answerable else neg).append(top)
-    return calibrate(pos, neg)
+) -> tuple[float, dict[str, float]]:
+    """Rank 1's scores on ``train``, then one shift per language: the intercept's from
+    the Japanese questions, the ``cross`` weight's from the English ones (over the
+    Japanese shelf every English question's place is cross-language)."""
+    w = dict(w)
+    for lang in ("ja", "en"):
+        s = scorer(b, w)
+        pos, neg = [], []
+        for p in train:
+            if p.lang == lang:
+                top = ranked(p, s)[0][0] if p.places else 0.0
+                (pos if p.answerable else neg).append(top)
+        if pos and neg:
+            shift = calibrate(pos, neg)
+            if lang == "ja":
+                b += shift
+            else:
+                w["cross"] = w.get("cross", 0.0) + shift
+    return b, w
 
 
 def fit_main(smoke: bool) -> dict[str, Any]:
@@ -377,10 +400,10 @@ def fit_main(smoke: bool) -> dict[str, Any]:
     report: dict[str, Any] = {"features": names, "threshold": THRESHOLD, "folds": FOLDS}
     # before: the captured places in fused order, confidence = today's logistic
     report["cv"] = cross_validate(xl, sets, names)
-    b, w = fit_logistic(xl, names)
-    shift = _calibration(xl, b, w, names)
-    report["fit"] = {"intercept": b + shift, "weights": w, "calibration_shift": shift}
-    s = scorer(b + shift, w)
+    raw_b, raw_w = fit_logistic(xl, names)
+    b, w = _calibration(xl, raw_b, raw_w, names)
+    report["fit"] = {"intercept": b, "weights": w, "uncalibrated": [raw_b, raw_w]}
+    s = scorer(b, w)
     for name in ("dev-qa-ja", "dev-qa-en"):
         ps = [p for p in dq if p.set == name]
         if ps:

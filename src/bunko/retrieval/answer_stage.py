@@ -65,6 +65,8 @@ FEATURES = (
     "type_best",  # ... and the best sentence (or its neighbour) holds it
     "type_miss",  # the question asks for one and the place holds none
     "title",  # share of the title's character bigrams found in the question
+    "names",  # share of the question's names, numbers, katakana words found in the place
+    "no_names",  # 1 when the question has none of those
 )
 
 # Logistic weights over FEATURES and the intercept: placeholders until fitted.
@@ -173,6 +175,7 @@ def rank_places(
     if not groups:
         return []
     want = asks(question)
+    names = conf.name_terms(question)
     scores = [h.score for h in pool]
     lo, hi = min(scores), max(scores)
     top_dense = max((h.dense_score for h in pool if h.dense_score is not None), default=0.0)
@@ -218,6 +221,8 @@ def rank_places(
             "type_best": float(type_match and _best_holds(row, sims, want)),
             "type_miss": float(want.any and not type_match),
             "title": title_match(question, row.title),
+            "names": conf.name_coverage(names, row.text),
+            "no_names": float(not names),
         }
         places.append(Place(row, sims, hit, signals, features, confidence=probability(features)))
     order = sorted(range(len(places)), key=lambda j: (-round(places[j].confidence, 4), j))
