@@ -58,7 +58,10 @@ def test_k3_shows_the_first_three_of_k10_for_every_dev_question(shipped: Shelf) 
         assert r10.answerable == (confidences[0] >= r10.min_confidence), q
 
 
-@pytest.mark.parametrize("question", ["GPT-4.5のAPI料金は？", "How much does the GPT-4.5 API cost?"])
+SHOWCASE = ["GPT-4.5のAPI料金は？", "How much does the GPT-4.5 API cost?"]
+
+
+@pytest.mark.parametrize("question", SHOWCASE)
 def test_readme_showcase_answers_with_the_price(shipped: Shelf, question: str) -> None:
     r = shipped.query(question, k=5, update=False)
     assert r.answerable, [(p.citation.source, p.confidence) for p in r.passages]
