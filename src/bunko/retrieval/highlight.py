@@ -126,7 +126,8 @@ _Q_NUMBER = re.compile(
     r"何(?:人|個|回|歳|倍|割|本|台|社|種類|か国|カ国|ヶ国|名|位|番|件|枚|冊|匹|頭|曲|話|巻|階|点|票"
     r"|円|ドル|キロ|メートル|トン|%|％|パーセント|万|億|千|百|度|時間|分|秒|ヶ月|カ月|週|つ|桁|段)"
     r"|いくつ|いくら|どのくらい|どれくらい|どれほど|何パー"
-    r"|\bhow (?:many|much|long|old|far|big|large|tall|high)\b|\bwhat percent|\bnumber of\b",
+    r"|\bhow (?:many|much|long|old|far|big|large|tall|high|hot)\b|\bwhat percent|\bnumber of\b"
+    r"|温度|気温|\btemperature\b",
     re.I,
 )
 _Q_PERSON = re.compile(r"誰|だれ|どなた|人物|人は\b|\bwho\b|\bwhom\b|\bwhose\b", re.I)
@@ -142,7 +143,7 @@ DATE = re.compile(
 NUMBER = re.compile(
     r"(?<![a-z\-])[0-9][0-9,.]*\s*(?:[倍%人個回歳割本台社名位件枚冊匹頭つ万億兆千百円年月日時分秒度点票]"
     r"|ドル|ユーロ|パーセント|ヶ月|カ月|か月|週|キロ|メートル|トン|percent|times|million|billion"
-    r"|thousand|people|dollars|years?)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
+    r"|thousand|people|dollars|years?|°[CF]?|degrees)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
     re.I,
 )
 
