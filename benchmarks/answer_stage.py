@@ -480,6 +480,9 @@ def main() -> None:
     smoke = args.smoke
     tag = "smoke-" if smoke else ""
     if args.capture or smoke:
+        if smoke:  # always a fresh capture: the smoke run checks today's code
+            for name in ("smoke-dev-qa", "smoke-xling"):
+                (STAGE_CACHE / f"{name}.pkl").unlink(missing_ok=True)
         shelf, dq = devqa_probes(smoke)
         capture(shelf, dq, f"{tag}dev-qa")
         shelf, xl = xling_probes(smoke)
