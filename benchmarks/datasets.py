@@ -10,11 +10,12 @@ answer span".
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = Path(os.environ.get("BUNKO_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 BENCH = SHARED / "bench-data"
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -77,3 +78,90 @@ def sample(questions: list[Question], size: int | None, seed: int = 0) -> list[Q
     if size is None or size >= len(questions):
         return questions
     return random.Random(seed).sample(questions, size)
+
+
+# The cross-lingual set (eval/XLING.md): English questions translated by hand from
+# JSQuAD valid and JaQuAD dev, over one shelf of both sets' paragraphs.
+EVAL = Path(__file__).resolve().parents[1] / "eval"
+XLING_SETS = ("jsquad-valid", "jaquad-dev")
+
+
+@dataclass(frozen=True)
+class XLing:
+    """The cross-lingual shelf and its questions.
+
+    ``en`` and ``ja`` hold the same answerable questions (same ids, same
+    sources and spans), in English and in their original Japanese. The
+    unanswerable ones come from held-out articles, whose paragraphs are not in
+    ``corpus``; their ``source`` names the file they would have had.
+    """
+
+    corpus: Path
+    en: tuple[Question, ...]
+    ja: tuple[Question, ...]
+    unanswerable_en: tuple[Question, ...]
+    unanswerable_ja: tuple[Question, ...]
+    held_out: dict[str, tuple[str, ...]]  # dataset -> held-out article titles
+    article: dict[str, str]  # question id -> "dataset/title", for folds split by article
+
+
+def _read_jsonl(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def load_xling(cache: Path | None = None, size: int | None = None) -> XLing:
+    """Write the cross-lingual shelf (kept in step with the files) and return it with its questions.
+
+    The shelf is every paragraph of JSQuAD valid and JaQuAD dev, as written by
+    :func:`prepare`, except those of the held-out articles; files are named
+    ``<dataset>-<file>`` (``jaquad-dev-p00012.md``) so the two sets share one folder.
+    With ``size``, the shelf keeps every paragraph an answerable question asks
+    about plus a seeded sample of the others, ``size`` paragraphs in all.
+    """
+    cache = cache or CACHE
+    held = json.loads((EVAL / "xling-heldout-articles.json").read_text("utf-8"))
+    by_id: dict[str, Question] = {}
+    title_of: dict[str, str] = {}
+    files: dict[str, Path] = {}
+    for name in XLING_SETS:
+        corpus, questions = prepare(name, cache / name / "corpus")
+        for path in sorted(corpus.iterdir()):
+            source = f"{name}-{path.name}"
+            title_of[source] = path.read_text("utf-8").split("\n", 1)[0][2:]
+            if title_of[source] not in held[name]:
+                files[source] = path
+        for q in questions:
+            by_id[f"{name}:{q.id}"] = Question(q.id, q.question, f"{name}-{q.source}", q.spans)
+    out: dict[bool, tuple[list[Question], list[Question]]] = {True: ([], []), False: ([], [])}
+    article: dict[str, str] = {}
+    for file, answerable in (("xling-en.jsonl", True), ("xling-en-unanswerable.jsonl", False)):
+        for d in _read_jsonl(EVAL / file):
+            q = by_id[f"{d['set']}:{d['qid']}"]
+            en, ja = out[answerable]
+            en.append(Question(d["id"], d["en"], q.source, q.spans))
+            ja.append(Question(d["id"], q.question, q.source, q.spans))
+            article[d["id"]] = f"{d['set']}/{title_of[q.source]}"
+    keep = set(files)
+    if size is not None:
+        asked = {q.source for q in out[True][0]}
+        others = sorted(keep - asked)
+        keep = asked | set(
+            random.Random(0).sample(others, max(0, min(len(others), size - len(asked))))
+        )
+    shelf = cache / "xling" / ("corpus" if size is None else f"corpus-{size}")
+    shelf.mkdir(parents=True, exist_ok=True)
+    for path in shelf.iterdir():  # keep the folder in step with the question files
+        if path.name not in keep:
+            path.unlink()
+    for source in sorted(keep):
+        if not (shelf / source).exists():
+            os.link(files[source], shelf / source)
+    return XLing(
+        corpus=shelf,
+        en=tuple(out[True][0]),
+        ja=tuple(out[True][1]),
+        unanswerable_en=tuple(out[False][0]),
+        unanswerable_ja=tuple(out[False][1]),
+        held_out={name: tuple(held[name]) for name in XLING_SETS},
+        article=article,
+    )

@@ -103,6 +103,7 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="run JSQuAD test v1.3 only")
     ap.add_argument("--sample", type=int, default=1000, help="questions per dataset (0: all)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated modes to run")
     ap.add_argument("--abstention", action="store_true", help="the abstention benchmark")
     ap.add_argument("--fit", action="store_true", help="with --abstention: fit confidence")
     ap.add_argument(
@@ -124,6 +125,7 @@ def main() -> None:
         return
     if args.smoke:
         args.datasets, args.out = "dev-qa", args.out or str(Path(tempfile.mkdtemp()) / "q.json")
+    modes = tuple(args.modes.split(","))
     names = ["jsquad-test"] if args.heldout else args.datasets.split(",")
     size = args.sample or None
     report: dict[str, Any] = {"sample": size, "seed": 0}
@@ -132,12 +134,12 @@ def main() -> None:
             task = devqa_task(*(("smoke", None, 3) if args.smoke else ()))
             for lang in ("ja", "en"):
                 items = [i for i in task.items if i.lang == lang]
-                res = evaluate(Task(f"dev-qa-{lang}", task.shelf, items), items)
+                res = evaluate(Task(f"dev-qa-{lang}", task.shelf, items), items, modes)
                 report[f"dev-qa-{lang}"] = res
                 _print(f"dev-qa {lang} ({len(items)} questions)", res, [*COLS, "highlight"])
         else:
             task = squad_task(name, size, index_name="index")
-            res = evaluate(task, task.items)
+            res = evaluate(task, task.items, modes)
             report[name] = res
             _print(
                 f"{name} ({len(task.items)} questions)",

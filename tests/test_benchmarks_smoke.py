@@ -79,6 +79,14 @@ def test_highlight_smoke_collects_fits_and_compares() -> None:
     assert "WEIGHTS: dict[str, float] = {" in res.stdout and '"lex":' in res.stdout
 
 
+def test_answer_stage_smoke_captures_fits_and_evaluates() -> None:
+    res = _run("answer_stage.py", "--smoke")
+    # The cross-validated table, the fitted weights, and end-to-end figures.
+    assert "### 5-fold CV by article" in res.stdout and "| xling-ja |" in res.stdout
+    assert "WEIGHTS: dict[str, float] = {" in res.stdout and '"names":' in res.stdout
+    assert '"dev-qa-ja"' in res.stdout and '"MRR@10"' in res.stdout
+
+
 @pytest.mark.slow
 def test_ray_scale_smoke_measures_local_and_one_and_two_ray_workers() -> None:
     res = _run("ray_scale.py", "--smoke")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -128,6 +129,9 @@ class Explain:
     lexical_score: float | None
     lexical_weight: float
     fused: str
+    # The answer stage's features of the passage's place, behind its confidence
+    # (retrieval/answer_stage.py); empty when not computed.
+    signals: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""How likely a passage is to answer the question, as a probability-like number.
+"""How likely a passage is to answer the question: the signals, and the earlier model.
+
+Since issue 19 a passage's ``confidence`` is the answer stage's probability
+(:mod:`bunko.retrieval.answer_stage`), which reads the signals below among
+others; :func:`confidence` and its weights are the earlier model, kept for
+``benchmarks/abstention.py`` comparisons and no longer used by the query path.
 
 The fused ``score`` is min-max scaled per query, so rank 1 is always about 1.0
 and says nothing about whether the corpus holds an answer at all. Confidence
@@ -135,6 +140,41 @@ def translated_coverage(
         ):
             found += 1
     return found / len(words)
+
+
+_KATAKANA = re.compile("[\u30a1-\u30fa\u30fc]{2,}")
+_DIGITS = re.compile("[0-9]{2,}")
+
+
+def name_terms(question: str) -> list[str]:
+    """The question's name-like terms, the ones a passage that answers it must repeat:
+    Latin words with a capital letter or a digit ("Gemini", "GPT-4.5", "o1"),
+    katakana words (マグルー) and numbers of two digits or more (years)."""
+    text = unicodedata.normalize("NFKC", question)
+    out = [w for w in question_words(text) if any(c.isupper() or c.isdigit() for c in w)]
+    out += _KATAKANA.findall(text)
+    out += [d for d in _DIGITS.findall(text) if not any(d in w for w in out)]
+    return list(dict.fromkeys(out))
+
+
+def name_coverage(terms: Sequence[str], passage: str) -> float:
+    """Share of ``terms`` (:func:`name_terms`) found in the passage: as written, with a
+    look-alike letter read as a digit ("o1" as "01"), or for a Latin word over a
+    Japanese passage as one of its JMdict translations ("Japan": 日本). 1.0 without terms."""
+    from bunko.retrieval.translate import translations
+
+    if not terms:
+        return 1.0
+    text = unicodedata.normalize("NFKC", passage).casefold()
+    japanese = bool(JAPANESE.search(text))
+    found = 0
+    for w in terms:
+        forms = {w.casefold(), digits_for_lookalikes(w).casefold()}
+        if any(f in text for f in forms) or (
+            japanese and w.isascii() and any(len(t) >= 2 and t in text for t in translations(w))
+        ):
+            found += 1
+    return found / len(terms)
 
 
 def _english_coverage(question: str, text: str) -> float:

@@ -127,12 +127,13 @@ _Q_NUMBER = re.compile(
     r"何(?:人|個|回|歳|倍|割|本|台|社|種類|か国|カ国|ヶ国|名|位|番|件|枚|冊|匹|頭|曲|話|巻|階|点|票"
     r"|円|ドル|キロ|メートル|トン|%|％|パーセント|万|億|千|百|度|時間|分|秒|ヶ月|カ月|週|つ|桁|段)"
     r"|いくつ|いくら|どのくらい|どれくらい|どれほど|何パー"
-    r"|\bhow (?:many|much|long|old|far|big|large|tall|high)\b|\bwhat percent|\bnumber of\b",
+    r"|\bhow (?:many|much|long|old|far|big|large|tall|high|hot)\b|\bwhat percent|\bnumber of\b"
+    r"|温度|気温|\btemperature\b",
     re.I,
 )
 _Q_PERSON = re.compile(r"誰|だれ|どなた|人物|人は\b|\bwho\b|\bwhom\b|\bwhose\b", re.I)
 _Q_PLACE = re.compile(r"どこ|何処|どの国|どの都市|どの地域|何県|何市|何州|\bwhere\b", re.I)
-_DATE = re.compile(
+DATE = re.compile(
     r"[0-9０-９]{1,4}\s*(?:年|月|日|世紀|年代)|[一二三四五六七八九十百千〇元]+(?:年|月|日|世紀)"
     r"|\b1[0-9]{3}\b|\b20[0-9]{2}\b|(?:明治|大正|昭和|平成|令和|江戸|室町|鎌倉|平安|奈良)"
     r"|\b(?:january|february|march|april|may|june|july|august|september|october|november"
@@ -140,10 +141,24 @@ _DATE = re.compile(
     re.I,
 )
 # A quantity: a number with a unit or counter, not a digit inside a name (GPT-4, o1).
-_NUMBER = re.compile(
+NUMBER = re.compile(
     r"(?<![a-z\-])[0-9][0-9,.]*\s*(?:[倍%人個回歳割本台社名位件枚冊匹頭つ万億兆千百円年月日時分秒度点票]"
     r"|ドル|ユーロ|パーセント|ヶ月|カ月|か月|週|キロ|メートル|トン|percent|times|million|billion"
-    r"|thousand|people|dollars|years?)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
+    r"|thousand|people|dollars|years?|°[CF]?|degrees)|[$¥€][0-9]|[一二三四五六七八九十百千万億兆]+[倍人個回歳割本台社名位件枚冊匹頭つ]",
+    re.I,
+)
+
+# The question asks for an amount of money or a price; the answer is a money amount.
+Q_MONEY = re.compile(
+    r"料金|いくら|値段|価格|費用|価額|コスト|運賃|代金|月額|年額|賃金|給料|給与|報酬|税額"
+    r"|\bhow much\b|\bcosts?\b|\bprices?d?\b|\bpricing\b|\bfees?\b|\bcharges?\b",
+    re.I,
+)
+# A money amount: a number and a currency word, or a currency sign before a number.
+MONEY = re.compile(
+    r"[0-9][0-9,.]*\s*(?:万|億|千|兆)?\s*(?:ドル|円|ユーロ|ポンド|ウォン|セント)"
+    r"|[$¥€£]\s?[0-9]|[0-9][0-9,.]*\s*(?:dollars?|yen|euros?|cents?|usd|jpy)\b"
+    r"|[一二三四五六七八九十百千万億]+(?:ドル|円)",
     re.I,
 )
 
@@ -178,7 +193,8 @@ def _bigrams(text: str) -> set[str]:
 def question_cues(question: str) -> tuple[bool, bool, bool, bool]:
     """What the question asks for: (a date, a number, a person, a place)."""
     q = unicodedata.normalize("NFKC", question)
-    return (bool(_Q_DATE.search(q)), bool(_Q_NUMBER.search(q)), bool(_Q_PERSON.search(q)),
+    number = bool(_Q_NUMBER.search(q) or Q_MONEY.search(q))  # a price is a number with a unit
+    return (bool(_Q_DATE.search(q)), number, bool(_Q_PERSON.search(q)),
             bool(_Q_PLACE.search(q)))  # fmt: skip
 
 
@@ -192,6 +208,7 @@ def answer_cues(
     never found (dates and numbers are plain patterns).
     """
     q_names: set[str] = set()
+    money = bool(Q_MONEY.search(unicodedata.normalize("NFKC", question)))
     if tokenizer is not None and question:
         q_names = {s for s, _ in tokenizer.proper_nouns(question)}
     out = []
@@ -204,7 +221,9 @@ def answer_cues(
                     continue
                 person |= kind == "人名"
                 place |= kind == "地名"
-        out.append((bool(_DATE.search(s)), bool(_NUMBER.search(s)), person, place))
+        # A price question wants an amount of money, not any number ("38%").
+        number = bool(MONEY.search(s)) if money else bool(NUMBER.search(s))
+        out.append((bool(DATE.search(s)), number, person, place))
     return out
 
 
@@ -325,9 +344,17 @@ def choose(
     # A short best sentence ("It costs $75.") rarely says enough alone: its more likely
     # neighbour joins it, the one before as well as the one after.
     short = length < SHORT_CHARS
+    # The question asks for a value (a price, a count, a date) that the best sentence
+    # lacks and a neighbour holds: that neighbour joins it, whatever its probability
+    # ("... より高価です。" then "100万トークンあたり75ドルです。").
+    asked = question_cues(question)[:2]
+    has = [any(a and c for a, c in zip(asked, cue[:2], strict=True)) for cue in cues]
+    valued = [j for j in (best - 1, best + 1) if 0 <= j < n and has[j]]
     near = [
         j for j in (best - 1, best + 1) if 0 <= j < n and (short or p[j] >= JOIN_RATIO * p[best])
     ]
+    if any(asked) and not has[best] and valued:
+        near = valued
     near = [j for j in near if fits(min(j, best), max(j, best))]
     if near:
         j = max(near, key=lambda j: p[j])

@@ -25,14 +25,16 @@ MAX_MERGED_CHARS = 1500  # a merged passage stays readable; the chunker's window
 def group_places(
     hits: Iterable[T],
     place: Callable[[T], tuple[str, int, int]],
-    k: int,
+    k: int | None = None,
     max_chars: int = MAX_MERGED_CHARS,
 ) -> list[list[T]]:
-    """Up to ``k`` groups of hits, in rank order; the spans of different groups are disjoint.
+    """Groups of hits, in rank order; the spans of different groups are disjoint.
 
     A hit that overlaps or touches exactly one group of its file joins it when the
     joined span is at most ``max_chars`` long; a hit touching two groups, or one
-    that would make a group too long, is dropped. Scanning stops at ``k`` groups.
+    that would make a group too long, is dropped. With ``k``, scanning stops at
+    ``k`` groups, so spans depend on ``k``; the query path groups a whole fixed
+    pool instead (:mod:`bunko.retrieval.answer_stage`) and cuts to ``k`` after.
     """
     groups: list[list[T]] = []
     spans: list[tuple[str, int, int]] = []
@@ -48,7 +50,7 @@ def group_places(
                 groups[i].append(hit)
                 spans[i] = (source, a, z)
             continue
-        if len(groups) >= k:
+        if k is not None and len(groups) >= k:
             break
         groups.append([hit])
         spans.append((source, start, end))

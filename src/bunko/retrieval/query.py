@@ -402,37 +402,24 @@ def _places_to_passages(
     *,
     explain: bool = False,
 ) -> tuple[Passage, ...]:
-    """One passage per place (:func:`group_places`), each with its confidence signals,
-    highlight and citation, in the fused order. This is the stage the answer ranking
-    replaces; its inputs are the fused hits, the candidate rows and sentence cosines,
-    the question and its tokens, and ``k``."""
+    """The answer stage (:mod:`bunko.retrieval.answer_stage`): places from a pool of fused
+    hits fixed before ``k``, ordered by the probability that they answer the question,
+    then cut to ``k``; highlights and citations only for the ``k`` shown."""
+    from bunko.retrieval import answer_stage
     from bunko.retrieval import confidence as conf
-    from bunko.retrieval.passages import group_places, merge_rows
 
     loaded, rows, sent_sims = retriever.snapshot, found.rows, found.sentence_sims
-    groups = group_places(
-        fused, lambda h: (rows[h.chunk_id].source, rows[h.chunk_id].char_start,
-                          rows[h.chunk_id].char_end), k)  # fmt: skip
+    pool = list(fused[: max(search.CANDIDATES, k)])
     idf = loaded.idf(q_tokens)
     unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
     background = conf.median([s for _, s in found.background])
+    places = answer_stage.rank_places(
+        question, q_tokens, pool, rows, sent_sims, idf, unseen, background
+    )[:k]
     passages = []
-    for rank, group in enumerate(groups, 1):
-        hit = group[0]
-        row, sims = merge_rows(
-            [rows[h.chunk_id] for h in group], [sent_sims.get(h.chunk_id) for h in group]
-        )
-        best = float(sims.max()) if sims is not None and len(sims) else background
-        cross = conf.cross_lingual(question, row.text)
-        signals = conf.Signals(
-            sentence=best,
-            gap=best - background,
-            coverage=conf.translated_coverage(question, row.text, row.tokens)
-            if cross
-            else conf.word_coverage(q_tokens, row.tokens, idf, unseen),
-            cross=cross,
-        )
-        hl_start, hl_end = retriever.highlight_span(row, question, q_tokens, idf, sims)
+    for rank, place in enumerate(places, 1):
+        row, hit = place.row, place.hit
+        hl_start, hl_end = retriever.highlight_span(row, question, q_tokens, idf, place.sims)
         page, url, link = _where(retriever._extras.get(row.source, {}), row, hl_start, hl_end)
         passages.append(
             Passage(
@@ -454,9 +441,9 @@ def _places_to_passages(
                     url=url,
                     link=link,
                 ),
-                explain=_explain(hit, mode) if explain else None,
-                confidence=round(conf.confidence(signals), 4),
-                signals=signals,
+                explain=_explain(hit, mode, place.features) if explain else None,
+                confidence=round(place.confidence, 4),
+                signals=place.signals,
             )
         )
     return tuple(passages)
@@ -477,7 +464,7 @@ def _where(
     return page, url, text_fragment(url, highlight) if url else None
 
 
-def _explain(hit: search.Hit, mode: Mode) -> Explain:
+def _explain(hit: search.Hit, mode: Mode, signals: Mapping[str, float]) -> Explain:
     if mode == "hybrid":
         w = hit.lexical_weight
         fused = (
@@ -495,4 +482,5 @@ def _explain(hit: search.Hit, mode: Mode) -> Explain:
         lexical_score=hit.lexical_score,
         lexical_weight=hit.lexical_weight,
         fused=fused,
+        signals={name: round(v, 6) for name, v in signals.items()},
     )

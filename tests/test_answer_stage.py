@@ -1,0 +1,122 @@
+"""The answer stage: places fixed before k, ordered by answer probability, one verdict.
+
+Real fugashi, FAISS and the bundled model over a copy of the shipped corpus.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bunko.api import Shelf
+from bunko.config import Settings
+from bunko.retrieval import answer_stage as stage
+from bunko.retrieval.passages import group_places
+from bunko.types import QueryResult
+
+REPO = Path(__file__).resolve().parents[1]
+ARTICLES = Path(__file__).parent / "data" / "articles"  # a copy of the shipped corpus
+PRICE = "004_1006b7ce7855f27c.txt"
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shelf:
+    root = tmp_path_factory.mktemp("shipped")
+    shelf = Shelf(Settings.resolve(corpus=ARTICLES, index=root / "index"))
+    shelf.index()
+    return shelf
+
+
+def _questions() -> list[str]:
+    out = []
+    for name in ("dev-qa.jsonl", "dev-unanswerable.jsonl"):
+        for line in (REPO / "eval" / name).read_text("utf-8").splitlines():
+            if line.strip():
+                out.append(json.loads(line)["question"])
+    return out
+
+
+def _shown(r: QueryResult) -> list[tuple[str, int, int, float, str]]:
+    return [
+        (p.citation.source, p.citation.line_start, p.citation.line_end, p.confidence, p.highlight)
+        for p in r.passages
+    ]
+
+
+def test_k3_shows_the_first_three_of_k10_for_every_dev_question(shipped: Shelf) -> None:
+    questions = _questions()
+    assert len(questions) == 50
+    for q in questions:
+        r3 = shipped.query(q, k=3, update=False)
+        r10 = shipped.query(q, k=10, update=False)
+        assert _shown(r3) == _shown(r10)[:3], q
+        assert r3.answerable == r10.answerable, q
+        confidences = [p.confidence for p in r10.passages]
+        assert confidences == sorted(confidences, reverse=True), q
+        assert r10.answerable == (confidences[0] >= r10.min_confidence), q
+
+
+SHOWCASE = ["GPT-4.5のAPI料金は？", "How much does the GPT-4.5 API cost?"]
+
+
+@pytest.mark.parametrize("question", SHOWCASE)
+def test_readme_showcase_answers_with_the_price(shipped: Shelf, question: str) -> None:
+    r = shipped.query(question, k=5, update=False)
+    assert r.answerable, [(p.citation.source, p.confidence) for p in r.passages]
+    first = r.passages[0]
+    assert first.citation.source == PRICE
+    assert "75ドル" in first.highlight
+
+
+def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
+    r = shipped.query("GPT-4.5のAPI料金は？", k=2, explain=True, update=False)
+    for p in r.passages:
+        assert p.explain is not None
+        assert set(p.explain.signals) == set(stage.FEATURES)
+        assert abs(p.confidence - stage.probability(p.explain.signals)) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("question", "money", "number", "date"),
+    [
+        ("GPT-4.5のAPI料金は？", True, False, False),
+        ("How much does the GPT-4.5 API cost?", True, False, False),
+        ("富士山の高さは何メートルですか？", False, True, False),
+        ("How many people live in Tokyo?", False, True, False),
+        ("織田信長はいつ死んだか。", False, False, True),
+        ("What is the capital of France?", False, False, False),
+    ],
+)
+def test_asks_reads_the_answer_type(question: str, money: bool, number: bool, date: bool) -> None:
+    assert stage.asks(question) == stage.Asks(money=money, number=number, date=date)
+
+
+def test_holds_finds_money_amounts_in_both_languages() -> None:
+    price = stage.asks("How much is it?")
+    assert stage.holds("100万トークンあたり75ドルです。", price)
+    assert stage.holds("It costs $75 per million tokens.", price)
+    assert stage.holds("料金は月額3,000円です。", price)
+    assert not stage.holds("GPT-4.5のスコアは38%です。", stage.asks("料金はいくら？"))
+    assert not stage.holds("GPT-4.5 was released.", price)
+
+
+def test_group_places_without_k_groups_the_whole_pool() -> None:
+    hits = [("a", 0, 10), ("a", 5, 20), ("b", 0, 10), ("a", 100, 120), ("c", 0, 5)]
+    assert len(group_places(hits, lambda h: h)) == 4
+    assert len(group_places(hits, lambda h: h, 2)) == 2
+    # the span of a group is the same whatever k cuts afterwards
+    assert group_places(hits, lambda h: h)[:2] == group_places(hits, lambda h: h, 2)
+
+
+def test_name_terms_and_their_coverage() -> None:
+    from bunko.retrieval import confidence as conf
+
+    assert conf.name_terms("How much does Gemini Ultra cost?") == ["Gemini", "Ultra"]
+    assert conf.name_terms("o1の研究チームを率いているのは誰ですか？") == ["o1", "チーム"]
+    assert conf.name_terms("In 1582, who attacked Oda Nobunaga?") == ["Oda", "Nobunaga", "1582"]
+    assert conf.name_coverage([], "anything") == 1.0
+    passage = "ChatGPTは日本で使われ、01モデルは1582年に..."
+    assert conf.name_coverage(["ChatGPT", "Japan"], passage) == 1.0  # Japan: 日本 (JMdict)
+    assert conf.name_coverage(["o1", "Ultra"], passage) == 0.5  # o1 read as 01
