@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bunko import ingest
 from bunko.errors import CorpusError, SkipFile
 from bunko.ingest import (
     SUPPORTED_SUFFIXES,
+    corpus_listing,
     list_corpus,
     load_corpus,
     read_document,
@@ -311,9 +313,13 @@ def test_symlinks_followed_once_and_loops_do_not_hang(tmp_path: Path) -> None:
     os.symlink(outside, root / "linked")
     os.symlink(root / "real" / "a.txt", root / "file_link.txt")
     os.symlink(root / "missing.txt", root / "broken.txt")
-    sources = [source_of(p, root) for p in list_corpus(root)]
+    listing = corpus_listing(root)
+    sources = [source_of(p, root) for p in listing.files]
     # A link that leaves the corpus is never followed: nothing outside it is read.
-    assert sources == ["file_link.txt", "real/a.txt"]
+    # A link to a listed article is an alias: the file is listed once, by its real path.
+    assert sources == ["real/a.txt"]
+    assert listing.aliases == {"file_link.txt": "real/a.txt"}
+    assert listing.outside == ("linked",)
     assert read_document(root / "file_link.txt", root).text == "a\n"
 
 
@@ -358,10 +364,10 @@ def test_unreadable_file_is_skipped(
     # Simulated: chmod 0 does not stop root, and these tests may run as root.
     path = write(tmp_path, "secret.txt", "x\n")
 
-    def fail(self: Path) -> bytes:
+    def fail(root: Path, path: Path) -> tuple[bytes, os.stat_result]:
         raise error
 
-    monkeypatch.setattr(Path, "read_bytes", fail)
+    monkeypatch.setattr(ingest, "read_inside", fail)
     with pytest.raises(SkipFile, match=reason):
         read_document(path, tmp_path)
 
