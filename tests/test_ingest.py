@@ -89,6 +89,16 @@ def test_utf16_with_bom(tmp_path: Path, codec: str, bom: bytes) -> None:
     assert doc.text == JA
 
 
+@pytest.mark.parametrize(
+    ("codec", "bom"), [("utf-32-le", b"\xff\xfe\x00\x00"), ("utf-32-be", b"\x00\x00\xfe\xff")]
+)
+def test_utf32_with_bom(tmp_path: Path, codec: str, bom: bytes) -> None:
+    # Defect 8: UTF-32-LE was read as UTF-16-LE (NUL-filled garbage), -BE was skipped unsaid.
+    doc = read(tmp_path, "u32.txt", bom + JA.encode(codec))
+    assert doc.encoding == codec
+    assert doc.text == JA
+
+
 @pytest.mark.parametrize("codec", ["cp932", "euc_jp"])
 @pytest.mark.parametrize("text", [JA, *JA_SHORT])
 def test_legacy_japanese_encodings(tmp_path: Path, codec: str, text: str) -> None:

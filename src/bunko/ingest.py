@@ -33,7 +33,9 @@ _BINARY_SNIFF = 8192  # NUL bytes this early mean "not a text file"
 _SCORE_CHARS = 20_000  # enough text to tell Shift-JIS from EUC-JP
 _FRONT_MATTER_MAX = 65_536  # a closing "---" further in is a Markdown rule, not YAML
 _TITLE_MAX = 120
-_BOMS = (
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32-le", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "utf-32-be"),
     (b"\xef\xbb\xbf", "utf-8", "utf-8-sig"),
     (b"\xff\xfe", "utf-16-le", "utf-16-le"),
     (b"\xfe\xff", "utf-16-be", "utf-16-be"),
@@ -233,7 +235,7 @@ def _decode(data: bytes, source: str) -> tuple[str, str]:
             continue
         readings.append((_japanese_score(text), codec, text))
     if not readings:
-        raise SkipFile(source, "cannot decode as UTF-8, UTF-16, Shift-JIS or EUC-JP")
+        raise SkipFile(source, "cannot decode as UTF-8, UTF-16, UTF-32, Shift-JIS or EUC-JP")
     _, codec, text = max(readings, key=lambda r: r[0])
     return text, codec
 
