@@ -91,6 +91,12 @@ def open_for_update(
     except IndexCorruptError as exc:
         log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
         return None, "damaged index"
+    try:
+        check_next_id(old.meta)
+    except IndexCorruptError as exc:
+        log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
+        old.close()
+        return None, "damaged index"
     reason = _rebuild_reason(old, settings, rebuild)
     if reason is not None:
         # A rebuild reads the old index as a vector cache: check all of it first (a
@@ -102,6 +108,21 @@ def open_for_update(
             old.close()
             return None, "damaged index"
     return old, reason
+
+
+def check_next_id(meta: dict[str, Any]) -> None:
+    """The id the next chunk gets must be above every live chunk's id, or an update
+    would reuse ids (and answers would change without a word).
+
+    Raises:
+        IndexCorruptError: ``next_id`` is missing, not a number, or too low.
+    """
+    next_id = meta.get("next_id", 1)
+    top = max((int(seg.get("max_id", 0)) for seg in meta["segments"]), default=0)
+    if not isinstance(next_id, int) or isinstance(next_id, bool) or next_id <= top:
+        raise IndexCorruptError(
+            f"meta.json records next_id {next_id!r}, but live chunk ids reach {top}"
+        )
 
 
 def _rebuild_reason(old: Snapshot, settings: Settings, rebuild: bool) -> str | None:
