@@ -23,7 +23,7 @@ from bunko import ingest
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
-from bunko.errors import UsageError
+from bunko.errors import AddError, UsageError
 from bunko.index.store import IndexStore
 from bunko.ingest import read_document
 from reliability_helpers import bunko, child_env, mini_files, snapshot, write_corpus
@@ -335,3 +335,93 @@ def test_add_never_silently_overwrites(mini: Settings, tmp_path: Path) -> None:
     same.write_bytes(original)
     code, out, _ = _add(mini, str(same))
     assert code == 0 and "Already in the corpus: fuji.md" in out
+
+
+def test_add_of_a_name_that_appears_meanwhile_never_overwrites(
+    mini: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 6: two adds of different files with one name both passed the check; the
+    # later os.replace overwrote the earlier copy. Here the other add lands between
+    # this add's check and its copy (deterministically).
+    from bunko import shelfops
+
+    mine, theirs = tmp_path / "mine" / "same.md", tmp_path / "theirs" / "same.md"
+    for f, text in ((mine, "私の記事"), (theirs, "あなたの記事")):
+        f.parent.mkdir()
+        f.write_text(f"# {text}\n\n{text}です。\n", "utf-8")
+    real_copy = shelfops.copy_into
+
+    def copy_after_the_other(plan: shelfops.AddPlan, corpus: Path, replace: bool = False) -> None:
+        (corpus / "same.md").write_bytes(theirs.read_bytes())  # the other add, done
+        real_copy(plan, corpus, replace=replace)
+
+    monkeypatch.setattr(shelfops, "copy_into", copy_after_the_other)
+    with pytest.raises(AddError, match="appeared while adding"):
+        Shelf(mini).add([mine])
+    assert (mini.corpus / "same.md").read_bytes() == theirs.read_bytes()
+    assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]
+
+
+def test_concurrent_adds_of_one_name_keep_exactly_one(mini: Settings, tmp_path: Path) -> None:
+    # Defect 6 with two real adds racing: one wins, the other is refused, none is lost.
+    import threading
+
+    files = []
+    for who in ("a", "b"):
+        f = tmp_path / who / "same.md"
+        f.parent.mkdir()
+        f.write_text(f"# {who}\n\n{who}の記事です。\n", "utf-8")
+        files.append(f)
+    outcome: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def add(f: Path) -> None:
+        start.wait()
+        try:
+            Shelf(mini).add([f])
+            outcome[f.parent.name] = "added"
+        except AddError:
+            outcome[f.parent.name] = "refused"
+
+    threads = [threading.Thread(target=add, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcome.values()) == ["added", "refused"]
+    (winner,) = [who for who, what in outcome.items() if what == "added"]
+    assert (mini.corpus / "same.md").read_bytes() == (tmp_path / winner / "same.md").read_bytes()
+
+
+def test_next_writer_cleans_leftovers_and_says_so(
+    mini: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Defect 12: a Ctrl-C'd add's partial copy and a killed rebuild's temp folder stayed
+    # until the next real change (the copy forever).
+    partial = mini.corpus / ".new.md.k3j2.bunko-tmp"
+    partial.write_text("# 途中\n", "utf-8")
+    tmp_gen = mini.index / ".tmp-12345-abcd1234"
+    (tmp_gen / "seg").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="bunko"):
+        report = Shelf(mini).index()
+    assert report.added == report.updated == report.removed == 0  # no real change
+    assert not partial.exists() and not tmp_gen.exists()
+    assert "removed 2 leftover file(s) of an interrupted add or update" in caplog.text
+
+
+def test_interrupted_copy_leaves_no_partial_file(
+    mini: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 12: Ctrl-C during the copy left corpus/.NAME.*.bunko-tmp forever.
+    import shutil
+
+    src = tmp_path / "big.md"
+    src.write_text("# 大きい\n\n本文です。\n", "utf-8")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Shelf(mini).add([src])
+    assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]

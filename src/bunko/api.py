@@ -178,18 +178,24 @@ class Shelf:
             IndexWriteError: the index could not be written; the old one is intact.
             ModelLoadError: the model could not be loaded.
         """
-        from bunko import pipeline
-
         if not self.settings.corpus.is_dir():  # an error before the lock (no index folder made)
             from bunko.ingest import list_corpus
 
             list_corpus(self.settings.corpus)  # raises CorpusError, naming the problem
         with self.store.lock(wait=wait):
-            if not rebuild:
-                self._check_live_corpus()
-            return pipeline.run(
-                self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
-            )
+            return self._index_locked(rebuild, optimize)
+
+    def _index_locked(self, rebuild: bool = False, optimize: bool = False) -> IndexReport:
+        """:meth:`index` with the writer lock already held."""
+        from bunko import pipeline
+        from bunko.corpus.leftovers import clean_leftovers
+
+        clean_leftovers(self.settings.corpus, self.settings.index)
+        if not rebuild:
+            self._check_live_corpus()
+        return pipeline.run(
+            self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
+        )
 
     # -- query ---------------------------------------------------------------
 
@@ -543,9 +549,12 @@ class Shelf:
             ).with_cli_hint(self._where_hint())
         from bunko import shelfops
 
-        plan = shelfops.plan_add(files, corpus, force=force)
-        shelfops.copy_into(plan, corpus)
-        report = self.index()
+        # Checked and placed under the writer lock, so two adds of one name cannot both
+        # pass the check; and placed without replacing, so nothing else can lose one.
+        with self.store.lock():
+            plan = shelfops.plan_add(files, corpus, force=force)
+            shelfops.copy_into(plan, corpus, replace=force)
+            report = self._index_locked()
         copied = tuple(rel for _, rel in plan.copy)
         return AddReport(copied, plan.identical, report, plan.skipped)
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bunko.corpus.leftovers import TMP_SUFFIX
 from bunko.corpus.paths import inside
 from bunko.errors import AddError, CorpusError, SkipFile, SourceError
 from bunko.types import Document, SkippedFile
@@ -145,11 +146,16 @@ def plan_add(files: Sequence[str | Path], corpus: Path, force: bool = False) -> 
     return AddPlan(tuple(copy), tuple(identical), tuple(skipped))
 
 
-def copy_into(plan: AddPlan, corpus: Path) -> None:
+def copy_into(plan: AddPlan, corpus: Path, replace: bool = False) -> None:
     """Copy the planned files into the corpus, each through a fresh temporary name.
 
+    Without ``replace`` a file is placed with a no-replace primitive (a hard
+    link, then the temporary name unlinked): if a file of that name appeared
+    since the plan, the add is refused instead of overwriting it.
+
     Raises:
-        AddError: a copy failed (that file is left out; earlier ones stay).
+        AddError: a copy failed, or its name is taken now (that file is left out;
+            earlier ones stay).
     """
     for src, rel in plan.copy:
         dest = safe_dest(corpus, rel)
@@ -157,16 +163,42 @@ def copy_into(plan: AddPlan, corpus: Path) -> None:
         safe_dest(corpus, rel)  # the folders just made must still be inside the corpus
         # A fresh, exclusively created temp name: a fixed one could already be a
         # symlink pointing out of the corpus, and copying would write through it.
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".bunko-tmp", dir=dest.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out)
             shutil.copymode(src, tmp)  # mkstemp made it 0600
-            os.replace(tmp, dest)
+            if replace:
+                os.replace(tmp, dest)
+            else:
+                _place_new(tmp, dest)
+        except FileExistsError:
+            raise AddError(
+                f"{dest} appeared while adding (another add?); nothing was overwritten"
+            ).with_cli_hint("pass --force to overwrite") from None
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise AddError(f"could not copy {src} into {corpus}: {exc}") from exc
+        finally:  # also on Ctrl-C: no partial copy is left behind
+            tmp.unlink(missing_ok=True)
+
+
+def _place_new(tmp: Path, dest: Path) -> None:
+    """Give ``tmp`` the name ``dest`` only if no such name exists (never replaces).
+
+    Raises:
+        FileExistsError: ``dest`` exists.
+    """
+    try:
+        os.link(tmp, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here (some FUSE or FAT folders): create the name exclusively.
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "wb") as out, open(tmp, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        shutil.copymode(tmp, dest)
 
 
 def safe_dest(corpus: Path, rel: str) -> Path:
