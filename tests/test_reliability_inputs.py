@@ -425,3 +425,32 @@ def test_interrupted_copy_leaves_no_partial_file(
     with pytest.raises(KeyboardInterrupt):
         Shelf(mini).add([src])
     assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]
+
+
+OSC_TITLE = "\x1b]0;pwned\x07"
+OSC_CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"
+
+
+def _controls(text: str) -> list[str]:
+    return [ch for ch in text if (ord(ch) < 32 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F]
+
+
+def test_terminal_control_sequences_never_reach_the_terminal(mini: Settings) -> None:
+    # Defect 9: an OSC title in an article's title and OSC 52 in its body came out of
+    # `bunko query` verbatim; `status` printed control characters in file names raw.
+    (mini.corpus / "evil.md").write_text(
+        f"# 攻撃{OSC_TITLE}の記事\n\n蜜柑の目印です。{OSC_CLIPBOARD}\x9b2J\n", "utf-8"
+    )
+    (mini.corpus / f"name{OSC_TITLE}.md").write_bytes(b"")  # skipped: an empty file
+    where = ["--corpus", str(mini.corpus), "--index", str(mini.index)]
+    for cmd in (["query", "蜜柑の目印"], ["query", "蜜柑の目印", "--json"], ["status"],
+                ["show", "evil.md"], ["index"]):  # fmt: skip
+        args = [*cmd, *(where[:2] if cmd[0] == "show" else where)]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert not _controls(res.stdout), (cmd, res.stdout)
+        assert not _controls(res.stderr), (cmd, res.stderr)
+    res = runner.invoke(app, ["query", "蜜柑の目印", *where])
+    assert "\\x1b]0;pwned\\x07" in res.stdout  # shown, escaped, not dropped
+    res = runner.invoke(app, ["status", *where])
+    assert "name\\x1b]0;pwned\\x07.md" in res.stdout
