@@ -26,6 +26,7 @@ from bunko.config import Settings
 from bunko.errors import AddError, UsageError
 from bunko.index.store import IndexStore
 from bunko.ingest import read_document
+from bunko.types import Document
 from reliability_helpers import bunko, child_env, mini_files, snapshot, write_corpus
 
 runner = CliRunner()
@@ -454,3 +455,41 @@ def test_terminal_control_sequences_never_reach_the_terminal(mini: Settings) -> 
     assert "\\x1b]0;pwned\\x07" in res.stdout  # shown, escaped, not dropped
     res = runner.invoke(app, ["status", *where])
     assert "name\\x1b]0;pwned\\x07.md" in res.stdout
+
+
+def test_unindexable_file_is_news_once_until_it_changes(
+    mini: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 5: an empty file was "new" on every query: a warning, the writer lock and
+    # a re-read each time. Now the index remembers it (size, mtime, reader version).
+    empty = mini.corpus / "empty.txt"
+    empty.write_bytes(b"")
+    shelf = Shelf(mini)
+    with caplog.at_level("INFO", logger="bunko"):
+        shelf.query("富士山の高さは？", update=True)
+    assert "1 new (empty.txt)" in caplog.text and "skipping empty.txt" in caplog.text
+    reads: list[Path] = []
+    real_read = ingest.read_document
+
+    def counting(path: Path, root: Path, confine: bool = True) -> Document:
+        reads.append(path)
+        return real_read(path, root, confine) if not confine else real_read(path, root)
+
+    monkeypatch.setattr(ingest, "read_document", counting)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bunko"):
+        for _ in range(2):
+            Shelf(mini).query("富士山の高さは？", update=True)
+        report = Shelf(mini).index()
+    assert "empty.txt" not in caplog.text and "corpus changed" not in caplog.text
+    assert empty not in reads
+    assert report.skipped == 1 and report.added == 0
+    status = Shelf(mini).status()
+    assert not status.stale_new
+    assert [(s.source, s.reason) for s in status.skipped] == [("empty.txt", "empty file")]
+    # Changed: read again, and indexed now that it has text.
+    empty.write_text("# 空でない\n\n柘榴の目印です。\n", "utf-8")
+    with caplog.at_level("INFO", logger="bunko"):
+        Shelf(mini).query("柘榴", update=True)
+    assert "1 new (empty.txt)" in caplog.text and empty in reads
+    assert "empty.txt" in snapshot(mini.index).documents

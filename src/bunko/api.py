@@ -370,7 +370,9 @@ class Shelf:
 
         loaded = self.loaded()
         self._check_corpus(loaded)
-        changes = corpus_changes(self.settings.corpus, loaded.documents())
+        changes = corpus_changes(
+            self.settings.corpus, loaded.documents(), skipped=_skip_memory(loaded.meta)
+        )
         if not changes:
             return
         log.warning("the corpus changed since the last update: %s; updating the index",
@@ -601,8 +603,13 @@ class Shelf:
         changes = CorpusChanges((), (), tuple(sorted(indexed)))
         if self.settings.corpus.is_dir():
             changes = corpus_changes(
-                self.settings.corpus, indexed, lambda p: self._indexable(p, skipped)
+                self.settings.corpus,
+                indexed,
+                lambda p: self._indexable(p, skipped),
+                skipped=_skip_memory(loaded.meta) if loaded is not None else None,
             )
+            skipped += [SkippedFile(src, reason) for src, reason in changes.skipped]
+            skipped.sort(key=lambda sk: sk.source)
         new, changed, removed = changes.new, changes.changed, changes.removed
         meta = loaded.meta if loaded is not None else {}
         return StatusReport(
@@ -692,6 +699,12 @@ class Shelf:
             overall=_scores(all_ranks, k),
             abstention=abstention,
         )
+
+
+def _skip_memory(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The files an index remembers as skipped (``meta["skipped"]``), if it has any."""
+    memory = meta.get("skipped")
+    return memory if isinstance(memory, dict) else None
 
 
 def _nfkc(s: str) -> str:

@@ -412,6 +412,20 @@ def read_document(path: Path, root: Path, confine: bool = True) -> Document:
     )
 
 
+TEXT_READER = "text/1"  # raise when read_document's decoding or skipping rules change
+_LABELS: dict[str, str] = {}
+
+
+def reader_label(path: Path) -> str:
+    """Which reader (and version) judges ``path``: a file skipped by one reader is
+    read again when it changes, e.g. after an upgrade that can read it."""
+    suffix = path.suffix.lower()
+    if suffix not in _LABELS:
+        reader = readers.reader_for(path)
+        _LABELS[suffix] = TEXT_READER if reader is None else readers.extractor(reader)
+    return _LABELS[suffix]
+
+
 def load_corpus(root: Path) -> tuple[list[Document], list[SkipFile]]:
     """Read every article under ``root``; bad files are logged and collected, not fatal.
 

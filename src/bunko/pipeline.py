@@ -206,7 +206,11 @@ def update(
         old is not None and old.model == model and old.meta["fingerprint"] == embedder.fingerprint
     )
     old_docs = old.documents() if old is not None else {}
-    diff = diff_corpus(settings.corpus, old_docs, full=full)
+    known_skips = old.meta.get("skipped") if old is not None else None
+    diff = diff_corpus(
+        settings.corpus, old_docs, full=full,
+        known_skips=known_skips if isinstance(known_skips, dict) else None,
+    )  # fmt: skip
     if diff.listed == 0:
         raise CorpusError(
             f"the corpus folder {settings.corpus} has no .txt or .md articles; "
@@ -264,6 +268,7 @@ def update(
         "created": old.meta.get("created") if old is not None and not full else None,
         "corpus": str(settings.corpus.resolve()),
         "corpus_from_index": _relpath(settings.corpus, settings.index),
+        "skipped": diff.remembered,
     }
     meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if full:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DocRecord(Protocol):
@@ -30,11 +30,16 @@ class DocRecord(Protocol):
 
 @dataclass(frozen=True)
 class CorpusChanges:
-    """Files that differ between the corpus folder and the index."""
+    """Files that differ between the corpus folder and the index.
+
+    ``skipped``: (source, reason) of files the index remembers as unindexable and
+    that have not changed since (same size, mtime and reader); not news.
+    """
 
     new: tuple[str, ...]
     changed: tuple[str, ...]
     removed: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.new or self.changed or self.removed)
@@ -55,10 +60,44 @@ def same_stat(st: os.stat_result, prev: DocRecord) -> bool:
     return st.st_size == prev.size and st.st_mtime_ns == prev.mtime_ns
 
 
+SkipMemory = Mapping[str, Mapping[str, Any]]
+
+
+def skip_record(path: Path, reason: str) -> dict[str, Any] | None:
+    """What the index remembers of a file it skipped: size, mtime, reader, reason
+    (None when the file cannot even be stat'ed: it is looked at again next time)."""
+    from bunko.ingest import reader_label
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "reader": reader_label(path),
+        "reason": reason,
+    }
+
+
+def still_skipped(path: Path, st: os.stat_result, known: Mapping[str, Any] | None) -> bool:
+    """The file is the one the index skipped: same size, mtime and reader version."""
+    if not known:
+        return False
+    from bunko.ingest import reader_label
+
+    return (
+        st.st_size == known.get("size")
+        and st.st_mtime_ns == known.get("mtime_ns")
+        and known.get("reader") == reader_label(path)
+    )
+
+
 def corpus_changes(
     corpus: Path,
     indexed: Mapping[str, DocRecord],
     indexable: Callable[[Path], bool] | None = None,
+    skipped: SkipMemory | None = None,
 ) -> CorpusChanges:
     """Compare the corpus folder with the indexed documents: stat first, then hash.
 
@@ -67,6 +106,8 @@ def corpus_changes(
         indexed: the index's documents by source.
         indexable: if given, a new or changed file counts only when this says
             indexing would take it (``bunko status`` lists the others as skipped).
+        skipped: the files the index remembers as skipped (``meta["skipped"]``):
+            while unchanged they are not news, and are not read again.
 
     Raises:
         CorpusError: the corpus folder is missing or unreadable.
@@ -75,11 +116,21 @@ def corpus_changes(
 
     new: list[str] = []
     changed: list[str] = []
+    quiet: list[tuple[str, str]] = []
     seen: set[str] = set()
+    memory = skipped or {}
     for path in list_corpus(corpus):
         src = source_of(path, corpus)
         seen.add(src)
         prev = indexed.get(src)
+        known = memory.get(src)
+        if known is not None:
+            try:
+                if still_skipped(path, path.stat(), known):
+                    quiet.append((src, str(known.get("reason", ""))))
+                    continue
+            except OSError:
+                pass
         if prev is None:
             # A file nobody may read would be skipped by the update again: it is not
             # news, or every query would re-run an update that adds nothing.
@@ -97,7 +148,7 @@ def corpus_changes(
         except OSError:
             changed.append(src)
     removed = sorted(s for s in indexed if s not in seen)
-    return CorpusChanges(tuple(new), tuple(changed), tuple(removed))
+    return CorpusChanges(tuple(new), tuple(changed), tuple(removed), tuple(quiet))
 
 
 def sha256_file(path: Path) -> str:
