@@ -493,3 +493,20 @@ def test_unindexable_file_is_news_once_until_it_changes(
         Shelf(mini).query("柘榴", update=True)
     assert "1 new (empty.txt)" in caplog.text and empty in reads
     assert "empty.txt" in snapshot(mini.index).documents
+
+
+def test_a_link_to_an_article_is_indexed_once_and_reported_as_an_alias(mini: Settings) -> None:
+    # Defect 11: a symlink to another article was indexed twice, so identical passages
+    # came back as [1] and [2].
+    os.symlink(mini.corpus / "fuji.md", mini.corpus / "fuji-link.md")
+    res = runner.invoke(app, ["index", "--json", "--corpus", str(mini.corpus),
+                              "--index", str(mini.index)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "fuji-link.md" not in snapshot(mini.index).documents
+    result = Shelf(mini).query("富士山の高さは？", k=5)
+    texts = [p.text for p in result.passages]
+    assert len(texts) == len(set(texts))
+    assert {p.citation.source for p in result.passages} & {"fuji-link.md"} == set()
+    status = Shelf(mini).status()
+    assert status.aliases == (("fuji-link.md", "fuji.md"),)
+    assert not status.stale_new

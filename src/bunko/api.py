@@ -611,6 +611,11 @@ class Shelf:
             skipped += [SkippedFile(src, reason) for src, reason in changes.skipped]
             skipped.sort(key=lambda sk: sk.source)
         new, changed, removed = changes.new, changes.changed, changes.removed
+        aliases: tuple[tuple[str, str], ...] = ()
+        if self.settings.corpus.is_dir():
+            from bunko.ingest import corpus_listing
+
+            aliases = tuple(sorted(corpus_listing(self.settings.corpus).aliases.items()))
         meta = loaded.meta if loaded is not None else {}
         return StatusReport(
             corpus=str(self.settings.corpus),
@@ -630,6 +635,7 @@ class Shelf:
             nprobe=meta.get("nprobe"),
             skipped=tuple(skipped),
             engine=recorded_engine(meta) if loaded is not None else None,
+            aliases=aliases,
         )
 
     def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:

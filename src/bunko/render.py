@@ -237,6 +237,10 @@ def status_text(s: StatusReport, style: Style) -> Iterator[str]:
                 yield f"  {label:8} {clean(f)}"
     elif s.exists:
         yield "The index is up to date with the corpus."
+    if s.aliases:
+        yield "Links to another article (indexed once, under the article's name):"
+        for link, target in s.aliases:
+            yield f"  {clean(link)} -> {clean(target)}"
     if s.skipped:
         yield "Skipped, cannot be indexed (fix or `bunko remove` these files):"
         for sk in s.skipped:
