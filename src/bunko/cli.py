@@ -629,14 +629,17 @@ def serve(
     _run(lambda: check_bind(host, token))
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
     shelf, progress = _shelf(corpus, index, model, engine)
-    # Build the index if needed and load the model now, so the first request is fast.
-    _run(lambda: shelf.query("warm up", k=1), progress)
+    # Build the index if there is none and load the model now, so the first request is
+    # fast; changes to an existing index are indexed in the background once serving.
+    _run(lambda: shelf.query("warm up", k=1, update=not shelf.store.exists()), progress)
     app_ = guarded_app(shelf, host, token, llm)
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"bunko: serving http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    # A request never runs an index update now, so shutdown waits for little; the
+    # bound makes SIGTERM/SIGINT stop the server within seconds whatever is in flight.
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 @app.command()

@@ -49,5 +49,8 @@ def query_json(result: QueryResult) -> dict[str, Any]:
     min_confidence = getattr(result, "min_confidence", None)
     if min_confidence is not None:
         out["min_confidence"] = min_confidence
+    if result.stale:  # answered from the last committed index; an update is running
+        out["stale"] = True
+        out["pending"] = list(result.pending)
     out["results"] = results
     return out

@@ -227,4 +227,4 @@ def run(shelf: Shelf, http: bool = False, host: str = "127.0.0.1", port: int = 8
     app = server.streamable_http_app(transport_security=security, host=host)
     hosts = None if token and not is_loopback(host) else names
     guarded = Guard(app, hosts=hosts, token=token, max_body=1024 * 1024)
-    uvicorn.run(guarded, host=host, port=port, log_level="warning")
+    uvicorn.run(guarded, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

@@ -38,8 +38,12 @@ class SharedShelf:
     """One warm :class:`Shelf` for a server: model and index stay loaded; calls are serialised."""
 
     def __init__(self, shelf: Shelf) -> None:
+        from bunko.serve.updater import BackgroundUpdater
+
         self.shelf = shelf
         self.lock = threading.Lock()
+        # Index updates run there, never inside a request (see bunko.serve.updater).
+        self.updater = BackgroundUpdater(shelf)
 
     def query(self, question: str, k: int, mode: str, source: str | None = None) -> QueryResult:
         """Like ``bunko query``; with ``source``, only passages of that file or folder.
@@ -52,7 +56,10 @@ class SharedShelf:
             raise UsageError("source must be a corpus path such as 'notes/article.md'")
         want = k if source is None else max(k, SOURCE_POOL)
         with self.lock:
-            result = self.shelf.query(question, k=want, mode=m)
+            pending = self.updater.poll(self.shelf)
+            result = self.shelf.query(question, k=want, mode=m, update=False)
+        if pending:
+            result = dataclasses.replace(result, stale=True, pending=pending)
         if source is None:
             return result
         prefix = source.strip("/")
@@ -69,7 +76,9 @@ class SharedShelf:
 
     def status(self) -> dict[str, Any]:
         with self.lock:
-            return dataclasses.asdict(self.shelf.status())
+            out = dataclasses.asdict(self.shelf.status())
+        out["updating"] = self.updater.running
+        return out
 
 
 def trim_around(p: Passage, width: int = MCP_TEXT_CHARS) -> tuple[str, int, int]:
@@ -117,5 +126,8 @@ def mcp_results(result: QueryResult) -> dict[str, Any]:
         if confidence is not None:
             item["confidence"] = float(confidence)
         items.append(item)
+    if result.stale:
+        out["stale"] = True
+        out["pending"] = list(result.pending)
     out["results"] = items
     return out
