@@ -83,7 +83,7 @@ class StatusOutput(TypedDict):
 def build_server(shelf: Shelf) -> MCPServer[Any]:
     """The MCP server over one warm shelf."""
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
     from bunko import __version__
 
@@ -168,7 +168,11 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         try:
             page = read_lines(corpus, source, 1, None, max_lines=1_000_000)
         except BunkoError as exc:
-            raise ValueError(str(exc)) from None
+            # ResourceError carries the reason to the client; any other exception
+            # reaches it as a bare "Error creating resource from template".
+            if "no source" in str(exc):
+                raise ResourceNotFoundError(str(exc)) from None
+            raise ResourceError(str(exc)) from None
         return page.text
 
     return server
