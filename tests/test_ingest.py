@@ -421,3 +421,23 @@ def test_shipped_articles() -> None:
         assert doc.encoding == "utf-8"
         assert doc.title and len(doc.title) <= 120
         assert doc.size == (ARTICLES / doc.source).stat().st_size
+
+
+def test_links_outside_are_said_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Smaller defect: every request re-logged each skipped link.
+    root, outside = tmp_path / "corpus", tmp_path / "outside"
+    write(root, "a.txt", "a\n")
+    write(outside, "o.txt", "o\n")
+    os.symlink(outside / "o.txt", root / "out1.txt")
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        for _ in range(3):
+            list_corpus(root)
+    assert caplog.text.count("out1.txt: it links outside") == 1
+    os.symlink(outside / "o.txt", root / "out2.txt")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        for _ in range(3):
+            list_corpus(root)
+    assert caplog.text.count("links outside") == 1 and "out2.txt" in caplog.text
