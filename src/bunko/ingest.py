@@ -371,17 +371,16 @@ def read_document(path: Path, root: Path, confine: bool = True) -> Document:
                 raise SkipFile(source, "not a regular file")
             data = path.read_bytes()
     except OutsideCorpus:
-        raise SkipFile(
-            source, "it links outside the corpus folder (or changed while read)"
-        ) from None
+        reason = "it links outside the corpus folder (or changed while read)"
+        raise SkipFile(source, reason, transient=True) from None
     except IsADirectoryError:
         raise SkipFile(source, "not a regular file") from None
     except FileNotFoundError:
-        raise SkipFile(source, "file vanished before it could be read") from None
+        raise SkipFile(source, "file vanished before it could be read", transient=True) from None
     except PermissionError:
-        raise SkipFile(source, "permission denied") from None
+        raise SkipFile(source, "permission denied", transient=True) from None
     except OSError as err:
-        raise SkipFile(source, f"cannot read: {err.strerror or err}") from None
+        raise SkipFile(source, f"cannot read: {err.strerror or err}", transient=True) from None
     reader = readers.reader_for(path)
     if reader is not None:  # Document.text is then the extracted text
         return readers.read_document(path, source, data, st.st_mtime_ns, reader)

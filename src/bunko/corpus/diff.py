@@ -121,7 +121,7 @@ def diff_corpus(
             log.warning("skipping %s: %s", skip.path, skip.reason)
             out.skips.append(skip)
             skipped.add(skip.path)
-            record = skip_record(path, skip.reason)
+            record = None if skip.transient else skip_record(path, skip.reason)
             if record is not None:
                 out.remembered[src] = record
             continue
