@@ -592,8 +592,14 @@ class Shelf:
     def _where_hint(self) -> str:
         return f"{self.settings.found}; pass --corpus DIR, set BUNKO_HOME, or run inside a shelf"
 
-    def status(self) -> StatusReport:
-        """What the index holds, and which corpus files it has not caught up with."""
+    def status(self, read_new: bool = True) -> StatusReport:
+        """What the index holds, and which corpus files it has not caught up with.
+
+        Args:
+            read_new: read each new or changed file to tell whether indexing would
+                skip it. A server passes False while its background update is indexing
+                them (a large new file would make every status call read it).
+        """
         from bunko.corpus.changes import CorpusChanges, corpus_changes
         from bunko.embedding import recorded_engine
 
@@ -605,7 +611,7 @@ class Shelf:
             changes = corpus_changes(
                 self.settings.corpus,
                 indexed,
-                lambda p: self._indexable(p, skipped),
+                (lambda p: self._indexable(p, skipped)) if read_new else None,
                 skipped=_skip_memory(loaded.meta) if loaded is not None else None,
             )
             skipped += [SkippedFile(src, reason) for src, reason in changes.skipped]

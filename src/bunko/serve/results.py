@@ -75,9 +75,10 @@ class SharedShelf:
         return dataclasses.replace(result, passages=renumbered)
 
     def status(self) -> dict[str, Any]:
+        updating = self.updater.running
         with self.lock:
-            out = dataclasses.asdict(self.shelf.status())
-        out["updating"] = self.updater.running
+            out = dataclasses.asdict(self.shelf.status(read_new=not updating))
+        out["updating"] = updating
         return out
 
 
