@@ -89,7 +89,8 @@ def article_path(corpus: Path, source: str) -> Path:
         real = os.path.realpath(path, strict=True)
     except (OSError, RuntimeError):
         raise SourceError(
-            f"no source {source!r} in the corpus; use a `source` from a search result"
+            f"no source {source!r} in the corpus: no article has that name; use a `source` "
+            "from a search result"
         ) from None
     if not inside(real, os.path.realpath(corpus)):
         raise OutsideCorpus(f"source {source!r} links outside the corpus; refused")
