@@ -63,6 +63,12 @@ def same_stat(st: os.stat_result, prev: DocRecord) -> bool:
 SkipMemory = Mapping[str, Mapping[str, Any]]
 
 
+def skip_key(source: str) -> str:
+    """How a skipped file is named in the index: as printed, since a name that is not
+    valid UTF-8 (lone surrogates in Python) cannot be stored as it is."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def skip_record(path: Path, reason: str) -> dict[str, Any] | None:
     """What the index remembers of a file it skipped: size, mtime, reader, reason
     (None when the file cannot even be stat'ed: it is looked at again next time)."""
@@ -123,11 +129,11 @@ def corpus_changes(
         src = source_of(path, corpus)
         seen.add(src)
         prev = indexed.get(src)
-        known = memory.get(src)
+        known = memory.get(skip_key(src))
         if known is not None:
             try:
                 if still_skipped(path, path.stat(), known):
-                    quiet.append((src, str(known.get("reason", ""))))
+                    quiet.append((skip_key(src), str(known.get("reason", ""))))
                     continue
             except OSError:
                 pass

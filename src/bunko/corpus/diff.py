@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bunko.corpus.changes import SkipMemory, same_stat, skip_record, still_skipped
+from bunko.corpus.changes import (
+    SkipMemory,
+    same_stat,
+    skip_key,
+    skip_record,
+    still_skipped,
+)
 from bunko.errors import SkipFile
 from bunko.index.format import ChunkRow, DocRow
 
@@ -87,14 +93,14 @@ def diff_corpus(
         src = source_of(path, root)
         seen.add(src)
         prev = indexed.get(src)
-        known = (known_skips or {}).get(src)
+        known = (known_skips or {}).get(skip_key(src))
         if known is not None and not full:
             try:
                 if stat_mod.S_ISREG(path.stat().st_mode) and still_skipped(
                     path, path.stat(), known
                 ):
-                    out.skips.append(SkipFile(src, str(known.get("reason", ""))))
-                    out.remembered[src] = dict(known)
+                    out.skips.append(SkipFile(skip_key(src), str(known.get("reason", ""))))
+                    out.remembered[skip_key(src)] = dict(known)
                     skipped.add(src)
                     continue
             except OSError:
@@ -123,7 +129,7 @@ def diff_corpus(
             skipped.add(skip.path)
             record = None if skip.transient else skip_record(path, skip.reason)
             if record is not None:
-                out.remembered[src] = record
+                out.remembered[skip_key(src)] = record
             continue
         out.read += 1
         if prev is None:
