@@ -28,6 +28,15 @@ def running(
     settings: Settings, *args: str, command: str = "serve", env: dict[str, str] | None = None
 ) -> Iterator[int]:
     """`bunko <command> --port P ...` in a child process; yields P once it answers."""
+    with started(settings, *args, command=command, env=env) as (port, _):
+        yield port
+
+
+@contextmanager
+def started(
+    settings: Settings, *args: str, command: str = "serve", env: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """Like :func:`running`, yielding the port and the child process."""
     port = free_port()
     child_env = {
         k: v
@@ -56,7 +65,7 @@ def running(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"bunko {command} did not start") from None
                 time.sleep(0.2)
-        yield port
+        yield port, proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -196,3 +196,19 @@ def test_no_answer_state(page: Any, port: int, tmp_path: Path) -> None:
     assert page.locator("#no-answer").is_visible()
     assert "見つかりませんでした" in page.locator("#no-answer").inner_text()
     shot(page, tmp_path, "no-answer")
+
+
+@pytest.mark.parametrize(("k", "shown"), [("20", "20"), ("999", "50"), ("0", "1"), ("abc", "5")])
+def test_k_in_the_address_is_validated_and_clamped(
+    page: Any, port: int, k: str, shown: str
+) -> None:
+    # Smaller defect: /?q=GPT&k=20 showed "k: Input should be a valid integer".
+    page.goto(f"http://127.0.0.1:{port}/?q={urllib.parse.quote(JA)}&k={k}")
+    page.wait_for_selector("body[data-state=results]")
+    assert page.input_value("#k") == shown
+
+
+def test_a_malformed_token_in_the_address_does_not_stop_the_page(page: Any, port: int) -> None:
+    # Smaller defect: /#token=%E0%A4%A threw in decodeURIComponent and the page never started.
+    page.goto(f"http://127.0.0.1:{port}/#token=%E0%A4%A")
+    page.wait_for_selector("body[data-state=ready]")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from bunko import ingest
 from bunko.errors import CorpusError, SkipFile
 from bunko.ingest import (
     SUPPORTED_SUFFIXES,
+    corpus_listing,
     list_corpus,
     load_corpus,
     read_document,
@@ -83,6 +85,16 @@ def test_utf8_bom_is_stripped(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("codec", "bom"), [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")])
 def test_utf16_with_bom(tmp_path: Path, codec: str, bom: bytes) -> None:
     doc = read(tmp_path, "u16.txt", bom + JA.encode(codec))
+    assert doc.encoding == codec
+    assert doc.text == JA
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom"), [("utf-32-le", b"\xff\xfe\x00\x00"), ("utf-32-be", b"\x00\x00\xfe\xff")]
+)
+def test_utf32_with_bom(tmp_path: Path, codec: str, bom: bytes) -> None:
+    # Defect 8: UTF-32-LE was read as UTF-16-LE (NUL-filled garbage), -BE was skipped unsaid.
+    doc = read(tmp_path, "u32.txt", bom + JA.encode(codec))
     assert doc.encoding == codec
     assert doc.text == JA
 
@@ -311,9 +323,13 @@ def test_symlinks_followed_once_and_loops_do_not_hang(tmp_path: Path) -> None:
     os.symlink(outside, root / "linked")
     os.symlink(root / "real" / "a.txt", root / "file_link.txt")
     os.symlink(root / "missing.txt", root / "broken.txt")
-    sources = [source_of(p, root) for p in list_corpus(root)]
+    listing = corpus_listing(root)
+    sources = [source_of(p, root) for p in listing.files]
     # A link that leaves the corpus is never followed: nothing outside it is read.
-    assert sources == ["file_link.txt", "real/a.txt"]
+    # A link to a listed article is an alias: the file is listed once, by its real path.
+    assert sources == ["real/a.txt"]
+    assert listing.aliases == {"file_link.txt": "real/a.txt"}
+    assert listing.outside == ("linked",)
     assert read_document(root / "file_link.txt", root).text == "a\n"
 
 
@@ -358,10 +374,10 @@ def test_unreadable_file_is_skipped(
     # Simulated: chmod 0 does not stop root, and these tests may run as root.
     path = write(tmp_path, "secret.txt", "x\n")
 
-    def fail(self: Path) -> bytes:
+    def fail(root: Path, path: Path) -> tuple[bytes, os.stat_result]:
         raise error
 
-    monkeypatch.setattr(Path, "read_bytes", fail)
+    monkeypatch.setattr(ingest, "read_inside", fail)
     with pytest.raises(SkipFile, match=reason):
         read_document(path, tmp_path)
 
@@ -405,3 +421,23 @@ def test_shipped_articles() -> None:
         assert doc.encoding == "utf-8"
         assert doc.title and len(doc.title) <= 120
         assert doc.size == (ARTICLES / doc.source).stat().st_size
+
+
+def test_links_outside_are_said_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Smaller defect: every request re-logged each skipped link.
+    root, outside = tmp_path / "corpus", tmp_path / "outside"
+    write(root, "a.txt", "a\n")
+    write(outside, "o.txt", "o\n")
+    os.symlink(outside / "o.txt", root / "out1.txt")
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        for _ in range(3):
+            list_corpus(root)
+    assert caplog.text.count("out1.txt: it links outside") == 1
+    os.symlink(outside / "o.txt", root / "out2.txt")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bunko"):
+        for _ in range(3):
+            list_corpus(root)
+    assert caplog.text.count("links outside") == 1 and "out2.txt" in caplog.text

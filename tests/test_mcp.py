@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 
 from bunko.config import Settings
 from bunko.serve.results import MCP_TEXT_CHARS
@@ -102,6 +103,7 @@ def test_mcp_refuses_reads_outside_the_corpus_and_bounds_sizes(
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret\n", encoding="utf-8")
     (mini.corpus / "leak.md").symlink_to(secret)
+    (mini.corpus / "config.yaml").write_text("password: hunter2\n", encoding="utf-8")
     long_lines = "".join(f"{i}行目：長い記事の一行です。\n" for i in range(1, 451))
     (mini.corpus / "long.md").write_text("# 長い記事\n" + long_lines, encoding="utf-8")
 
@@ -121,6 +123,12 @@ def test_mcp_refuses_reads_outside_the_corpus_and_bounds_sizes(
         out["bad_k"] = await s.call_tool("search", {"question": "富士山", "k": 500})
         out["big"] = await s.call_tool("search", {"question": "長い記事の一行", "k": 20})
         out["resource"] = await s.read_resource("bunko://fuji.md")
+        for name, uri in [("res_link", "bunko://leak.md"), ("res_missing", "bunko://nope.md"),
+                          ("res_config", "bunko://config.yaml")]:  # fmt: skip
+            try:
+                await s.read_resource(uri)
+            except MCPError as exc:
+                out[name] = str(exc)
         return out
 
     got = anyio.run(_session_run, mini, steps)
@@ -148,6 +156,10 @@ def test_mcp_refuses_reads_outside_the_corpus_and_bounds_sizes(
     size = len(json.dumps(big.structured_content, ensure_ascii=False))
     assert size < 40_000  # k=20 stays far below a host's ~25k-token cut
     assert "3776" in got["resource"].contents[0].text
+    # Smaller defect: a refused resource read lost its reason ("Error creating resource").
+    assert "outside the corpus" in got["res_link"]
+    assert "no source 'nope.md'" in got["res_missing"]
+    assert "only articles" in got["res_config"]
 
 
 def test_mcp_search_says_when_the_corpus_has_no_answer(mini: Settings) -> None:

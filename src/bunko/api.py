@@ -123,18 +123,24 @@ class Shelf:
             IndexWriteError: the index could not be written; the old one is intact.
             ModelLoadError: the model could not be loaded.
         """
-        from bunko import pipeline
-
         if not self.settings.corpus.is_dir():  # an error before the lock (no index folder made)
             from bunko.ingest import list_corpus
 
             list_corpus(self.settings.corpus)  # raises CorpusError, naming the problem
         with self.store.lock(wait=wait):
-            if not rebuild:
-                self._check_live_corpus()
-            return pipeline.run(
-                self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
-            )
+            return self._index_locked(rebuild, optimize)
+
+    def _index_locked(self, rebuild: bool = False, optimize: bool = False) -> IndexReport:
+        """:meth:`index` with the writer lock already held."""
+        from bunko import pipeline
+        from bunko.corpus.leftovers import clean_leftovers
+
+        clean_leftovers(self.settings.corpus, self.settings.index)
+        if not rebuild:
+            self._check_live_corpus()
+        return pipeline.run(
+            self.settings, self.store, rebuild, self.tokenizer, self.progress, optimize
+        )
 
     # -- query ---------------------------------------------------------------
 
@@ -218,12 +224,15 @@ class Shelf:
         A read-only or locked index is not an error here: the query answers from
         what the index holds, with a warning.
         """
+        from bunko.corpus.changes import skip_memory
         from bunko.errors import IndexLockedError, IndexWriteError
         from bunko.freshness import corpus_changes
 
         loaded = self.loaded()
         self._check_corpus(loaded)
-        changes = corpus_changes(self.settings.corpus, loaded.documents())
+        changes = corpus_changes(
+            self.settings.corpus, loaded.documents(), skipped=skip_memory(loaded.meta)
+        )
         if not changes:
             return
         log.warning("the corpus changed since the last update: %s; updating the index",
@@ -259,9 +268,12 @@ class Shelf:
             ).with_cli_hint(self._where_hint())
         from bunko import shelfops
 
-        plan = shelfops.plan_add(files, corpus, force=force)
-        shelfops.copy_into(plan, corpus)
-        report = self.index()
+        # Checked and placed under the writer lock, so two adds of one name cannot both
+        # pass the check; and placed without replacing, so nothing else can lose one.
+        with self.store.lock():
+            plan = shelfops.plan_add(files, corpus, force=force)
+            shelfops.copy_into(plan, corpus, replace=force)
+            report = self._index_locked()
         copied = tuple(rel for _, rel in plan.copy)
         return AddReport(copied, plan.identical, report, plan.skipped)
 
@@ -297,12 +309,13 @@ class Shelf:
     def _where_hint(self) -> str:
         return f"{self.settings.found}; pass --corpus DIR, set BUNKO_HOME, or run inside a shelf"
 
-    def status(self) -> StatusReport:
-        """What the index holds, and which corpus files it has not caught up with."""
+    def status(self, read_new: bool = True) -> StatusReport:
+        """What the index holds, and which corpus files it has not caught up with
+        (``read_new``: see :func:`bunko.corpus.changes.status_report`)."""
         from bunko.corpus.changes import status_report
 
         loaded = self.loaded() if self.store.current() is not None else None
-        return status_report(self.settings.corpus, self.settings.index, loaded)
+        return status_report(self.settings.corpus, self.settings.index, loaded, read_new)
 
     def evaluate(self, path: str | Path, k: int = 10, mode: Mode = "hybrid") -> EvalReport:
         """hit@1/3/5/10 and MRR@10 per language on a JSONL file of questions with

@@ -81,7 +81,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 
 
 def _err(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
+    typer.echo(render.clean(f"Error: {message}"), err=True)
     raise typer.Exit(code)
 
 
@@ -209,7 +209,7 @@ def _style() -> render.Style:
 
 
 def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+    typer.echo(render.clean_json(json.dumps(obj, ensure_ascii=False, indent=2)))
 
 
 def _index_summary(r: IndexReport) -> str:
@@ -618,14 +618,17 @@ def serve(
     _run(lambda: check_bind(host, token))
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
     shelf, progress = _shelf(corpus, index, model, engine)
-    # Build the index if needed and load the model now, so the first request is fast.
-    _run(lambda: shelf.query("warm up", k=1), progress)
+    # Build the index if there is none and load the model now, so the first request is
+    # fast; changes to an existing index are indexed in the background once serving.
+    _run(lambda: shelf.query("warm up", k=1, update=not shelf.store.exists()), progress)
     app_ = guarded_app(shelf, host, token, llm)
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"bunko: serving http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    # A request never runs an index update now, so shutdown waits for little; the
+    # bound makes SIGTERM/SIGINT stop the server within seconds whatever is in flight.
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 @app.command()
@@ -658,23 +661,25 @@ def ask(
     live = llm is not None and not as_json and sys.stdout.isatty()
 
     def show(piece: str) -> None:
-        sys.stdout.write(piece)
+        sys.stdout.write(render.clean(piece))
         sys.stdout.flush()
 
     r = _run(lambda: ask_(shelf, request, llm=llm, on_delta=show if live else None), progress)
     if as_json:
         _print_json(r.to_json())
     else:
-        typer.echo("" if live else r.answer)
+        typer.echo("" if live else render.clean(r.answer))
         if r.citations:
             typer.echo("")
             for c in r.to_json()["citations"]:
-                typer.echo(c["citation"])
+                typer.echo(render.clean(c["citation"]))
     for marker in r.dropped:
         typer.echo(f"bunko: removed citation {marker}: no such passage", err=True)
     for q in r.quotes:
         if not q.verified:
-            typer.echo(f"bunko: quote not found in the cited passage: {q.text!r}", err=True)
+            typer.echo(
+                render.clean(f"bunko: quote not found in the cited passage: {q.text!r}"), err=True
+            )
     if llm is None and r.answerable and r.citations:
         typer.echo(f"bunko: no LLM configured; {CONFIGURE_HINT}", err=True)
 
@@ -707,7 +712,7 @@ def _main(
     """
     _STATE["quiet"] = quiet
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("bunko: %(message)s"))
+    handler.setFormatter(render.CleanFormatter("bunko: %(message)s"))
     log = logging.getLogger("bunko")
     log.handlers[:] = [handler]
     log.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)

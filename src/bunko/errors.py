@@ -31,10 +31,13 @@ class CorpusError(BunkoError):
 class SkipFile(BunkoError):
     """One corpus file cannot be read; it is skipped with a warning, the rest go on."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, transient: bool = False) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        # The file could not be opened (permissions, I/O, a swap under way), as opposed
+        # to read and refused: an index does not remember it as skipped.
+        self.transient = transient
 
 
 class IndexMissingError(BunkoError):

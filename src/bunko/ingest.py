@@ -14,10 +14,12 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bunko import readers
+from bunko.corpus.paths import OutsideCorpus, inside, read_inside
 from bunko.errors import CorpusError, SkipFile
 from bunko.types import Document, Heading
 
@@ -31,7 +33,9 @@ _BINARY_SNIFF = 8192  # NUL bytes this early mean "not a text file"
 _SCORE_CHARS = 20_000  # enough text to tell Shift-JIS from EUC-JP
 _FRONT_MATTER_MAX = 65_536  # a closing "---" further in is a Markdown rule, not YAML
 _TITLE_MAX = 120
-_BOMS = (
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32-le", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "utf-32-be"),
     (b"\xef\xbb\xbf", "utf-8", "utf-8-sig"),
     (b"\xff\xfe", "utf-16-le", "utf-16-le"),
     (b"\xfe\xff", "utf-16-be", "utf-16-be"),
@@ -79,27 +83,60 @@ def _check_root(root: Path) -> None:
         )
 
 
+@dataclass(frozen=True)
+class CorpusListing:
+    """What a walk of the corpus folder found.
+
+    ``files`` are the articles to index, one per real file; ``aliases`` maps a
+    source that is a link to another listed article onto that article's source
+    (indexed once, under the real name); ``outside`` are links that lead out of
+    the corpus folder (never read).
+    """
+
+    files: tuple[Path, ...]
+    aliases: dict[str, str]
+    outside: tuple[str, ...]
+
+
+# What was last said about links, per corpus folder: each is logged once per
+# change, not on every query or request.
+_SAID_LINKS: dict[str, frozenset[str]] = {}
+
+
 def list_corpus(root: Path) -> list[Path]:
-    """All supported article files under ``root``, sorted by their source name.
+    """All supported article files under ``root``, sorted by their source name
+    (see :func:`corpus_listing`; links to listed articles are left out).
+
+    Raises:
+        CorpusError: ``root`` is missing, not a folder or unreadable.
+    """
+    return list(corpus_listing(root).files)
+
+
+def corpus_listing(root: Path) -> CorpusListing:
+    """Walk ``root`` for articles.
 
     Hidden files and folders are skipped. A symlink that leads outside the corpus
     folder is skipped with a warning: nothing outside the corpus is ever read.
-    Symlinked files inside it are listed; symlinked folders are followed once per
-    real folder, and only after every folder
-    reachable without links, so a link loop cannot hang and a real path wins
-    over a linked one. The walk uses its own stack, so depth is no problem.
+    A file is listed once by its real path: a link to an article that is listed
+    anyway is an alias (said once), so its passages are not indexed twice.
+    Symlinked folders are followed once per real folder, and only after every
+    folder reachable without links, so a link loop cannot hang and a real path
+    wins over a linked one. The walk uses its own stack, so depth is no problem.
 
     Raises:
         CorpusError: ``root`` is missing, not a folder or unreadable.
     """
     _check_root(root)
     real_root = os.path.realpath(root)
-    found: list[Path] = []
+    # (path, real path, reached through a link)
+    found: list[tuple[Path, str, bool]] = []
+    outside: list[str] = []
     seen: set[tuple[int, int]] = set()
-    plain: list[Path] = [root]
-    linked: list[Path] = []
+    plain: list[tuple[Path, str, bool]] = [(root, real_root, False)]
+    linked: list[tuple[Path, str, bool]] = []
     while plain or linked:
-        folder = plain.pop() if plain else linked.pop()
+        folder, real_folder, via_link = plain.pop() if plain else linked.pop()
         try:
             st = folder.stat()
             if (st.st_dev, st.st_ino) in seen:
@@ -116,20 +153,52 @@ def list_corpus(root: Path) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             try:
-                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
-                    log.warning("skipping %s: it links outside the corpus folder", entry.path)
+                is_link = entry.is_symlink()
+                real = (
+                    os.path.realpath(entry.path)
+                    if is_link
+                    else f"{real_folder}{os.sep}{entry.name}"
+                )
+                if is_link and not inside(real, real_root):
+                    outside.append(source_of(Path(entry.path), root))
                     continue
                 if entry.is_dir():  # follows symlinks; the seen-set stops loops
-                    (linked if entry.is_symlink() else plain).append(Path(entry.path))
+                    item = (Path(entry.path), real, via_link or is_link)
+                    (linked if is_link else plain).append(item)
                 elif entry.is_file() and entry.name.lower().endswith(SUPPORTED_SUFFIXES):
-                    found.append(Path(entry.path))  # is_file() is False for FIFOs, sockets
+                    found.append((Path(entry.path), real, via_link or is_link))
             except OSError:  # vanished or unreadable while listing
                 continue
-    return sorted(found, key=lambda p: source_of(p, root))
+    # One file per real path: the one reached without links, else the first by name.
+    found.sort(key=lambda f: (f[2], source_of(f[0], root)))
+    first: dict[str, Path] = {}
+    aliases: dict[str, str] = {}
+    for path, real, _ in found:
+        if real in first:
+            aliases[source_of(path, root)] = source_of(first[real], root)
+        else:
+            first[real] = path
+    files = tuple(sorted(first.values(), key=lambda p: source_of(p, root)))
+    listing = CorpusListing(files, aliases, tuple(sorted(outside)))
+    _say_links(real_root, root, listing)
+    return listing
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+def _say_links(key: str, root: Path, listing: CorpusListing) -> None:
+    said = frozenset(
+        [f"out:{s}" for s in listing.outside]
+        + [f"alias:{a}>{t}" for a, t in listing.aliases.items()]
+    )
+    if _SAID_LINKS.get(key) == said:
+        return
+    before = _SAID_LINKS.get(key, frozenset())
+    _SAID_LINKS[key] = said
+    for src in listing.outside:
+        if f"out:{src}" not in before:
+            log.warning("skipping %s: it links outside the corpus folder", root / src)
+    for alias, target in sorted(listing.aliases.items()):
+        if f"alias:{alias}>{target}" not in before:
+            log.info("%s is a link to %s; indexed once, as %s", alias, target, target)
 
 
 def _japanese_score(text: str) -> int:
@@ -166,7 +235,7 @@ def _decode(data: bytes, source: str) -> tuple[str, str]:
             continue
         readings.append((_japanese_score(text), codec, text))
     if not readings:
-        raise SkipFile(source, "cannot decode as UTF-8, UTF-16, Shift-JIS or EUC-JP")
+        raise SkipFile(source, "cannot decode as UTF-8, UTF-16, UTF-32, Shift-JIS or EUC-JP")
     _, codec, text = max(readings, key=lambda r: r[0])
     return text, codec
 
@@ -270,8 +339,14 @@ def _choose_title(text: str, body_start: int, headings: tuple[Heading, ...]) -> 
     return None
 
 
-def read_document(path: Path, root: Path) -> Document:
+def read_document(path: Path, root: Path, confine: bool = True) -> Document:
     """Read one corpus file into a :class:`Document`.
+
+    Args:
+        path: the file.
+        root: the corpus folder; source names are relative to it.
+        confine: read only if the file opened lies inside ``root`` (see
+            :mod:`bunko.corpus.paths`); off only for a file a user names to ``add``.
 
     Raises:
         SkipFile: the file vanished, is unreadable, binary, undecodable, empty,
@@ -286,18 +361,26 @@ def read_document(path: Path, root: Path) -> Document:
         shown = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         raise SkipFile(shown, "the file name is not valid UTF-8; rename the file") from None
     try:
-        # stat before reading: if the file changes in between, the recorded mtime is
-        # older than the content, so the next index run looks again rather than never.
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise SkipFile(source, "not a regular file")
-        data = path.read_bytes()
+        if confine:
+            # One descriptor, checked to lie inside the corpus, is what gets read: a
+            # link swapped in after the listing cannot carry the read outside.
+            data, st = read_inside(root, path)
+        else:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise SkipFile(source, "not a regular file")
+            data = path.read_bytes()
+    except OutsideCorpus:
+        reason = "it links outside the corpus folder (or changed while read)"
+        raise SkipFile(source, reason, transient=True) from None
+    except IsADirectoryError:
+        raise SkipFile(source, "not a regular file") from None
     except FileNotFoundError:
-        raise SkipFile(source, "file vanished before it could be read") from None
+        raise SkipFile(source, "file vanished before it could be read", transient=True) from None
     except PermissionError:
-        raise SkipFile(source, "permission denied") from None
+        raise SkipFile(source, "permission denied", transient=True) from None
     except OSError as err:
-        raise SkipFile(source, f"cannot read: {err.strerror or err}") from None
+        raise SkipFile(source, f"cannot read: {err.strerror or err}", transient=True) from None
     reader = readers.reader_for(path)
     if reader is not None:  # Document.text is then the extracted text
         return readers.read_document(path, source, data, st.st_mtime_ns, reader)
@@ -326,6 +409,20 @@ def read_document(path: Path, root: Path) -> Document:
         size=len(data),
         mtime_ns=st.st_mtime_ns,
     )
+
+
+TEXT_READER = "text/1"  # raise when read_document's decoding or skipping rules change
+_LABELS: dict[str, str] = {}
+
+
+def reader_label(path: Path) -> str:
+    """Which reader (and version) judges ``path``: a file skipped by one reader is
+    read again when it changes, e.g. after an upgrade that can read it."""
+    suffix = path.suffix.lower()
+    if suffix not in _LABELS:
+        reader = readers.reader_for(path)
+        _LABELS[suffix] = TEXT_READER if reader is None else readers.extractor(reader)
+    return _LABELS[suffix]
 
 
 def load_corpus(root: Path) -> tuple[list[Document], list[SkipFile]]:

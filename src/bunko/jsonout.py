@@ -46,11 +46,15 @@ def query_json(result: QueryResult) -> dict[str, Any]:
         if p.explain is not None:
             item["explain"] = asdict(p.explain)
         results.append(item)
-    return {
+    out: dict[str, Any] = {
         "query": result.query,
         "mode": result.mode,
         "model": result.model,
         "answerable": result.answerable,
         "min_confidence": result.min_confidence,
-        "results": results,
     }
+    if result.stale:  # answered from the last committed index; an update is running
+        out["stale"] = True
+        out["pending"] = list(result.pending)
+    out["results"] = results
+    return out

@@ -91,6 +91,12 @@ def open_for_update(
     except IndexCorruptError as exc:
         log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
         return None, "damaged index"
+    try:
+        check_next_id(old.meta)
+    except IndexCorruptError as exc:
+        log.warning("the index is damaged (%s); rebuilding it from the corpus", exc)
+        old.close()
+        return None, "damaged index"
     reason = _rebuild_reason(old, settings, rebuild)
     if reason is not None:
         # A rebuild reads the old index as a vector cache: check all of it first (a
@@ -102,6 +108,21 @@ def open_for_update(
             old.close()
             return None, "damaged index"
     return old, reason
+
+
+def check_next_id(meta: dict[str, Any]) -> None:
+    """The id the next chunk gets must be above every live chunk's id, or an update
+    would reuse ids (and answers would change without a word).
+
+    Raises:
+        IndexCorruptError: ``next_id`` is missing, not a number, or too low.
+    """
+    next_id = meta.get("next_id", 1)
+    top = max((int(seg.get("max_id", 0)) for seg in meta["segments"]), default=0)
+    if not isinstance(next_id, int) or isinstance(next_id, bool) or next_id <= top:
+        raise IndexCorruptError(
+            f"meta.json records next_id {next_id!r}, but live chunk ids reach {top}"
+        )
 
 
 def _rebuild_reason(old: Snapshot, settings: Settings, rebuild: bool) -> str | None:
@@ -185,7 +206,11 @@ def update(
         old is not None and old.model == model and old.meta["fingerprint"] == embedder.fingerprint
     )
     old_docs = old.documents() if old is not None else {}
-    diff = diff_corpus(settings.corpus, old_docs, full=full)
+    known_skips = old.meta.get("skipped") if old is not None else None
+    diff = diff_corpus(
+        settings.corpus, old_docs, full=full,
+        known_skips=known_skips if isinstance(known_skips, dict) else None,
+    )  # fmt: skip
     if diff.listed == 0:
         raise CorpusError(
             f"the corpus folder {settings.corpus} has no .txt or .md articles; "
@@ -243,6 +268,7 @@ def update(
         "created": old.meta.get("created") if old is not None and not full else None,
         "corpus": str(settings.corpus.resolve()),
         "corpus_from_index": _relpath(settings.corpus, settings.index),
+        "skipped": diff.remembered,
     }
     meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if full:

@@ -7,6 +7,7 @@ here imports rich until a progress bar is really drawn, so a query stays fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -25,6 +26,36 @@ from bunko.types import (
 if TYPE_CHECKING:
     from bunko.shelfops import ShowResult
     from bunko.types import AddReport, RemoveReport
+
+# -- control characters -----------------------------------------------------------------
+
+# C0 and C1 controls but newline and tab, and DEL. An article or a file name holding
+# ESC ] 0;...BEL (sets the window title) or OSC 52 (writes the clipboard) must reach a
+# terminal as visible text, never as a command.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` safe to print: each C0/C1 control except newline and tab shown as
+    ``\\xNN`` (a CR before a newline is dropped). Everything printed to a terminal
+    passes through here: rendered results (via :class:`Style` and this), log lines
+    and error messages (see :class:`CleanFormatter`)."""
+    if not _CONTROLS.search(text):
+        return text
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+
+
+def clean_json(dumped: str) -> str:
+    """JSON text with C1 controls and DEL escaped too (``json.dumps`` escapes only C0)."""
+    return re.sub(r"[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", dumped)
+
+
+class CleanFormatter(logging.Formatter):
+    """A log formatter whose lines pass through :func:`clean` (file names in warnings)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return clean(super().format(record))
+
 
 # -- colour ----------------------------------------------------------------------------
 
@@ -48,6 +79,7 @@ class Style:
         self.colour = colour
 
     def __call__(self, text: str, *styles: str) -> str:
+        text = clean(text)
         if not self.colour or not text:
             return text
         codes = ";".join(_CODES[s] for s in styles)
@@ -55,7 +87,7 @@ class Style:
 
     def emphasis(self, text: str) -> str:
         """Markdown ``**bold**`` / ``__bold__``: bold on a terminal, plain text otherwise."""
-        return _EMPHASIS.sub(lambda m: self(m.group(2), "bold"), text)
+        return _EMPHASIS.sub(lambda m: self(m.group(2), "bold"), clean(text))
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -85,7 +117,7 @@ def query_text(result: QueryResult, style: Style) -> Iterator[str]:
     for p in result.passages:
         c = p.citation
         head = heading_below_title(c.title, c.heading)
-        title = style(f"[{p.rank}] {c.title}", "bold") + (f" › {head}" if head else "")
+        title = style(f"[{p.rank}] {c.title}", "bold") + (f" › {clean(head)}" if head else "")
         yield title
         page = f" {c.pages()}" if c.page is not None else ""
         where = style(f"{c.source}:{c.line_start}-{c.line_end}{page}", "cyan")
@@ -163,7 +195,7 @@ def index_summary(r: IndexReport) -> str:
     if r.rebuilt and r.rebuild_reason in (None, "new index"):
         return "Built the index: " + parts
     if r.rebuilt:
-        return f"Rebuilt the index ({r.rebuild_reason}): " + parts
+        return f"Rebuilt the index ({clean(str(r.rebuild_reason))}): " + parts
     return "Index up to date: " + parts
 
 
@@ -171,9 +203,9 @@ def add_text(report: AddReport, style: Style) -> Iterator[str]:
     for name in report.copied:
         yield f"Added {style(name, 'cyan')}"
     for name in report.identical:
-        yield f"Already in the corpus: {name}"
+        yield f"Already in the corpus: {clean(name)}"
     for s in report.skipped:
-        yield f"Skipped {s.source}: {s.reason}"
+        yield clean(f"Skipped {s.source}: {s.reason}")
     yield index_summary(report.index)
 
 
@@ -185,15 +217,15 @@ def remove_text(report: RemoveReport, style: Style) -> Iterator[str]:
 
 def status_text(s: StatusReport, style: Style) -> Iterator[str]:
     if not s.exists:
-        yield f"No index in {s.index} yet; run `bunko index`."
+        yield clean(f"No index in {s.index} yet; run `bunko index`.")
     else:
         kind = s.index_type
         if s.recall_at_10 is not None:
             kind = f"{kind}, recall@10 {s.recall_at_10:.3f} at nprobe {s.nprobe}"
-        yield f"Corpus:    {s.corpus}"
-        yield f"Index:     {s.index} ({kind}, updated {s.updated})"
+        yield clean(f"Corpus:    {s.corpus}")
+        yield clean(f"Index:     {s.index} ({kind}, updated {s.updated})")
         engine = f", engine {s.engine}" if s.engine else ""
-        yield f"Model:     {s.model} (dimension {s.dimension}{engine})"
+        yield clean(f"Model:     {s.model} (dimension {s.dimension}{engine})")
         yield f"Documents: {s.documents}"
         yield f"Chunks:    {s.chunks}"
     stale = [("new", s.stale_new), ("changed", s.stale_changed), ("removed", s.stale_removed)]
@@ -201,13 +233,17 @@ def status_text(s: StatusReport, style: Style) -> Iterator[str]:
         yield "Not yet indexed (run `bunko index`):"
         for label, files in stale:
             for f in files:
-                yield f"  {label:8} {f}"
+                yield f"  {label:8} {clean(f)}"
     elif s.exists:
         yield "The index is up to date with the corpus."
+    if s.aliases:
+        yield "Links to another article (indexed once, under the article's name):"
+        for link, target in s.aliases:
+            yield f"  {clean(link)} -> {clean(target)}"
     if s.skipped:
         yield "Skipped, cannot be indexed (fix or `bunko remove` these files):"
         for sk in s.skipped:
-            yield f"  {style(sk.source, 'red')}: {sk.reason}"
+            yield f"  {style(sk.source, 'red')}: {clean(sk.reason)}"
 
 
 # -- show --------------------------------------------------------------------------------
@@ -216,11 +252,11 @@ def status_text(s: StatusReport, style: Style) -> Iterator[str]:
 def show_text(r: ShowResult, style: Style) -> Iterator[str]:
     """Numbered lines, the numbers being the ones citations use."""
     head = heading_below_title(r.title, r.heading)
-    yield style(r.title, "bold") + (f" › {head}" if head else "")
+    yield style(r.title, "bold") + (f" › {clean(head)}" if head else "")
     yield style(f"{r.source}:{r.start}-{r.end}", "cyan") + f" (of {plural(r.total_lines, 'line')})"
     width = len(str(r.end))
     for line in r.lines:
-        yield style(f"{line.number:>{width}}", "dim") + " │ " + line.text
+        yield style(f"{line.number:>{width}}", "dim") + " │ " + clean(line.text)
 
 
 def show_json(r: ShowResult) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bunko.corpus.leftovers import TMP_SUFFIX
+from bunko.corpus.paths import inside
 from bunko.errors import AddError, CorpusError, SkipFile, SourceError
 from bunko.types import Document, SkippedFile
 
@@ -58,15 +60,17 @@ class ShowResult:
 # -- checking a file the way indexing will ---------------------------------------
 
 
-def check_file(path: Path, root: Path) -> Document:
+def check_file(path: Path, root: Path, confine: bool = True) -> Document:
     """Read ``path`` exactly as indexing would, with source names relative to ``root``.
+
+    ``confine=False`` for a file a user names to ``add`` (it may be a link anywhere).
 
     Raises:
         SkipFile: indexing would skip this file (binary, empty, undecodable, ...).
     """
     from bunko.ingest import read_document
 
-    return read_document(path, root)
+    return read_document(path, root, confine=confine)
 
 
 # -- add ---------------------------------------------------------------------------
@@ -131,7 +135,7 @@ def plan_add(files: Sequence[str | Path], corpus: Path, force: bool = False) -> 
         if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
             raise AddError(f"{f}: only {', '.join(SUPPORTED_SUFFIXES)} files can be added")
         try:
-            check_file(f, f.parent)
+            check_file(f, f.parent, confine=False)
         except SkipFile as skip:
             raise AddError(f"{f} cannot be indexed ({skip.reason}); nothing was added") from None
         take(f, name)
@@ -142,11 +146,16 @@ def plan_add(files: Sequence[str | Path], corpus: Path, force: bool = False) -> 
     return AddPlan(tuple(copy), tuple(identical), tuple(skipped))
 
 
-def copy_into(plan: AddPlan, corpus: Path) -> None:
+def copy_into(plan: AddPlan, corpus: Path, replace: bool = False) -> None:
     """Copy the planned files into the corpus, each through a fresh temporary name.
 
+    Without ``replace`` a file is placed with a no-replace primitive (a hard
+    link, then the temporary name unlinked): if a file of that name appeared
+    since the plan, the add is refused instead of overwriting it.
+
     Raises:
-        AddError: a copy failed (that file is left out; earlier ones stay).
+        AddError: a copy failed, or its name is taken now (that file is left out;
+            earlier ones stay).
     """
     for src, rel in plan.copy:
         dest = safe_dest(corpus, rel)
@@ -154,16 +163,42 @@ def copy_into(plan: AddPlan, corpus: Path) -> None:
         safe_dest(corpus, rel)  # the folders just made must still be inside the corpus
         # A fresh, exclusively created temp name: a fixed one could already be a
         # symlink pointing out of the corpus, and copying would write through it.
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".bunko-tmp", dir=dest.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out)
             shutil.copymode(src, tmp)  # mkstemp made it 0600
-            os.replace(tmp, dest)
+            if replace:
+                os.replace(tmp, dest)
+            else:
+                _place_new(tmp, dest)
+        except FileExistsError:
+            raise AddError(
+                f"{dest} appeared while adding (another add?); nothing was overwritten"
+            ).with_cli_hint("pass --force to overwrite") from None
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise AddError(f"could not copy {src} into {corpus}: {exc}") from exc
+        finally:  # also on Ctrl-C: no partial copy is left behind
+            tmp.unlink(missing_ok=True)
+
+
+def _place_new(tmp: Path, dest: Path) -> None:
+    """Give ``tmp`` the name ``dest`` only if no such name exists (never replaces).
+
+    Raises:
+        FileExistsError: ``dest`` exists.
+    """
+    try:
+        os.link(tmp, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here (some FUSE or FAT folders): create the name exclusively.
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "wb") as out, open(tmp, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        shutil.copymode(tmp, dest)
 
 
 def safe_dest(corpus: Path, rel: str) -> Path:
@@ -184,7 +219,7 @@ def safe_dest(corpus: Path, rel: str) -> Path:
         folder = folder / part
         if folder.is_symlink():
             raise AddError(f"{folder} is a symbolic link; bunko will not write through it")
-        if folder.exists() and not _inside(os.path.realpath(folder), real_root):
+        if folder.exists() and not inside(os.path.realpath(folder), real_root):
             raise AddError(f"{folder} is outside the corpus folder {corpus}")
     return corpus.joinpath(*parts)
 
@@ -196,10 +231,6 @@ def _same_bytes(a: Path, b: Path) -> bool:
         return a.read_bytes() == b.read_bytes()
     except OSError:
         return False
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 # -- matching sources ----------------------------------------------------------------
@@ -285,7 +316,7 @@ def delete(files: Sequence[tuple[str, Path]], corpus: Path) -> list[str]:
             raise SourceError(f"could not remove {path}: {exc.strerror or exc}") from exc
         removed.append(source)
         folder = path.parent
-        while folder != corpus and _inside(os.path.realpath(folder), real_root):
+        while folder != corpus and inside(os.path.realpath(folder), real_root):
             try:
                 folder.rmdir()  # only when empty
             except OSError:
@@ -321,34 +352,25 @@ def show(target: str, corpus: Path) -> ShowResult:
     (``fuji.md:3-5``) shows exactly the cited lines, for every format.
 
     Raises:
-        SourceError: no such article in the corpus, or it points outside it.
-        SkipFile: the article cannot be read (the indexer skips it too).
+        SourceError: no such article in the corpus, it points outside it, or it
+            cannot be read (the reason indexing would give).
     """
-    from bunko.text import line_starts
+    from bunko.corpus.lines import source_lines
 
     name, start, end = parse_target(target)
     source = check_pattern(name, corpus)
-    path = corpus_sources(corpus).get(source)
-    if path is None:
-        raise SourceError(f"no article {source!r} in the corpus folder {corpus}")
-    doc = check_file(path, corpus)
-    starts = line_starts(doc.text)
-    total = len(starts)
-    if doc.text.endswith(("\n", "\r")):
-        total -= 1  # the empty "line" after a final break is not a line
+    doc, text_lines = source_lines(corpus, source)
+    total = len(text_lines)
     first = start or 1
     last = min(end or total, total)
     if first > total:
         raise SourceError(f"{source} has {total} lines; line {first} is past its end")
-    lines = []
-    for no in range(first, last + 1):
-        a = starts[no - 1]
-        b = starts[no] if no < len(starts) else len(doc.text)
-        lines.append(ShownLine(no, doc.text[a:b].rstrip("\r\n")))
+    lines = [ShownLine(no, text_lines[no - 1].rstrip("\r\n")) for no in range(first, last + 1)]
+    offset = sum(len(t) for t in text_lines[: first - 1])
     return ShowResult(
         source=source,
         title=doc.title,
-        heading=heading_at(doc, starts[first - 1]),
+        heading=heading_at(doc, offset),
         start=first,
         end=last,
         total_lines=total,

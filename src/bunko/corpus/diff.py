@@ -16,9 +16,15 @@ import stat as stat_mod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bunko.corpus.changes import same_stat
+from bunko.corpus.changes import (
+    SkipMemory,
+    same_stat,
+    skip_key,
+    skip_record,
+    still_skipped,
+)
 from bunko.errors import SkipFile
 from bunko.index.format import ChunkRow, DocRow
 
@@ -47,19 +53,32 @@ class CorpusDiff:
     skips: list[SkipFile] = field(default_factory=list)
     read: int = 0  # files read and hashed
     listed: int = 0  # files seen
+    # What the next index remembers of skipped files (see corpus.changes.skip_record),
+    # and whether that differs from what this one remembers.
+    remembered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skips_changed: bool = False
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed or self.touched)
+        return bool(
+            self.added or self.updated or self.removed or self.touched or self.skips_changed
+        )
 
 
-def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> CorpusDiff:
+def diff_corpus(
+    root: Path,
+    indexed: dict[str, DocRow],
+    full: bool = False,
+    known_skips: SkipMemory | None = None,
+) -> CorpusDiff:
     """Compare the corpus folder with the documents the index holds.
 
     Args:
         root: the corpus folder.
         indexed: the index's documents by source.
         full: every file counts as changed (a rebuild): all are read.
+        known_skips: files the index remembers as skipped; one that has not changed
+            (size, mtime, reader) is not read again, and not warned about again.
 
     Raises:
         CorpusError: ``root`` is missing or not a folder.
@@ -74,6 +93,18 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
         src = source_of(path, root)
         seen.add(src)
         prev = indexed.get(src)
+        known = (known_skips or {}).get(skip_key(src))
+        if known is not None and not full:
+            try:
+                if stat_mod.S_ISREG(path.stat().st_mode) and still_skipped(
+                    path, path.stat(), known
+                ):
+                    out.skips.append(SkipFile(skip_key(src), str(known.get("reason", ""))))
+                    out.remembered[skip_key(src)] = dict(known)
+                    skipped.add(src)
+                    continue
+            except OSError:
+                pass
         if prev is not None and not full:
             try:
                 st = path.stat()
@@ -96,6 +127,9 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
             log.warning("skipping %s: %s", skip.path, skip.reason)
             out.skips.append(skip)
             skipped.add(skip.path)
+            record = None if skip.transient else skip_record(path, skip.reason)
+            if record is not None:
+                out.remembered[skip_key(src)] = record
             continue
         out.read += 1
         if prev is None:
@@ -114,6 +148,7 @@ def diff_corpus(root: Path, indexed: dict[str, DocRow], full: bool = False) -> C
                     prev.encoding, prev.n_chunks, prev.extra,
                 )
             )  # fmt: skip
+    out.skips_changed = out.remembered != dict(known_skips or {})
     for src in indexed:
         if src in seen and src in skipped:
             out.kept_skipped.append(src)

@@ -182,6 +182,17 @@ class IndexFormatError(IndexCorruptError):
     """The index was written by an older bunko in a format this one does not read."""
 
 
+META_SUM = "meta_crc32"
+
+
+def meta_sum(meta: dict[str, Any]) -> int:
+    """The checksum a manifest records of itself: crc32 of its canonical JSON
+    without this field, so that an edit (``next_id`` lowered, say) is damage."""
+    body = {k: v for k, v in meta.items() if k != META_SUM}
+    canon = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(canon.encode("utf-8"))
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a generation folder, checked for the keys every reader needs.
 
@@ -205,6 +216,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise IndexCorruptError(
             f"{path} is not a bunko index of format {FORMAT_VERSION}; {REBUILD_HINT}"
         )
+    recorded = meta.get(META_SUM)
+    if recorded is not None and recorded != meta_sum(meta):
+        raise IndexCorruptError(f"{path} does not match its checksum; {REBUILD_HINT}")
     for key in ("model", "fingerprint", "dimension", "chunker", "chunks", "segments"):
         if key not in meta:
             raise IndexCorruptError(f"{path} lacks {key!r}; {REBUILD_HINT}")

@@ -47,12 +47,14 @@ from bunko.index.format import (
     DOCS,
     DOCS_SCHEMA,
     MANIFEST,
+    META_SUM,
     REBUILD_HINT,
     ChunkRow,
     DocRow,
     crc32,
     delete_file_name,
     generation_name,
+    meta_sum,
     read_manifest,
     segment_name,
 )
@@ -108,11 +110,15 @@ class IndexStore:
     def current(self) -> Path | None:
         """The live generation's folder, or None when there is no index yet."""
         try:
-            name = (self.root / CURRENT).read_text("utf-8").strip()
+            raw = (self.root / CURRENT).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise IndexCorruptError(f"cannot read {self.root / CURRENT}: {exc}") from exc
+        try:
+            name = raw.decode("ascii").strip()
+        except UnicodeDecodeError:  # a stray byte is damage like any other: rebuildable
+            raise IndexCorruptError(f"{self.root / CURRENT} is damaged; {REBUILD_HINT}") from None
         if not name.startswith("gen-") or "/" in name:
             raise IndexCorruptError(f"{self.root / CURRENT} is damaged; {REBUILD_HINT}")
         return self.root / name
@@ -259,6 +265,7 @@ class IndexStore:
                 bunko_version=__version__,
                 updated=_now(),
             )
+            meta[META_SUM] = meta_sum(meta)
             (tmp / MANIFEST).write_text(json.dumps(meta, ensure_ascii=False, indent=2), "utf-8")
             _fault_point("commit-meta")
             for name in (DOCS, MANIFEST):

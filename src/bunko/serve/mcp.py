@@ -42,7 +42,7 @@ INSTRUCTIONS = (
 def build_server(shelf: Shelf) -> MCPServer[Any]:
     """The MCP server over one warm shelf."""
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
     from bunko import __version__
 
@@ -131,7 +131,11 @@ def build_server(shelf: Shelf) -> MCPServer[Any]:
         try:
             page = read_lines(corpus, source, 1, None, max_lines=1_000_000)
         except BunkoError as exc:
-            raise ValueError(str(exc)) from None
+            # ResourceError carries the reason to the client; any other exception
+            # reaches it as a bare "Error creating resource from template".
+            if "no source" in str(exc):
+                raise ResourceNotFoundError(str(exc)) from None
+            raise ResourceError(str(exc)) from None
         return page.text
 
     return server
@@ -190,4 +194,4 @@ def run(shelf: Shelf, http: bool = False, host: str = "127.0.0.1", port: int = 8
     app = server.streamable_http_app(transport_security=security, host=host)
     hosts = None if token and not is_loopback(host) else names
     guarded = Guard(app, hosts=hosts, token=token, max_body=1024 * 1024)
-    uvicorn.run(guarded, host=host, port=port, log_level="warning")
+    uvicorn.run(guarded, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

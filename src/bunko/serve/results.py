@@ -47,17 +47,28 @@ class SharedShelf:
     """One warm :class:`Shelf` for a server: model and index stay loaded; calls are serialised."""
 
     def __init__(self, shelf: Shelf) -> None:
+        from bunko.serve.updater import BackgroundUpdater
+
         self.shelf = shelf
         self.lock = threading.Lock()
+        # Index updates run there, never inside a request (see bunko.serve.updater).
+        self.updater = BackgroundUpdater(shelf)
 
     def query(self, request: QueryRequest) -> QueryResult:
         """Exactly ``bunko query`` for the same request (source globs included)."""
         with self.lock:
-            return self.shelf.query(request)
+            pending = self.updater.poll(self.shelf)
+            result = self.shelf.query(dataclasses.replace(request, update=False))
+        if pending:  # answered from the last committed index while the update runs
+            result = dataclasses.replace(result, stale=True, pending=pending)
+        return result
 
     def status(self) -> dict[str, Any]:
+        updating = self.updater.running
         with self.lock:
-            return dataclasses.asdict(self.shelf.status())
+            out = dataclasses.asdict(self.shelf.status(read_new=not updating))
+        out["updating"] = updating
+        return out
 
 
 def trim_around(p: Passage, width: int = MCP_TEXT_CHARS) -> tuple[str, int, int]:
@@ -94,4 +105,9 @@ def mcp_results(result: QueryResult) -> dict[str, Any]:
                 "confidence": float(p.confidence),
             }
         )
-    return {"answerable": result.answerable, "results": items}
+    out: dict[str, Any] = {"answerable": result.answerable}
+    if result.stale:
+        out["stale"] = True
+        out["pending"] = list(result.pending)
+    out["results"] = items
+    return out

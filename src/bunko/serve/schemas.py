@@ -44,6 +44,10 @@ class QueryOut(BaseModel):
     model: str
     answerable: bool  # false when no passage is confident enough, or none is left
     min_confidence: float
+    # Only while a server's background update runs: answered from the last committed
+    # index, and the corpus files the update is indexing.
+    stale: bool = False
+    pending: list[str] = []
     results: list[QueryHit]
 
 
@@ -58,6 +62,8 @@ class SearchHit(CitationOut):
 
 class SearchOutput(BaseModel):
     answerable: bool
+    stale: bool = False  # as in QueryOut
+    pending: list[str] = []
     results: list[SearchHit]
 
 

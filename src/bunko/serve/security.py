@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -43,6 +45,13 @@ def check_bind(host: str, token: str | None) -> None:
     Raises:
         UsageError: ``host`` is reachable from other machines and no token is set.
     """
+    if token is not None and not _TOKEN.fullmatch(token):
+        # Headers arrive as latin-1 and are compared as bytes: a token with spaces or
+        # non-ASCII characters could never match, and would lock every client out.
+        raise UsageError(
+            "the token must be printable ASCII without spaces (for example from "
+            "`python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
     if not is_loopback(host) and not token:
         raise UsageError(
             f"--host {host} makes the server reachable from other machines; set a token "
@@ -103,10 +112,10 @@ class Guard:
             return
         origin = headers.get("origin")
         if origin is not None and origin != "null":
+            ok_origin = _same_server(origin, scope)
             o = urlsplit(origin)
-            ok_origin = o.scheme in ("http", "https") and o.hostname is not None
             if ok_origin and self.hosts is not None:
-                ok_origin = o.hostname.lower() in self.hosts
+                ok_origin = (o.hostname or "").lower() in self.hosts
             elif ok_origin:  # any Host accepted (token mode): the page must be same-origin
                 ok_origin = o.netloc.lower() == headers.get("host", "").lower()
             if not ok_origin:
@@ -145,6 +154,23 @@ class Guard:
                 break
         first: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
         await self.app(scope, _replay([first], receive), send)
+
+
+def _same_server(origin: str, scope: Scope) -> bool:
+    """The Origin names this server's scheme and port (its host is checked apart):
+    a page served by another program on this machine is another origin."""
+    try:
+        o = urlsplit(origin)
+        port = o.port
+    except ValueError:
+        return False
+    scheme = scope.get("scheme", "http")
+    if o.scheme != scheme or o.hostname is None:
+        return False
+    server = scope.get("server")
+    if not server or server[1] is None:
+        return True  # a unix socket: no port to compare
+    return (port or (443 if scheme == "https" else 80)) == int(server[1])
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:

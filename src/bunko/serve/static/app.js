@@ -8,8 +8,28 @@ let readerState = null;
 
 function token() {
   const m = location.hash.match(/token=([^&]+)/);
-  if (m) sessionStorage.setItem("bunko-token", decodeURIComponent(m[1]));
+  if (m) {
+    // A malformed escape (#token=%E0%A4%A) must not stop the page: keep it as typed.
+    let t = m[1];
+    try { t = decodeURIComponent(t); } catch (e) { /* not percent-encoded: as is */ }
+    sessionStorage.setItem("bunko-token", t);
+  }
   return sessionStorage.getItem("bunko-token");
+}
+
+const MAX_K = 50; // as the server's bound (bunko.serve.results.MAX_K)
+
+// k from the address bar: a whole number clamped to 1..MAX_K, offered in the list
+// if it is not there yet; anything else keeps the default.
+function setK(raw) {
+  const n = Number.parseInt(raw, 10);
+  if (!Number.isFinite(n) || String(n) !== String(raw).trim()) return;
+  const k = String(Math.min(MAX_K, Math.max(1, n)));
+  const select = $("k");
+  if (![...select.options].some((o) => o.value === k)) {
+    select.append(el("option", { value: k, textContent: k }));
+  }
+  select.value = k;
 }
 
 function headers(extra) {
@@ -303,7 +323,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("reader-more").addEventListener("click", readMore);
   const params = new URLSearchParams(location.search);
   const q = params.get("q");
-  if (params.get("k")) $("k").value = params.get("k");
+  if (params.get("k")) setK(params.get("k"));
   if (q) { $("q").value = q; runQuery(q, $("k").value); }
   else document.body.dataset.state = "ready";
 });
