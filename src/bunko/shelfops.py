@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from bunko.corpus.leftovers import TMP_SUFFIX
+from bunko.corpus.names import from_user, suggestion
 from bunko.corpus.paths import inside
-from bunko.errors import AddError, CorpusError, SkipFile, SourceError
+from bunko.errors import AddError, CorpusError, SkipFile, SourceError, SourceNotFoundError
 from bunko.types import Document, SkippedFile
 
 _RANGE = re.compile(r"^(?P<start>\d+)(?:-(?P<end>\d+))?$")
@@ -242,7 +243,7 @@ def check_pattern(pattern: str, corpus: Path) -> str:
     Raises:
         SourceError: the pattern is empty, absolute or climbs out with "..".
     """
-    p = pattern.replace("\\", "/").strip()
+    p = from_user(pattern, corpus).replace("\\", "/").strip()
     while p.startswith("./"):
         p = p[2:]
     parts = PurePosixPath(p).parts if p else ()
@@ -293,7 +294,10 @@ def plan_remove(patterns: Sequence[str], corpus: Path) -> list[tuple[str, Path]]
     for raw, pat in zip(patterns, checked, strict=True):
         hits = {s: p for s, p in sources.items() if matches(s, [pat])}
         if not hits:
-            raise SourceError(f"no article in {corpus} matches {raw!r}; nothing was removed")
+            raise SourceError(
+                f"no article in {corpus} matches {raw!r}; nothing was removed"
+                + suggestion(pat, sources)
+            )
         chosen.update(hits)
     if len(chosen) == len(sources):
         raise SourceError(
@@ -359,7 +363,10 @@ def show(target: str, corpus: Path) -> ShowResult:
 
     name, start, end = parse_target(target)
     source = check_pattern(name, corpus)
-    doc, text_lines = source_lines(corpus, source)
+    try:
+        doc, text_lines = source_lines(corpus, source)
+    except SourceNotFoundError as exc:
+        raise SourceNotFoundError(str(exc) + suggestion(source, corpus_sources(corpus))) from None
     total = len(text_lines)
     first = start or 1
     last = min(end or total, total)
