@@ -22,7 +22,7 @@ dictionary (the cold query path stays as it was), and neither does a question wh
 words the corpus already knows (English text over English articles).
 
 Pseudo-relevance feedback from the top dense passages was measured too and lost
-(README, "What moved the numbers"); it is not here.
+(docs/history.md, "What moved the numbers"); it is not here.
 """
 
 from __future__ import annotations
