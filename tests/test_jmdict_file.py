@@ -179,3 +179,16 @@ def test_shipped_file_keeps_its_attribution_and_person_names() -> None:
     ).fetchall()
     db.close()
     assert ("九条道家",) in rows
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=\[ ;]", r)[0].lower() for r in requirements}
+
+
+def test_jamdict_data_is_a_test_dependency_only() -> None:
+    import tomllib  # Python 3.11+, as CI runs
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text("utf-8"))
+    assert "jamdict-data" not in _names(project["project"]["dependencies"])
+    assert "jamdict-data" in _names(project["project"]["optional-dependencies"]["test"])
+    assert "data/jmdict.sqlite" in project["tool"]["setuptools"]["package-data"]["bunko"]
