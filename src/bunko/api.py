@@ -614,6 +614,7 @@ class Shelf:
             nprobe=meta.get("nprobe"),
             skipped=tuple(skipped),
             engine=recorded_engine(meta) if loaded is not None else None,
+            engine_choice=meta.get("engine_choice"),
         )
 
     def _indexable(self, path: Path, skipped: list[SkippedFile]) -> bool:

