@@ -25,7 +25,6 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -291,6 +290,8 @@ class OnnxE5Embedder:
 
 def cpu_flags() -> dict[str, Any]:
     """The CPU's name and the instruction sets that decide which candidate is fastest."""
+    import platform  # not at import: it compiles regexes, and queries load this module
+
     name, flags = platform.processor() or platform.machine(), set[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
