@@ -242,7 +242,7 @@ def test_outside_any_shelf_errors_name_the_folder(tmp_path: Path) -> None:
     os.chdir(nowhere)
     code, _out, err = run("index")
     assert code == 1 and "Traceback" not in err
-    assert str(nowhere / "corpus") in err and "no shelf found from" in err
+    assert f"no bunko shelf in {nowhere} or any folder above it" in err and "bunko init" in err
 
 
 def test_library_errors_do_not_mention_flags(tmp_path: Path) -> None:

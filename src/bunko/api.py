@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bunko import search
-from bunko.config import Settings
+from bunko.config import SHELF_FILE, Settings
 from bunko.errors import (
     CorpusError,
     EvalError,
@@ -538,9 +538,14 @@ class Shelf:
         """
         corpus = self.settings.corpus
         if not corpus.is_dir():
-            raise CorpusError(
-                f"the corpus folder {corpus} does not exist; create it first"
-            ).with_cli_hint(self._where_hint())
+            from bunko.config import init_shelf
+
+            if not corpus.parent.joinpath(SHELF_FILE).is_file():
+                raise CorpusError(
+                    f"the corpus folder {corpus} does not exist; run `bunko init "
+                    f"{corpus.parent}` to make a shelf there, or create the folder"
+                ).with_cli_hint(self._where_hint())
+            init_shelf(corpus.parent)  # a shelf marked by bunko.toml gets its corpus/ here
         from bunko import shelfops
 
         plan = shelfops.plan_add(files, corpus, force=force)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import asdict
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from bunko import __version__, render
 from bunko.api import Shelf
@@ -25,10 +27,51 @@ from bunko.config import RaySettings, Settings
 from bunko.errors import BunkoError, CorpusError, IndexMissingError, UsageError
 from bunko.index.store import _fault_point
 from bunko.jsonout import query_json as _query_json
+from bunko.retrieval.confidence import DEFAULT_MIN_CONFIDENCE
 from bunko.types import MODES, EvalReport, IndexReport, Mode, QueryResult
+
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose"})
+
+
+class _Command(TyperCommand):
+    """Usage lines as the README writes them (``bunko query [OPTIONS] QUESTION``), and the
+    running command's context kept for :func:`_err`'s usage line."""
+
+    running: Any = None  # the click context of the command being run
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+    def invoke(self, ctx: Any) -> Any:
+        _Command.running = ctx
+        return super().invoke(ctx)
+
+
+class _Group(TyperGroup):
+    """``-q``/``-v`` anywhere on the line, and command descriptions never cut short."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # `bunko query x -q` means `bunko -q query x`: move the global flags in front of
+        # the command (up to a `--`, after which everything is an argument).
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+        return super().parse_args(ctx, [*flags, *rest, *args[end:]])
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [
+            (name, cmd.get_short_help_str(limit=200))
+            for name in self.list_commands(ctx)
+            if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="bunko",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -80,6 +123,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 
 
 def _err(message: str, code: int = 1) -> NoReturn:
+    """``Error: message`` on stderr, then exit ``code``; a usage error (2) shows the
+    command's usage line first, as Click does for its own."""
+    ctx = _Command.running if code == 2 else None
+    if ctx is not None:
+        typer.echo(ctx.get_usage(), err=True)
+        typer.echo(f"Try '{ctx.command_path} --help' for help.\n", err=True)
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -103,6 +152,11 @@ def _shelf(
         settings = Settings.resolve(corpus=corpus, index=index, model=model, engine=engine, ray=ray)
     except UsageError as exc:  # an unknown --engine or BUNKO_ENGINE
         _err(str(exc), 2)
+    if not settings.has_shelf:
+        _err(
+            f"no bunko shelf in {Path.cwd()} or any folder above it; run `bunko init` to "
+            "make one here (or pass --corpus DIR, or set BUNKO_HOME)"
+        )
     _STATE["found"] = settings.found
     return Shelf(settings, progress=progress), progress
 
@@ -234,7 +288,41 @@ def _index_json(r: IndexReport) -> dict[str, Any]:
     return out
 
 
-@app.command()
+@app.command(cls=_Command)
+def init(
+    folder: Annotated[
+        Path,
+        typer.Argument(metavar="[DIR]", help="Folder to make a shelf (default: the current one)."),
+    ] = Path("."),
+) -> None:
+    """Make a folder a shelf: create its corpus/ folder and bunko.toml, then say what to do next.
+
+    Running it again, or in a folder that already is a shelf, changes nothing.
+
+    \b
+    Examples:
+      bunko init                 # この フォルダを本棚にする
+      bunko init ~/articles      # make ~/articles a shelf
+    """
+    from bunko.config import find_shelf, init_shelf
+
+    before = find_shelf(folder) if folder.is_dir() else None
+    root, created = _run(lambda: init_shelf(folder))
+    if not created:
+        typer.echo(f"{root} is already a shelf (corpus/ and bunko.toml are there).")
+    elif before is not None and before != root:
+        typer.echo(f"Made a shelf in {root} (inside the shelf {before}; this one now wins here).")
+    else:
+        typer.echo(f"Made a shelf in {root}: corpus/ for articles, bunko.toml marks it.")
+    go = "" if root == Path.cwd() else f"cd {root}\n  "
+    typer.echo(
+        "Next:\n"
+        f"  {go}bunko add ~/Downloads/article.md   # copy articles in: .txt .md .html .pdf .epub\n"
+        '  bunko query "質問をどうぞ"   # ask in Japanese or English'
+    )
+
+
+@app.command(cls=_Command)
 def index(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild from scratch.")] = False,
     corpus: CorpusOpt = None,
@@ -307,7 +395,7 @@ def index(
         typer.echo(_index_summary(report))
 
 
-@app.command()
+@app.command(cls=_Command)
 def query(
     question: Annotated[
         str, typer.Argument(metavar="QUESTION", help="The question, in Japanese or English.")
@@ -335,7 +423,7 @@ def query(
         typer.Option(
             "--min-confidence",
             help="Confidence (0-1) the top passage needs to count as an answer "
-            "[default: the benchmarked threshold].",
+            f"[default: {DEFAULT_MIN_CONFIDENCE}].",
         ),
     ] = None,
     no_update: Annotated[
@@ -377,11 +465,15 @@ def query(
     _echo_lines(render.query_text(result, _style()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def add(
     files: Annotated[
         list[Path],
-        typer.Argument(help="Articles (.txt, .md), or folders of them (added recursively)."),
+        typer.Argument(
+            metavar="FILE...",
+            help="Articles (.txt, .md, .html, .pdf, .epub), or folders of them (added "
+            "recursively).",
+        ),
     ],
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite a different article of the same name.")
@@ -413,11 +505,15 @@ def add(
     _echo_lines(render.add_text(report, _style()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def remove(
     sources: Annotated[
         list[str],
-        typer.Argument(help="Corpus-relative paths or globs, e.g. 2024/old.md or '2024/*'."),
+        typer.Argument(
+            metavar="SOURCE...",
+            help="Articles to delete: corpus-relative names or globs (2024/old.md, '2024/*'), "
+            "or their paths from here (corpus/2024/old.md).",
+        ),
     ],
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
@@ -443,7 +539,7 @@ def remove(
     _echo_lines(render.remove_text(report, _style()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
     target: Annotated[
         str,
@@ -473,7 +569,7 @@ def show(
     _echo_lines(render.show_text(result, _style()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def status(
     corpus: CorpusOpt = None,
     index: IndexOpt = None,
@@ -498,9 +594,11 @@ def status(
         typer.echo(f"No corpus folder at {s.corpus} ({_STATE['found']}).", err=True)
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
-    file: Annotated[Path, typer.Argument(help="JSONL: question, lang, evidence[] per line.")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="JSONL: question, lang, evidence[] per line.")
+    ],
     top_k: Annotated[int, typer.Option("-k", "--top-k", help="Also report hit@k.")] = 10,
     mode: Annotated[Mode, typer.Option("--mode", help="How to retrieve.")] = "hybrid",
     corpus: CorpusOpt = None,
@@ -511,7 +609,8 @@ def eval_(
 ) -> None:
     """Measure retrieval: hit@1/3/5/10 and MRR@10 per language and overall.
 
-    Rows marked "answerable": false are skipped (they have no evidence to find).
+    Rows marked "answerable": false have no evidence to find: they count only in the
+    abstention table (how often bunko says the shelf does not answer them).
 
     \b
     Examples:
@@ -580,7 +679,7 @@ LlmModelOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=_Command)
 def mcp(
     http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP, not stdio.")] = False,
     host: Annotated[str, typer.Option("--host", help="Address for --http.")] = "127.0.0.1",
@@ -593,19 +692,43 @@ def mcp(
 ) -> None:
     """Serve the shelf to AI assistants over MCP (tools: search, read, status).
 
-    Example: bunko mcp --corpus ~/articles --index ~/articles-index
-             bunko mcp --http --port 8766     (streamable HTTP at http://127.0.0.1:8766/mcp)
+    \b
+    Examples:
+      bunko mcp --corpus ~/articles --index ~/articles-index   # stdio, for an assistant
+      bunko mcp --http --port 8766     # streamable HTTP at http://127.0.0.1:8766/mcp
     """
     from bunko.serve.mcp import run
-    from bunko.serve.security import check_bind
+    from bunko.serve.security import check_bind, check_port
 
     token = token or os.environ.get("BUNKO_TOKEN") or None
-    _run(lambda: check_bind(host, token) if http else None)
+    if http:
+        _run(lambda: check_bind(host, token))
+        _run(lambda: check_port(host, port))
     shelf, progress = _shelf(corpus, index, model, engine)
+    if http:
+        _stop_quietly_on_ctrl_c()
     _run(lambda: run(shelf, http=http, host=host, port=port, token=token), progress)
 
 
-@app.command()
+STOPPED = "Stopped."
+
+
+def _stop_quietly_on_ctrl_c() -> None:
+    """Ctrl-C is how a server is stopped: say "Stopped." and exit 0.
+
+    uvicorn handles SIGINT while it serves (a graceful shutdown), then restores this
+    handler and raises the signal again, which lands here.
+    """
+
+    def stopped(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.write(2, (STOPPED + "\n").encode())
+        os._exit(0)
+
+    signal.signal(signal.SIGINT, stopped)
+
+
+@app.command(cls=_Command)
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.")] = 8765,
@@ -619,14 +742,20 @@ def serve(
 ) -> None:
     """Serve the web page and the HTTP API (/api/query, /api/read, /api/status, /api/ask).
 
-    Example: bunko serve      (then open http://127.0.0.1:8765/?q=富士山の高さは？)
+    Ctrl-C stops it ("Stopped.", exit 0); a port in use is an error (exit 1).
+
+    \b
+    Examples:
+      bunko serve               # then open http://127.0.0.1:8765/?q=富士山の高さは？
+      bunko serve --port 8780
     """
     from bunko.answer.llm import LLMConfig
     from bunko.serve.app import guarded_app
-    from bunko.serve.security import check_bind
+    from bunko.serve.security import check_bind, check_port
 
     token = token or os.environ.get("BUNKO_TOKEN") or None
     _run(lambda: check_bind(host, token))
+    _run(lambda: check_port(host, port))
     llm = _run(lambda: LLMConfig.resolve(llm_url, llm_model))
     shelf, progress = _shelf(corpus, index, model, engine)
     # Build the index if needed and load the model now, so the first request is fast.
@@ -635,15 +764,19 @@ def serve(
     import uvicorn
 
     shown = f"[{host}]" if ":" in host else host
+    _stop_quietly_on_ctrl_c()
     typer.echo(f"bunko: serving http://{shown}:{port}/ (Ctrl-C to stop)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+    typer.echo(STOPPED, err=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def ask(
-    question: Annotated[str, typer.Argument(help="The question, in Japanese or English.")],
+    question: Annotated[
+        str, typer.Argument(metavar="QUESTION", help="The question, in Japanese or English.")
+    ],
     top_k: Annotated[int, typer.Option("-k", "--top-k", help="Passages given to the model.")] = 5,
-    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or lexical.")] = "hybrid",
+    mode: Annotated[Mode, typer.Option("--mode", help="How to retrieve.")] = "hybrid",
     llm_url: LlmUrlOpt = None,
     llm_model: LlmModelOpt = None,
     corpus: CorpusOpt = None,
@@ -651,14 +784,25 @@ def ask(
     model: ModelOpt = None,
     engine: EngineOpt = None,
     as_json: JsonOpt = False,
+    require_llm: Annotated[
+        bool,
+        typer.Option(
+            "--require-llm",
+            help="Exit 1 when the LLM cannot answer (unreachable, timed out, refused) "
+            "instead of printing the passages' own answer.",
+        ),
+    ] = False,
 ) -> None:
     """Answer a question in prose from the passages, with checked [n] citations.
 
     Uses any OpenAI-compatible chat API (BUNKO_LLM_URL, BUNKO_LLM_MODEL); without one,
-    answers with the best highlights.
+    or when it cannot answer, answers with the best highlights and their citations.
 
-    Example: BUNKO_LLM_URL=http://localhost:11434/v1 BUNKO_LLM_MODEL=qwen2.5:7b \\
-             bunko ask "GPT-4.5のAPI料金は？"
+    \b
+    Examples:
+      export BUNKO_LLM_URL=http://localhost:11434/v1 BUNKO_LLM_MODEL=qwen2.5:7b
+      bunko ask "GPT-4.5のAPI料金は？"
+      bunko ask "How much does GPT-4.5 cost?" --require-llm
     """
     from bunko.answer.ask import ask as ask_
     from bunko.answer.llm import CONFIGURE_HINT, LLMConfig
@@ -686,6 +830,11 @@ def ask(
             typer.echo("")
             for c in r.to_json()["citations"]:
                 typer.echo(c["citation"])
+    if r.llm_error:
+        typer.echo(f"bunko: the LLM did not answer ({r.llm_error}); the answer above is "
+                   "the passages' own words", err=True)  # fmt: skip
+        if require_llm:
+            raise typer.Exit(1)
     for marker in r.dropped:
         typer.echo(f"bunko: removed citation {marker}: no such passage", err=True)
     for q in r.quotes:

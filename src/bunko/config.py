@@ -116,6 +116,10 @@ class Settings:
     found: str = ""
     # Embed on Ray (``--ray``, BUNKO_RAY); None embeds in this process.
     ray: RaySettings | None = None
+    # False when nothing marks a shelf (no corpus/ or bunko.toml from the current folder
+    # upwards) and no folder was given (flag, BUNKO_HOME, BUNKO_CORPUS, BUNKO_INDEX):
+    # the folders above are then only the current folder's guesses (see `bunko init`).
+    has_shelf: bool = True
 
     @classmethod
     def resolve(
@@ -138,6 +142,7 @@ class Settings:
         """
         env = os.environ
         home, found = shelf_home()
+        given = bool(corpus or index or env.get("BUNKO_CORPUS") or env.get("BUNKO_INDEX"))
         if corpus:
             found = "the corpus folder given explicitly"
         elif env.get("BUNKO_CORPUS"):
@@ -153,6 +158,7 @@ class Settings:
             ann_threshold=env_int("BUNKO_ANN_THRESHOLD", DEFAULT_ANN_THRESHOLD),
             found=found,
             ray=ray or RaySettings.resolve(),
+            has_shelf=given or bool(env.get("BUNKO_HOME")) or find_shelf(Path.cwd()) is not None,
         )
 
 
@@ -179,6 +185,48 @@ def cache_dir() -> Path:
 
 
 SHELF_MARKERS = ("corpus", "bunko.toml")
+SHELF_FILE = "bunko.toml"
+SHELF_FILE_TEXT = """\
+# This folder is a bunko shelf: articles go in corpus/, the index lives in index/.
+# Run bunko from here or any folder below it. (Settings are read from BUNKO_*
+# variables and flags; this file marks the shelf.)
+"""
+
+
+def init_shelf(folder: str | Path) -> tuple[Path, bool]:
+    """Make ``folder`` a shelf: create it, ``corpus/`` and ``bunko.toml`` where missing.
+
+    Returns the shelf folder (absolute) and whether anything was created. Never
+    overwrites: an existing ``bunko.toml`` or ``corpus/`` is kept as it is.
+
+    Raises:
+        CorpusError: the folder, ``corpus`` or ``bunko.toml`` exists as the wrong kind
+            of file, or cannot be created (permissions, disk).
+    """
+    from bunko.errors import CorpusError
+
+    root = _absolute(folder)
+    created = False
+    try:
+        if root.exists() and not root.is_dir():
+            raise CorpusError(f"{root} exists and is not a folder; choose another folder")
+        root.mkdir(parents=True, exist_ok=True)
+        corpus = root / "corpus"
+        if corpus.exists() and not corpus.is_dir():
+            raise CorpusError(f"{corpus} exists and is not a folder; move it away first")
+        if not corpus.is_dir():
+            corpus.mkdir()
+            created = True
+        marker = root / SHELF_FILE
+        if marker.exists() and not marker.is_file():
+            raise CorpusError(f"{marker} exists and is not a file; move it away first")
+        if not marker.exists():
+            with open(marker, "x", encoding="utf-8") as f:
+                f.write(SHELF_FILE_TEXT)
+            created = True
+    except OSError as exc:
+        raise CorpusError(f"cannot create the shelf in {root}: {exc.strerror or exc}") from exc
+    return root, created
 
 
 def find_shelf(start: Path) -> Path | None:

@@ -78,5 +78,10 @@ class EvalError(BunkoError):
     """An evaluation file is missing or malformed."""
 
 
+class ServeError(BunkoError):
+    """`bunko serve` or `bunko mcp --http` could not start (the port is taken, the address
+    cannot be bound)."""
+
+
 class UsageError(BunkoError):
     """A bad argument (empty question, k < 1, unknown mode). The CLI exits 2 for these."""

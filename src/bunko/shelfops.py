@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from bunko.corpus.names import from_user, suggestion
 from bunko.errors import AddError, CorpusError, SkipFile, SourceError
 from bunko.types import Document, SkippedFile
 
@@ -211,7 +212,7 @@ def check_pattern(pattern: str, corpus: Path) -> str:
     Raises:
         SourceError: the pattern is empty, absolute or climbs out with "..".
     """
-    p = pattern.replace("\\", "/").strip()
+    p = from_user(pattern, corpus).replace("\\", "/").strip()
     while p.startswith("./"):
         p = p[2:]
     parts = PurePosixPath(p).parts if p else ()
@@ -262,7 +263,10 @@ def plan_remove(patterns: Sequence[str], corpus: Path) -> list[tuple[str, Path]]
     for raw, pat in zip(patterns, checked, strict=True):
         hits = {s: p for s, p in sources.items() if matches(s, [pat])}
         if not hits:
-            raise SourceError(f"no article in {corpus} matches {raw!r}; nothing was removed")
+            raise SourceError(
+                f"no article in {corpus} matches {raw!r}; nothing was removed"
+                + suggestion(pat, sources)
+            )
         chosen.update(hits)
     if len(chosen) == len(sources):
         raise SourceError(
@@ -330,7 +334,10 @@ def show(target: str, corpus: Path) -> ShowResult:
     source = check_pattern(name, corpus)
     path = corpus_sources(corpus).get(source)
     if path is None:
-        raise SourceError(f"no article {source!r} in the corpus folder {corpus}")
+        raise SourceError(
+            f"no article {source!r} in the corpus folder {corpus}"
+            + suggestion(source, corpus_sources(corpus))
+        )
     doc = check_file(path, corpus)
     starts = line_starts(doc.text)
     total = len(starts)

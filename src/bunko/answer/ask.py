@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bunko.answer.citations import CheckedAnswer, MarkerStream, QuoteCheck, check_answer
-from bunko.answer.llm import LLMConfig, chat
+from bunko.answer.llm import LLMConfig, LLMError, chat
 from bunko.answer.prompt import build_messages, no_answer_text
 from bunko.types import Mode, Passage, QueryResult
 
@@ -36,6 +36,9 @@ class AskResult:
     model: str  # the embedding model of the index
     llm: LLMConfig | None  # None: extractive answer, or no model was called
     generated: bool
+    # Why the model's answer was replaced by the extractive one (unreachable, timed out,
+    # refused); None when the model answered or none was configured.
+    llm_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``bunko ask --json`` object (documented in the README)."""
@@ -61,6 +64,7 @@ class AskResult:
             if self.llm is not None and self.generated
             else None
         )
+        out["llm_error"] = self.llm_error
         return out
 
 
@@ -97,7 +101,9 @@ def ask(
 
     Raises:
         UsageError: bad question, k or mode.
-        LLMError: the model could not be reached or refused.
+
+    A model that cannot be reached, times out or refuses does not fail the call: the
+    answer is then the extractive one, and ``llm_error`` says why.
     """
     result = shelf.query(question, k=k, mode=mode)
     return answer_from(result, llm, on_delta)
@@ -117,6 +123,7 @@ def answer_from(
         citations: tuple[AskCitation, ...] = (),
         checked: CheckedAnswer | None = None,
         generated: bool = False,
+        llm_error: str | None = None,
     ) -> AskResult:
         return AskResult(
             question=result.query,
@@ -128,14 +135,20 @@ def answer_from(
             model=result.model,
             llm=llm,
             generated=generated,
+            llm_error=llm_error,
         )
 
     if answerable is False or not passages:
         return made(no_answer_text(result.query))
-    if llm is None:
+
+    def extractive(llm_error: str | None = None) -> AskResult:
         top = passages[:EXTRACTIVE_PASSAGES]
         lines = [f"{' '.join(p.highlight.split())} [{n}]" for n, p in enumerate(top, 1)]
-        return made("\n".join(lines), tuple(AskCitation(n, p) for n, p in enumerate(top, 1)))
+        cited = tuple(AskCitation(n, p) for n, p in enumerate(top, 1))
+        return made("\n".join(lines), cited, llm_error=llm_error)
+
+    if llm is None:
+        return extractive()
     stream = MarkerStream(len(passages))
 
     def relay(piece: str) -> None:
@@ -144,7 +157,11 @@ def answer_from(
             if shown:
                 on_delta(shown)
 
-    raw = chat(llm, build_messages(result.query, passages), relay if on_delta else None)
+    try:
+        raw = chat(llm, build_messages(result.query, passages), relay if on_delta else None)
+    except LLMError as exc:
+        # The passages are here: a model that is down or slow costs the prose, not the answer.
+        return extractive(str(exc))
     if on_delta is not None:
         tail = stream.flush()
         if tail:

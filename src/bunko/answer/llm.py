@@ -94,7 +94,8 @@ def _pieces(config: LLMConfig, messages: list[dict[str, str]], stream: bool) -> 
         base_url=config.url,
         api_key=config.api_key or "not-needed",  # local servers ignore it; the client wants one
         timeout=config.timeout,
-        max_retries=1,
+        # No retries: a retry doubles the wait past the timeout the user set (3 s took 8.8 s).
+        max_retries=0,
     )
     try:
         if not stream:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from bunko.errors import UsageError
+from bunko.errors import ServeError, UsageError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,6 +49,30 @@ def check_bind(host: str, token: str | None) -> None:
             "with --token or BUNKO_TOKEN (clients send it as 'Authorization: Bearer TOKEN'), "
             "or bind to 127.0.0.1"
         )
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse to start on a port another program holds, before announcing the address.
+
+    Raises:
+        ServeError: the port is in use, or the address cannot be bound here.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot bind {host}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} is in use (try --port {port + 1})") from None
+            raise ServeError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from None
 
 
 def allowed_hosts(bind_host: str) -> set[str]:
