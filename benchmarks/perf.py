@@ -267,41 +267,58 @@ print(len(tokens), ids[0][:5].tolist())
 """
 
 
-def floor(runs: int) -> None:
+def floor(runs: int, against: str | None = None) -> None:
     """`bunko query --no-update` against the floor script, interleaved, median of ``runs``:
-    wall time (noisy on a shared machine) and CPU time (user + system) of each process."""
+    wall time (noisy on a shared machine) and CPU time (user + system) of each process.
+    ``against``: another source tree's ``src`` (an earlier commit), run as a third."""
     index = shipped_index()
     gen = index / (index / "CURRENT").read_text().strip()
     vectors = first_segment(gen) / "vectors.faiss"
+    # Both read cached bytecode, as an installed bunko does (a session with
+    # PYTHONDONTWRITEBYTECODE would otherwise compile bunko's modules on every run).
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
     res: dict[str, dict[str, dict[str, list[float]]]] = {}
     for question in (QUESTION, "How much does GPT-4.5 cost?"):
         bunko = [PY, "-m", "bunko", "query", question, "--no-update",
                  "--corpus", str(CORPUS), "--index", str(index)]  # fmt: skip
         cmds = {"bunko query": bunko, "floor": [PY, "-c", FLOOR, question, str(vectors)]}
-        for cmd in cmds.values():  # one warm-up each (page cache)
-            run_cpu(cmd)
+        envs = {name: env for name in cmds}
+        if against:
+            cmds["before"] = bunko
+            envs["before"] = {**env, "PYTHONPATH": str(Path(against).resolve())}
+        for name, cmd in cmds.items():  # one warm-up each (page cache, bytecode)
+            run_cpu(cmd, envs[name])
         got: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cmds}
         for i in range(runs):
             for name, cmd in cmds.items():
-                wall, cpu, _ = run_cpu(cmd)
+                wall, cpu, _ = run_cpu(cmd, envs[name])
                 got[name]["wall"].append(wall)
                 got[name]["cpu"].append(cpu)
                 print(f"  run {i + 1} {name}: {wall:.3f} s wall, {cpu:.3f} s CPU (load {load()})",
                       file=sys.stderr)  # fmt: skip
         res[question] = got
-    out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags()}
+    out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags(), "before": against}
     for question, got in res.items():
         med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in got.items()}
         out[question] = {
             "median_s": {k: {m: round(x, 3) for m, x in v.items()} for k, v in med.items()},
             "ratio_wall": round(med["bunko query"]["wall"] / med["floor"]["wall"], 2),
             "ratio_cpu": round(med["bunko query"]["cpu"] / med["floor"]["cpu"], 2),
+            **(
+                {
+                    "before_ratio_wall": round(med["before"]["wall"] / med["floor"]["wall"], 2),
+                    "before_ratio_cpu": round(med["before"]["cpu"] / med["floor"]["cpu"], 2),
+                }
+                if against
+                else {}
+            ),
             "runs_s": {
                 k: {m: [round(x, 3) for x in xs] for m, xs in v.items()} for k, v in got.items()
             },
         }
         print(f"{question}: bunko query / floor = {out[question]['ratio_wall']} wall, "
-              f"{out[question]['ratio_cpu']} CPU", file=sys.stderr)  # fmt: skip
+              f"{out[question]['ratio_cpu']} CPU; before {out[question].get('before_ratio_cpu')}"
+              " CPU", file=sys.stderr)  # fmt: skip
     save("cold_floor", out)
 
 
@@ -1124,6 +1141,7 @@ def main() -> None:
     )
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--against", help="floor: another tree's src/ to time as 'before'")
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=200, help="embed: paragraphs to embed")
     ap.add_argument(
@@ -1144,7 +1162,7 @@ def main() -> None:
         if a.section in ("cold", "all"):
             cold(a.runs)
         if a.section in ("floor", "all"):
-            floor(a.runs)
+            floor(a.runs, a.against)
         if a.section in ("embed", "all"):
             if a.smoke:
                 try:
