@@ -35,6 +35,10 @@ B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
+# Issue 24: a query term with more live postings than this (a particle, "the") is
+# not added to every row it occurs in when the rarer terms alone already fill the
+# top n with scores it cannot reach (MaxScore); see BM25.top.
+PRUNE_MIN_POSTINGS = 20_000
 
 
 class Vocab(Mapping[str, int]):
@@ -361,6 +365,60 @@ class BM25:
                 # (and much faster than np.add.at; measured faster than one bincount).
                 out[i][rows] += w if scale == 1.0 else w * np.float32(scale)
         return out
+
+    def top(
+        self, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
+    ) -> list[tuple[int, int, float]] | None:
+        """The (part, row, score) of at least the ``n`` best rows by BM25 (all that tie
+        with the n-th), with the scores :meth:`scores` gives them, without adding the
+        commonest terms to every row they occur in; None when that cannot be proved
+        (then score every row).
+
+        MaxScore: the terms with at most PRUNE_MIN_POSTINGS postings ("rare") are
+        scored first. If at least ``n`` rows have a rare term and the n-th best of
+        those partial scores beats the common terms' largest weights summed, a row
+        without a rare term scores below n rows and cannot be in the top n. The
+        candidates' exact scores are then summed term by term, in the query's own
+        order (float32 sums are order-dependent), the common terms' weights looked
+        up by binary search in their sorted postings.
+        """
+        import numpy as np
+
+        terms = list(dict.fromkeys(tokens))
+        scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
+        post = {t: self._weights(t) for t in terms}
+        common = [t for t in terms if sum(len(r) for _, r, _ in post[t]) > PRUNE_MIN_POSTINGS]
+        if not common or n <= 0:
+            return None
+        bound = sum(float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in common)
+        cands: list[Any] = []
+        partial: list[Any] = []
+        for i in range(len(self.parts)):
+            seen = [rows for t in terms if t not in common for j, rows, _ in post[t] if j == i]
+            cands.append(np.unique(np.concatenate(seen)) if seen else np.zeros(0, np.intp))
+            partial.append(np.zeros(len(cands[i]), dtype=np.float32))
+        if sum(len(c) for c in cands) < n:
+            return None
+        # Each candidate's exact score, term by term in query order.
+        for t in terms:
+            for i, rows, w in post[t]:
+                c = cands[i]
+                if len(c) == 0:
+                    continue
+                at = np.minimum(np.searchsorted(rows, c), len(rows) - 1)
+                hit = rows[at] == c
+                add = w[at[hit]] if scale[t] == 1.0 else w[at[hit]] * scale[t]
+                partial[i][hit] += add
+        # A row without a rare term scores at most `bound`; if n candidates score
+        # more (with a margin for float32 rounding), no such row is in the top n.
+        part = np.concatenate([np.full(len(c), i, dtype=np.intp) for i, c in enumerate(cands)])
+        row = np.concatenate(cands)
+        score = np.concatenate(partial)
+        nth = float(np.partition(score, len(score) - n)[len(score) - n])
+        if nth <= bound * (1 + 1e-4) + 1e-6:
+            return None
+        best = np.flatnonzero(score >= np.float32(nth))
+        return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the query's idf mass that the corpus vocabulary knows (0..1).
