@@ -2,6 +2,7 @@
 
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
     python benchmarks/perf.py floor        # `bunko query --no-update` vs the least a query can do
+    python benchmarks/perf.py lexical --size 200000  # BM25 top 100: every row vs MaxScore
     python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
     python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
@@ -622,6 +623,63 @@ class ZipfTokens:
                 pos += ln
 
 
+def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
+    """Issue 24: BM25 top 100 over ``n`` synthetic chunks (ZipfTokens, as the scale test),
+    scoring every row of every query term against the MaxScore top n (BM25.top),
+    interleaved, per query; CPU ms (p50, p99) and whether the rankings are identical."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from bunko import search
+    from bunko.index.lexical import BM25, Postings
+
+    t0 = time.process_time()
+    post = Postings.build(ZipfTokens(seed=1).docs(n))
+    build_s = time.process_time() - t0
+    qtok = ZipfTokens(seed=2)
+    qs = [[qtok.terms[i] for i in qtok.draw(8)] for _ in range(queries)]
+    k = search.CANDIDATES
+
+    def full(bm: BM25, q: list[str]) -> list[tuple[int, float]]:
+        (scores,) = bm.scores(q)
+        kk = min(k, int(np.count_nonzero(scores)))
+        if kk <= 0:
+            return []
+        top = np.argpartition(-scores, kk - 1)[:kk]
+        return sorted(((int(r), float(scores[r])) for r in top), key=lambda x: (-x[1], x[0]))
+
+    def pruned(bm: BM25, q: list[str]) -> list[tuple[int, float]]:
+        got = bm.top(q, k)
+        if got is None:
+            return full(bm, q)
+        return sorted(((r, s) for _, r, s in got), key=lambda x: (-x[1], x[0]))[:k]
+
+    bm = BM25([(post, None)])
+    for q in qs[:20]:  # warm the scored-postings cache of the common terms, as a server's is
+        full(bm, q)
+    cpu: dict[str, list[float]] = {"every row": [], "maxscore": []}
+    same = 0
+    took_pruned = 0
+    for q in qs:
+        res = {}
+        for name, fn in (("every row", full), ("maxscore", pruned)):
+            c0 = time.process_time()
+            res[name] = fn(bm, q)
+            cpu[name].append((time.process_time() - c0) * 1000)
+        same += res["every row"] == res["maxscore"]
+        took_pruned += bm.top(q, k) is not None
+    return {
+        "chunks": n,
+        "queries": len(qs),
+        "build_cpu_s": round(build_s, 1),
+        "cpu_ms_p50": {kk: round(statistics.median(v), 2) for kk, v in cpu.items()},
+        "cpu_ms_p99": {kk: round(pct(v, 99), 2) for kk, v in cpu.items()},
+        "identical_rankings": same,
+        "pruned_queries": took_pruned,
+        "cpu": cpu_flags(),
+    }
+
+
 class SyntheticRows:
     """Chunk rows of synthetic documents (10 chunks each), generated lazily, in id order.
 
@@ -1127,6 +1185,7 @@ def main() -> None:
         choices=[
             "cold",
             "floor",
+            "lexical",
             "embed",
             "incremental",
             "scale",
@@ -1161,6 +1220,11 @@ def main() -> None:
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
+        if a.section == "lexical":
+            for size in a.size or [200_000]:
+                got = lexical_bench(size)
+                print(json.dumps(got, indent=1), file=sys.stderr)
+                save(f"lexical_maxscore_{size}", got)
         if a.section in ("floor", "all"):
             floor(a.runs, a.against)
         if a.section in ("embed", "all"):
