@@ -634,7 +634,12 @@ def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
     from bunko.index.lexical import BM25, Postings
 
     t0 = time.process_time()
-    post = Postings.build(ZipfTokens(seed=1).docs(n))
+    folder = WORK / f"lexical-{n}"  # kept: building a million rows takes minutes
+    if not (folder / "done").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        Postings.build(ZipfTokens(seed=1).docs(n)).save(folder)
+        (folder / "done").write_text("")
+    post = Postings.load(folder)
     build_s = time.process_time() - t0
     qtok = ZipfTokens(seed=2)
     qs = [[qtok.terms[i] for i in qtok.draw(8)] for _ in range(queries)]
@@ -666,15 +671,19 @@ def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
             c0 = time.process_time()
             res[name] = fn(bm, q)
             cpu[name].append((time.process_time() - c0) * 1000)
-        same += res["every row"] == res["maxscore"]
+        a, b = res["every row"], res["maxscore"]
+        cut = a[-1][1] if a else 0.0  # rows tied at the cut may be either (argpartition)
+        same += [s for _, s in a] == [s for _, s in b] and [x for x in a if x[1] > cut] == [
+            x for x in b if x[1] > cut
+        ]
         took_pruned += bm.top(q, k) is not None
     return {
         "chunks": n,
         "queries": len(qs),
-        "build_cpu_s": round(build_s, 1),
+        "build_or_load_cpu_s": round(build_s, 1),
         "cpu_ms_p50": {kk: round(statistics.median(v), 2) for kk, v in cpu.items()},
         "cpu_ms_p99": {kk: round(pct(v, 99), 2) for kk, v in cpu.items()},
-        "identical_rankings": same,
+        "identical_rankings_up_to_ties_at_the_cut": same,
         "pruned_queries": took_pruned,
         "cpu": cpu_flags(),
     }

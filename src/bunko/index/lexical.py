@@ -372,34 +372,61 @@ class BM25:
         """The (part, row, score) of at least the ``n`` best rows by BM25 (all that tie
         with the n-th), with the scores :meth:`scores` gives them, without adding the
         commonest terms to every row they occur in; None when that cannot be proved
-        (then score every row).
+        cheaply (then score every row).
 
-        MaxScore: the terms with at most PRUNE_MIN_POSTINGS postings ("rare") are
-        scored first. If at least ``n`` rows have a rare term and the n-th best of
-        those partial scores beats the common terms' largest weights summed, a row
-        without a rare term scores below n rows and cannot be in the top n. The
-        candidates' exact scores are then summed term by term, in the query's own
-        order (float32 sums are order-dependent), the common terms' weights looked
-        up by binary search in their sorted postings.
+        MaxScore: the query's rarest terms give the candidates (every row holding
+        one); each candidate's exact score is summed term by term in the query's own
+        order (float32 sums are order-dependent), the other terms' weights found by
+        binary search in their sorted postings. A row holding none of the rare terms
+        scores at most the other terms' largest weights summed; when the n-th best
+        candidate beats that, no such row can be in the top n. Two tries: the fewest
+        rarest terms that hold n rows, then the most that hold PRUNE_MIN_POSTINGS.
         """
         import numpy as np
 
         terms = list(dict.fromkeys(tokens))
-        scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
         post = {t: self._weights(t) for t in terms}
-        common = [t for t in terms if sum(len(r) for _, r, _ in post[t]) > PRUNE_MIN_POSTINGS]
-        if not common or n <= 0:
+        df = {t: sum(len(r) for _, r, _ in post[t]) for t in terms}
+        order = sorted((t for t in terms if df[t]), key=lambda t: df[t])
+        if n <= 0 or not order or df[order[-1]] <= PRUNE_MIN_POSTINGS:
             return None
-        bound = sum(float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in common)
-        cands: list[Any] = []
-        partial: list[Any] = []
-        for i in range(len(self.parts)):
-            seen = [rows for t in terms if t not in common for j, rows, _ in post[t] if j == i]
-            cands.append(np.unique(np.concatenate(seen)) if seen else np.zeros(0, np.intp))
-            partial.append(np.zeros(len(cands[i]), dtype=np.float32))
-        if sum(len(c) for c in cands) < n:
-            return None
-        # Each candidate's exact score, term by term in query order.
+        scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
+        most = {t: float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in order}
+        # How many of the rarest terms give the candidates: first the fewest that hold n
+        # rows (cheap), then, if that does not prove the cut, as many as the cap allows.
+        held = np.cumsum([df[t] for t in order[:-1]])
+        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MIN_POSTINGS]
+        for m in dict.fromkeys(ok[:1] + ok[-1:]):
+            cands = [
+                np.unique(np.concatenate(rs)) if (rs := [
+                    r for t in order[:m] for j, r, _ in post[t] if j == i
+                ]) else np.zeros(0, dtype=np.intp)
+                for i in range(len(self.parts))
+            ]  # fmt: skip
+            if sum(len(c) for c in cands) < n:
+                continue
+            score = self._candidate_scores(terms, post, scale, cands)
+            bound = sum(most[t] for t in order[m:])
+            nth = float(np.partition(score, len(score) - n)[len(score) - n])
+            if nth > bound * (1 + 1e-4) + 1e-6:
+                part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
+                row = np.concatenate(cands)
+                best = np.flatnonzero(score >= np.float32(nth))
+                return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
+        return None
+
+    @staticmethod
+    def _candidate_scores(
+        terms: Sequence[str],
+        post: Mapping[str, list[tuple[int, Any, Any]]],
+        scale: Mapping[str, Any],
+        cands: Sequence[Any],
+    ) -> npt.NDArray[np.float32]:
+        """Exact BM25 of candidate rows (per part), summed in query-term order as
+        :meth:`scores` sums them, so that the floats are the same."""
+        import numpy as np
+
+        out = [np.zeros(len(c), dtype=np.float32) for c in cands]
         for t in terms:
             for i, rows, w in post[t]:
                 c = cands[i]
@@ -407,18 +434,8 @@ class BM25:
                     continue
                 at = np.minimum(np.searchsorted(rows, c), len(rows) - 1)
                 hit = rows[at] == c
-                add = w[at[hit]] if scale[t] == 1.0 else w[at[hit]] * scale[t]
-                partial[i][hit] += add
-        # A row without a rare term scores at most `bound`; if n candidates score
-        # more (with a margin for float32 rounding), no such row is in the top n.
-        part = np.concatenate([np.full(len(c), i, dtype=np.intp) for i, c in enumerate(cands)])
-        row = np.concatenate(cands)
-        score = np.concatenate(partial)
-        nth = float(np.partition(score, len(score) - n)[len(score) - n])
-        if nth <= bound * (1 + 1e-4) + 1e-6:
-            return None
-        best = np.flatnonzero(score >= np.float32(nth))
-        return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
+                out[i][hit] += w[at[hit]] if scale[t] == 1.0 else w[at[hit]] * scale[t]
+        return np.concatenate(out)
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the query's idf mass that the corpus vocabulary knows (0..1).
