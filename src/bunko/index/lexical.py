@@ -39,6 +39,10 @@ CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
 # not added to every row it occurs in when the rarer terms alone already fill the
 # top n with scores it cannot reach (MaxScore); see BM25.top.
 PRUNE_MIN_POSTINGS = 20_000
+# ... as long as the rarer terms hold at most this many postings (the candidates): each
+# costs a binary search per query term, and 17k of them cost more than scoring every row
+# of 300k (benchmarks/perf.py lexical).
+PRUNE_MAX_CANDIDATES = 5_000
 
 
 class Vocab(Mapping[str, int]):
@@ -380,7 +384,7 @@ class BM25:
         binary search in their sorted postings. A row holding none of the rare terms
         scores at most the other terms' largest weights summed; when the n-th best
         candidate beats that, no such row can be in the top n. Two tries: the fewest
-        rarest terms that hold n rows, then the most that hold PRUNE_MIN_POSTINGS.
+        rarest terms that hold n rows, then the most that hold PRUNE_MAX_CANDIDATES.
         """
         import numpy as np
 
@@ -395,8 +399,8 @@ class BM25:
         # How many of the rarest terms give the candidates: first the fewest that hold n
         # rows (cheap), then, if that does not prove the cut, as many as the cap allows.
         held = np.cumsum([df[t] for t in order[:-1]])
-        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MIN_POSTINGS]
-        for m in dict.fromkeys(ok[:1] + ok[-1:]):
+        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MAX_CANDIDATES]
+        for m in ok[-1:]:
             cands = [
                 np.unique(np.concatenate(rs)) if (rs := [
                     r for t in order[:m] for j, r, _ in post[t] if j == i
