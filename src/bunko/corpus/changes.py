@@ -219,6 +219,7 @@ def status_report(
         skipped=tuple(skipped),
         engine=recorded_engine(meta) if loaded is not None else None,
         aliases=aliases,
+        engine_choice=meta.get("engine_choice"),
     )
 
 

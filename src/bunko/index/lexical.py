@@ -35,6 +35,14 @@ B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
+# Issue 24: a query term with more live postings than this (a particle, "the") is
+# not added to every row it occurs in when the rarer terms alone already fill the
+# top n with scores it cannot reach (MaxScore); see BM25.top.
+PRUNE_MIN_POSTINGS = 20_000
+# ... as long as the rarer terms hold at most this many postings (the candidates): each
+# costs a binary search per query term, and 17k of them cost more than scoring every row
+# of 300k (benchmarks/perf.py lexical).
+PRUNE_MAX_CANDIDATES = 5_000
 
 
 class Vocab(Mapping[str, int]):
@@ -361,6 +369,77 @@ class BM25:
                 # (and much faster than np.add.at; measured faster than one bincount).
                 out[i][rows] += w if scale == 1.0 else w * np.float32(scale)
         return out
+
+    def top(
+        self, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
+    ) -> list[tuple[int, int, float]] | None:
+        """The (part, row, score) of at least the ``n`` best rows by BM25 (all that tie
+        with the n-th), with the scores :meth:`scores` gives them, without adding the
+        commonest terms to every row they occur in; None when that cannot be proved
+        cheaply (then score every row).
+
+        MaxScore: the query's rarest terms give the candidates (every row holding
+        one); each candidate's exact score is summed term by term in the query's own
+        order (float32 sums are order-dependent), the other terms' weights found by
+        binary search in their sorted postings. A row holding none of the rare terms
+        scores at most the other terms' largest weights summed; when the n-th best
+        candidate beats that, no such row can be in the top n. One try, with the most
+        rarest terms whose postings stay within PRUNE_MAX_CANDIDATES.
+        """
+        import numpy as np
+
+        terms = list(dict.fromkeys(tokens))
+        post = {t: self._weights(t) for t in terms}
+        df = {t: sum(len(r) for _, r, _ in post[t]) for t in terms}
+        order = sorted((t for t in terms if df[t]), key=lambda t: df[t])
+        if n <= 0 or not order or df[order[-1]] <= PRUNE_MIN_POSTINGS:
+            return None
+        scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
+        most = {t: float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in order}
+        # How many of the rarest terms give the candidates: as many as the cap allows (a
+        # second, smaller try first cost more at p99 than it saved; perf.py lexical).
+        held = np.cumsum([df[t] for t in order[:-1]])
+        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MAX_CANDIDATES]
+        for m in ok[-1:]:
+            cands = [
+                np.unique(np.concatenate(rs)) if (rs := [
+                    r for t in order[:m] for j, r, _ in post[t] if j == i
+                ]) else np.zeros(0, dtype=np.intp)
+                for i in range(len(self.parts))
+            ]  # fmt: skip
+            if sum(len(c) for c in cands) < n:
+                continue
+            score = self._candidate_scores(terms, post, scale, cands)
+            bound = sum(most[t] for t in order[m:])
+            nth = float(np.partition(score, len(score) - n)[len(score) - n])
+            if nth > bound * (1 + 1e-4) + 1e-6:
+                part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
+                row = np.concatenate(cands)
+                best = np.flatnonzero(score >= np.float32(nth))
+                return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
+        return None
+
+    @staticmethod
+    def _candidate_scores(
+        terms: Sequence[str],
+        post: Mapping[str, list[tuple[int, Any, Any]]],
+        scale: Mapping[str, Any],
+        cands: Sequence[Any],
+    ) -> npt.NDArray[np.float32]:
+        """Exact BM25 of candidate rows (per part), summed in query-term order as
+        :meth:`scores` sums them, so that the floats are the same."""
+        import numpy as np
+
+        out = [np.zeros(len(c), dtype=np.float32) for c in cands]
+        for t in terms:
+            for i, rows, w in post[t]:
+                c = cands[i]
+                if len(c) == 0:
+                    continue
+                at = np.minimum(np.searchsorted(rows, c), len(rows) - 1)
+                hit = rows[at] == c
+                out[i][hit] += w[at[hit]] if scale[t] == 1.0 else w[at[hit]] * scale[t]
+        return np.concatenate(out)
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the query's idf mass that the corpus vocabulary knows (0..1).

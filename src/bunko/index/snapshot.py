@@ -176,6 +176,11 @@ class Snapshot:
         import numpy as np
 
         found: Ranked = []
+        pruned = self.bm25.top(tokens, n, weights)  # issue 24: exact, without common terms' rows
+        if pruned is not None:
+            found = [(int(self.segments[i].ids[r]), s) for i, r, s in pruned]
+            found.sort(key=lambda x: (-x[1], x[0]))
+            return found[:n]
         for seg, scores in zip(self.segments, self.bm25.scores(tokens, weights), strict=True):
             k = min(n, int(np.count_nonzero(scores)))
             if k <= 0:
