@@ -206,7 +206,7 @@ def test_readme_o1_example_finds_the_o1_article(shipped: Shelf) -> None:
     # (search.lexical_distinctness) must leave the o1 article first.
     # Since the answer stage orders places by answer probability, a DeepSeek R1 passage
     # that names 「o1」 as written ranks first (0.87) and the o1 article second (0.59):
-    # a known regression (docs/NOTES-answer.md). The o1 article must stay in the first two.
+    # a known regression (docs/answer-stage.md). The o1 article must stay in the first two.
     result = shipped.query("o1はどのように訓練されましたか？", k=3, mode="hybrid", update=False)
     assert "002_e737c20070cc9f8e.txt" in [p.citation.source for p in result.passages[:2]]
     assert result.answerable

@@ -29,7 +29,7 @@ Signals (:data:`FEATURES`), each computed from what retrieval already holds
   question repeats.
 
 The weights are fitted by ``python benchmarks/answer_stage.py --fit`` (see
-:data:`WEIGHTS`); figures are in docs/NOTES-answer.md.
+:data:`WEIGHTS`); figures are in docs/answer-stage.md.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ FEATURES = (
 # positive when it holds the answer span; each question weighs the same. Then calibrated
 # for rank 1: the intercept so that Japanese rank-1 scores leave the most room to
 # answered >= 0.95 and abstained >= 0.80 at 0.5, the `cross` weight so that English
-# ones are balanced. 5-fold cross-validated (by article) figures: docs/NOTES-answer.md.
+# ones are balanced. 5-fold cross-validated (by article) figures: docs/answer-stage.md.
 INTERCEPT = -13.2472
 WEIGHTS: dict[str, float] = {
     "fused": 2.9025,
