@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from bunko.embedding import Embedder
+    from bunko.retrieval.crossling import Rendering
     from bunko.shelfops import ShowResult
     from bunko.text import Tokenizer
 
@@ -226,6 +227,7 @@ class Shelf:
             IndexCorruptError: an index file is damaged.
         """
         from bunko.retrieval import confidence as conf
+        from bunko.retrieval.crossling import dense_text as crossling_dense_text
         from bunko.retrieval.passages import group_places, merge_rows
 
         question = _check_question(question, k, mode)
@@ -242,10 +244,19 @@ class Shelf:
         loaded = self.loaded()
         q = question[:MAX_QUESTION_CHARS]
         q_tokens = self._query_tokens(q, loaded)
-        # Translated terms feed only the lexical side; confidence and highlight read q_tokens.
-        extra = self.expansion(q, q_tokens, loaded) if mode != "dense" else {}
+        # --- cross-lingual hook (retrieval/crossling.py) -----------------------------
+        # An English question over Japanese articles gets Japanese terms (words, names,
+        # phrases, dates) for the lexical side, and the dense side embeds the question
+        # with its Japanese rendering appended (one embedding). Japanese questions skip
+        # it (no dictionary). Confidence and highlight read q_tokens.
+        rendering = self.crosslingual(q, q_tokens, loaded)
+        extra = dict(rendering.terms) if rendering is not None and mode != "dense" else {}
+        dense_text = crossling_dense_text(q, rendering)
+        # --- end of the cross-lingual hook ---------------------------------------------
         n = max(search.CANDIDATES, k)
-        dense, lexical, rows, sent_sims = self._candidates_in(q, q_tokens, mode, n, sources, extra)
+        dense, lexical, rows, sent_sims = self._candidates_in(
+            q, q_tokens, mode, n, sources, extra, dense_text
+        )
         if mode == "hybrid":
             weight = search.lexical_weight(loaded.coverage([*q_tokens, *extra]))
             weight *= search.lexical_distinctness(lexical)
@@ -333,6 +344,19 @@ class Shelf:
             return {}
         return expansion.translations(q, q_tokens, loaded.idf, self.tokenizer.tokens)
 
+    def crosslingual(self, q: str, q_tokens: Sequence[str], loaded: Snapshot) -> Rendering | None:
+        """The Japanese rendering of a question without Japanese script
+        (:func:`bunko.retrieval.crossling.render`); None for a Japanese question, which
+        never opens the dictionary, and for one whose words the corpus all knows."""
+        from bunko.retrieval import crossling, expansion
+
+        if expansion.is_japanese(q):
+            return None
+        known = loaded.idf(q_tokens)
+        if all(t in known for t in q_tokens):
+            return None
+        return crossling.render(q, q_tokens, loaded.idf, self.tokenizer.tokens)
+
     def _check_corpus(self, loaded: Snapshot) -> None:
         from bunko.freshness import check_corpus
 
@@ -391,6 +415,7 @@ class Shelf:
         mode: Mode,
         n: int,
         extra: Mapping[str, float] | None = None,
+        dense_text: str | None = None,
     ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
         """Dense and lexical candidates before fusion, with their rows and sentence cosines.
 
@@ -398,11 +423,13 @@ class Shelf:
         over every candidate either retriever found. The question is embedded in
         every mode: confidence reads the sentence cosines even in lexical mode.
         The raw dense chunk cosines are kept in ``self._dense_background``.
-        ``extra`` adds weighted terms to the lexical query (:meth:`expansion`).
+        ``extra`` adds weighted terms to the lexical query (:meth:`crosslingual`);
+        ``dense_text`` is embedded instead of ``q`` (the question with its Japanese
+        rendering appended).
         """
         loaded = self.loaded()
         embedder = self._embedder_for(loaded)
-        qvec = embedder.embed_query(q)
+        qvec = embedder.embed_query(dense_text or q)
         dense = search.dense_candidates(loaded, qvec, n)
         self._dense_background = dense
         self.last_signals = []
@@ -430,6 +457,7 @@ class Shelf:
         n: int,
         sources: Sequence[str] | None,
         extra: Mapping[str, float] | None = None,
+        dense_text: str | None = None,
     ) -> tuple[search.Ranked, search.Ranked, dict[int, ChunkRow], dict[int, Any]]:
         """:meth:`candidates`, keeping only chunks of articles matching ``sources``.
 
@@ -439,7 +467,7 @@ class Shelf:
         or the whole index has been seen.
         """
         if not sources:
-            return self.candidates(q, q_tokens, mode, n, extra)
+            return self.candidates(q, q_tokens, mode, n, extra, dense_text)
         corpus = self.settings.corpus
         from bunko import shelfops
 
@@ -455,7 +483,9 @@ class Shelf:
         share = sum(docs[s].n_chunks for s in allowed) / max(1, loaded.n_chunks)
         fetch = min(loaded.n_chunks, max(n, int(n / max(share, 1e-9) * 2)))
         while True:
-            dense, lexical, rows, sims = self.candidates(q, q_tokens, mode, fetch, extra)
+            dense, lexical, rows, sims = self.candidates(
+                q, q_tokens, mode, fetch, extra, dense_text
+            )
             keep = {c for c, row in rows.items() if row.source in allowed}
             dense = [h for h in dense if h[0] in keep]
             lexical = [h for h in lexical if h[0] in keep]
