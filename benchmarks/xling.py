@@ -55,6 +55,7 @@ class Variant:
     levers: frozenset[str]  # crossling levers for the lexical terms ("words" = main's)
     dense: str = "plain"  # plain | append | fuse (-only: with main's lexical terms)
     dense_levers: frozenset[str] = crossling.ALL_LEVERS  # whose forms the dense text holds
+    covered: bool = False  # translated words count as known in the lexical weight
 
 
 NPD = frozenset({"names", "phrases", "dates"})  # names, phrases, dates: no single-word glosses
@@ -72,6 +73,16 @@ VARIANTS = [
     Variant("all lexical + fuse", crossling.ALL_LEVERS, "fuse"),
     Variant("all lexical + append, no words", crossling.ALL_LEVERS, "append", NPD),
     Variant("all lexical + fuse, no words", crossling.ALL_LEVERS, "fuse", NPD),
+    Variant(
+        "all lexical + append, translated coverage", crossling.ALL_LEVERS, "append", covered=True
+    ),
+    Variant(
+        "all lexical + append no words, translated coverage",
+        crossling.ALL_LEVERS,
+        "append",
+        NPD,
+        covered=True,
+    ),
 ]
 
 
@@ -90,7 +101,12 @@ class Runner:
         return self.vectors[text]
 
     def ranked_sources(
-        self, q: str, tokens: list[str], extra: dict[str, float], qvec: Any
+        self,
+        q: str,
+        tokens: list[str],
+        extra: dict[str, float],
+        qvec: Any,
+        translated: frozenset[str] = frozenset(),
     ) -> list[str]:
         """Sources of the fused top-50 chunks, best first, each once."""
         loaded, n = self.loaded, search.CANDIDATES
@@ -99,7 +115,8 @@ class Runner:
         rows = loaded.chunks(list(dict.fromkeys(c for c, _ in dense + lexical)))
         sims = {c: v @ qvec for c, v in loaded.sentence_vectors(rows.values()).items()}
         dense = search.rescore_dense(dense, list(rows), sims)
-        weight = search.lexical_weight(loaded.coverage([*tokens, *extra]))
+        asked = [t for t in tokens if t not in translated]
+        weight = search.lexical_weight(loaded.coverage([*asked, *extra]))
         weight *= search.lexical_distinctness(lexical)
         fused = search.fuse(dense, lexical, weight, len(rows))
         return list(dict.fromkeys(rows[h.chunk_id].source for h in fused))
@@ -130,7 +147,8 @@ class Runner:
             both = qvec + self.embed(japanese)
             qvec = both / float((both @ both) ** 0.5)
             embeds = 2
-        return self.ranked_sources(q, tokens, extra, qvec), embeds, lookups
+        translated = full.translated if v.covered else frozenset()
+        return self.ranked_sources(q, tokens, extra, qvec, translated), embeds, lookups
 
 
 def scores(runs: Sequence[tuple[list[str], int, int]], qs: Sequence[Question]) -> dict[str, float]:

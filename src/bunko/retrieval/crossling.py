@@ -180,12 +180,14 @@ class Rendering:
 
     Attributes:
         terms: extra lexical terms the corpus knows, ``{term: BM25 weight}``.
+        translated: the question's tokens that found a Japanese form.
         found: (lever, English text, Japanese form) triples in question order; their
             forms are the text the dense side embeds (:meth:`japanese`).
         lookups: dictionary queries spent (the cost measure of the benchmark).
     """
 
     terms: dict[str, float] = field(default_factory=dict)
+    translated: frozenset[str] = frozenset()
     found: tuple[tuple[Lever, str, str], ...] = ()
     lookups: int = 0
 
@@ -300,8 +302,11 @@ def render(
             pieces.append((pos, "words", word, best, 0.0))
 
     pieces.sort(key=lambda p: p[0])
+    done = {w.lower() for (_, w), c in zip(words, covered, strict=True) if c}
+    done |= {word for _, lever, word, _, _ in pieces if lever == "words"}
     return Rendering(
         terms=terms,
+        translated=frozenset(t for t in tokens if t in done),
         found=tuple((lever, e, f) for _, lever, e, f, _ in pieces),
         lookups=lookups,
     )
