@@ -68,11 +68,9 @@ VARIANTS = [
     Variant("dense: append (main lexical)", crossling.ALL_LEVERS, "append-only"),
     Variant("dense: fuse (main lexical)", crossling.ALL_LEVERS, "fuse-only"),
     Variant("dense: append, no words (main lexical)", crossling.ALL_LEVERS, "append-only", NPD),
-    Variant("dense: fuse, no words (main lexical)", crossling.ALL_LEVERS, "fuse-only", NPD),
     Variant("all lexical + append", crossling.ALL_LEVERS, "append"),
     Variant("all lexical + fuse", crossling.ALL_LEVERS, "fuse"),
     Variant("all lexical + append, no words", crossling.ALL_LEVERS, "append", NPD),
-    Variant("all lexical + fuse, no words", crossling.ALL_LEVERS, "fuse", NPD),
     Variant(
         "all lexical + append, translated coverage", crossling.ALL_LEVERS, "append", covered=True
     ),
@@ -133,6 +131,13 @@ class Runner:
             return self.ranked_sources(q, tokens, extra, self.embed(text)), 1, lookups
         if expansion.is_japanese(q):
             return self.ranked_sources(q, tokens, {}, self.embed(q)), 1, 0
+        if v.levers == {"words"} and v.dense == "plain":  # main: the shipped word expansion
+            extra = expansion.translations(q, tokens, loaded.idf, shelf.tokenizer.tokens)
+            return (
+                self.ranked_sources(q, tokens, extra, self.embed(q)),
+                1,
+                len(expansion.word_terms(tokens, loaded.idf, shelf.tokenizer.tokens)[0]),
+            )
         full = crossling.render(q, tokens, loaded.idf, shelf.tokenizer.tokens, v.levers)
         words = crossling.render(q, tokens, loaded.idf, shelf.tokenizer.tokens,
                                  frozenset({"words"}))  # fmt: skip

@@ -30,6 +30,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 
 from bunko.retrieval import expansion
@@ -40,6 +41,11 @@ DATE_WEIGHT = 0.5  # date parts (年, 月, 3) are generic one by one
 MAX_SPAN = 5  # words in a phrase or name looked up whole
 MAX_FORMS = 4  # written forms kept per name (a surname has many spellings)
 
+# Beyond expansion.ENGLISH_STOP: words that say what is asked, not what it is about.
+WORD_STOP = frozenset({
+    "name", "names", "called", "call", "kind", "kinds", "type", "types", "way", "ways",
+    "thing", "things", "example", "examples", "mean", "means", "meaning", "known", "say",
+    "said", "refer", "refers"})  # fmt: skip
 # Words that may sit inside a capitalised name or title ("Ministry of Education",
 # "Tale of Genji", "Tokyo University of the Arts").
 _CONNECTORS = frozenset({"of", "and", "the", "for", "no", "de", "in", "on"})
@@ -237,6 +243,7 @@ def render(
         return out
 
     stop = expansion.ENGLISH_STOP
+    has_era = any(w.lower() in ("era", "eras") for _, w in words)
     for n in range(min(MAX_SPAN, len(words)), 0, -1):
         for i in range(len(words) - n + 1):
             if any(covered[i : i + n]):
@@ -251,12 +258,26 @@ def render(
             inner_ok = all(_is_cap(w) or w.lower() in _CONNECTORS for w in span)
             # A single capitalised word that JMdict knows as a word ("China": 中国) is
             # left to the word lever: JMnedict lists it as a given name too (千愛).
+            if "phrases" in levers and n == 1 and inner_ok and has_era:
+                # In a question about eras, a capitalised word may be one: era names are
+                # JMdict words glossed "Kanpō era (1741.2.27-1744.2.21)" (with macrons).
+                for variant in dict.fromkeys([span[0], _long_vowels(span[0])[0]]):
+                    lookups += 1
+                    forms = accept(phrase_for(f"{variant} era"))
+                    if forms:
+                        break
+                lever, weight = "phrases", PHRASE_WEIGHT
             single_word = n == 1 and (i == 0 or bool(dictionary_words(span[0])))
-            if "names" in levers and inner_ok and not single_word:
+            if not forms and "names" in levers and inner_ok and not single_word:
                 lookups += 1 + (n == 1)
                 # Names are written in kanji or katakana; a form with hiragana in it
                 # (山だ for Yamada) is a reading, not how an article writes the name.
                 forms = [f for f in accept(names_for(english)) if not _HIRAGANA.search(f)]
+                if n == 1:
+                    # A lone surname or place has many spellings in JMnedict (Katō: 加藤,
+                    # 下藤, 加当...); the tokenizer's dictionary knows the usual ones as
+                    # one word, the rest split into characters.
+                    forms = [f for f in forms if len(tokenize(f)) == 1]
                 forms = forms[:MAX_FORMS]
                 lever, weight = "names", NAME_WEIGHT
             if (
@@ -265,7 +286,8 @@ def render(
                 and n > 1
                 and not any(c.isdigit() for c in english)
             ):
-                for variant in dict.fromkeys([english, english.lower()]):
+                folded = " ".join(_long_vowels(w)[0] for w in span)
+                for variant in dict.fromkeys([english, english.lower(), folded]):
                     lookups += 1
                     forms = accept(phrase_for(variant))
                     if forms:
@@ -290,7 +312,11 @@ def render(
 
     if "words" in levers:
         left = [w.lower() for (_, w), c in zip(words, covered, strict=True) if not c]
-        left_tokens = [t for t in tokens if t in set(left)]
+        # Words of "how old", "how long", and words that name the question ("called",
+        # "name": 称号) find glosses that only add noise to the rendering.
+        after_how = {b.lower() for (_, a), (_, b) in pairwise(words) if a.lower() == "how"}
+        drop = WORD_STOP | after_how
+        left_tokens = [t for t in tokens if t in set(left) and t not in drop]
         per_word, spent = expansion.word_terms(left_tokens, known, tokenize)
         lookups += spent
         for word, scored in per_word.items():
