@@ -56,6 +56,7 @@ class Variant:
     dense: str = "plain"  # plain | append | fuse (-only: with main's lexical terms)
     dense_levers: frozenset[str] = crossling.ALL_LEVERS  # whose forms the dense text holds
     covered: bool = False  # translated words count as known in the lexical weight
+    lexical: frozenset[str] | None = None  # levers feeding BM25 (default: all of levers)
 
 
 NPD = frozenset({"names", "phrases", "dates"})  # names, phrases, dates: no single-word glosses
@@ -73,6 +74,13 @@ VARIANTS = [
     Variant("all lexical + append, no words", crossling.ALL_LEVERS, "append", NPD),
     Variant(
         "all lexical + append, translated coverage", crossling.ALL_LEVERS, "append", covered=True
+    ),
+    Variant(
+        "names+phrases+words lexical, dates dense only + append, translated coverage",
+        crossling.ALL_LEVERS,
+        "append",
+        covered=True,
+        lexical=frozenset({"names", "phrases", "words"}),
     ),
     Variant(
         "all lexical + append no words, translated coverage",
@@ -128,7 +136,8 @@ class Runner:
             text = crossling.dense_text(q, rendering) or q
             extra = dict(rendering.terms) if rendering else {}
             lookups = rendering.lookups if rendering else 0
-            return self.ranked_sources(q, tokens, extra, self.embed(text)), 1, lookups
+            done = rendering.translated if rendering else frozenset()
+            return self.ranked_sources(q, tokens, extra, self.embed(text), done), 1, lookups
         if expansion.is_japanese(q):
             return self.ranked_sources(q, tokens, {}, self.embed(q)), 1, 0
         if v.levers == {"words"} and v.dense == "plain":  # main: the shipped word expansion
@@ -138,7 +147,9 @@ class Runner:
                 1,
                 len(expansion.word_terms(tokens, loaded.idf, shelf.tokenizer.tokens)[0]),
             )
-        full = crossling.render(q, tokens, loaded.idf, shelf.tokenizer.tokens, v.levers)
+        full = crossling.render(
+            q, tokens, loaded.idf, shelf.tokenizer.tokens, v.levers, v.lexical or v.levers
+        )
         words = crossling.render(q, tokens, loaded.idf, shelf.tokenizer.tokens,
                                  frozenset({"words"}))  # fmt: skip
         extra = dict(words.terms if v.dense.endswith("-only") else full.terms)

@@ -258,7 +258,9 @@ class Shelf:
             q, q_tokens, mode, n, sources, extra, dense_text
         )
         if mode == "hybrid":
-            weight = search.lexical_weight(loaded.coverage([*q_tokens, *extra]))
+            # (cross-lingual hook) an English word with a Japanese form counts as known
+            asked = [t for t in q_tokens if rendering is None or t not in rendering.translated]
+            weight = search.lexical_weight(loaded.coverage([*asked, *extra]))
             weight *= search.lexical_distinctness(lexical)
             fused = search.fuse(dense, lexical, weight, len(rows))
         else:

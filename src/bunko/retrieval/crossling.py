@@ -178,6 +178,7 @@ def japanese_dates(question: str) -> list[str]:
 
 Lever = str  # "names", "phrases", "dates", "words"
 ALL_LEVERS: frozenset[Lever] = frozenset({"names", "phrases", "dates", "words"})
+LEXICAL_LEVERS: frozenset[Lever] = ALL_LEVERS  # levers whose forms feed BM25
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def render(
     known: Callable[[Sequence[str]], Mapping[str, float]],
     tokenize: Callable[[str], list[str]],
     levers: frozenset[Lever] = ALL_LEVERS,
+    lexical: frozenset[Lever] | None = None,
 ) -> Rendering:
     """The Japanese rendering of an English question (see the module docstring).
 
@@ -221,6 +223,8 @@ def render(
         known: the corpus vocabulary (:meth:`Snapshot.idf`).
         tokenize: the index tokenizer, to split written forms as the corpus was split.
         levers: which of names, phrases, dates and words to use.
+        lexical: the levers whose forms become lexical terms (default
+            ``LEXICAL_LEVERS``); the others feed only the rendering.
 
     Returns:
         The :class:`Rendering`; its terms are only ones the corpus knows.
@@ -305,7 +309,10 @@ def render(
 
     terms: dict[str, float] = {}
     seen = known(tokens)
-    for *_, form, weight in pieces:
+    lexical = LEXICAL_LEVERS if lexical is None else lexical
+    for _, lever, _, form, weight in pieces:
+        if lever not in lexical:
+            continue
         for t in tokenize(form):
             if t not in seen and t in known([t]):
                 terms[t] = max(terms.get(t, 0.0), weight)
@@ -321,7 +328,7 @@ def render(
         lookups += spent
         for word, scored in per_word.items():
             for t, w in scored.items():
-                if t not in seen:
+                if t not in seen and "words" in lexical:
                     terms[t] = max(terms.get(t, 0.0), w)
             best = max(scored, key=lambda t: scored[t])
             pos = next((p for p, w in words if w.lower() == word), len(text))
