@@ -21,7 +21,7 @@ the weights are fixed a priori; the only choice (which variant ships) is checked
 dictionary lookups per question.
 
     python benchmarks/xling.py            # 900-paragraph shelf, 397 + 397 questions
-    python benchmarks/xling.py --smoke    # 60-paragraph shelf, 20 questions (CI)
+    python benchmarks/xling.py --smoke    # 20 questions over their own paragraphs (CI)
 """
 
 from __future__ import annotations
