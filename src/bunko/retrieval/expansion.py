@@ -206,15 +206,34 @@ def translations(
     if is_japanese(question):
         return {}
     seen = known(tokens)
+    per_word, _ = word_terms(tokens, known, tokenize, lookup)
+    out: dict[str, float] = {}
+    for per in per_word.values():
+        for t, w in per.items():
+            if t not in seen:
+                out[t] = max(out.get(t, 0.0), w)
+    return out
+
+
+def word_terms(
+    tokens: Sequence[str],
+    known: Callable[[Sequence[str]], Mapping[str, float]],
+    tokenize: Callable[[str], list[str]],
+    lookup: Dictionary | None = None,
+) -> tuple[dict[str, dict[str, float]], int]:
+    """Per English content word the corpus does not know, its Japanese terms the corpus
+    knows with their BM25 weights (see :func:`translations`); and the number of
+    dictionary lookups spent."""
+    seen = known(tokens)
     words = [
         t
         for t in dict.fromkeys(tokens)
         if t not in seen and t not in ENGLISH_STOP and _ENGLISH_WORD.fullmatch(t)
     ]
     if not words:
-        return {}
+        return {}, 0
     lookup = lookup or dictionary()
-    out: dict[str, float] = {}
+    out: dict[str, dict[str, float]] = {}
     for word in words:
         per: dict[str, float] = {}
         for headword, weight in lookup.entries(word):
@@ -227,7 +246,5 @@ def translations(
         if not per:
             continue
         best = max(per.values())
-        for t, w in per.items():
-            if t not in seen:
-                out[t] = max(out.get(t, 0.0), TRANSLATION_WEIGHT * w / best)
-    return out
+        out[word] = {t: TRANSLATION_WEIGHT * w / best for t, w in per.items()}
+    return out, len(words)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bunko.embedding import Embedder
     from bunko.index.format import ChunkRow
     from bunko.index.snapshot import Snapshot
+    from bunko.retrieval.crossling import Rendering
     from bunko.text import Tokenizer
 
 # -- the limits of a request (every front end shares these) ------------------------------
@@ -216,16 +217,43 @@ class Retriever:
             tokens += [t for t in dict.fromkeys(extra) if t in known]
         return tokens
 
-    def expansion(self, q: str, q_tokens: Sequence[str]) -> dict[str, float]:
-        """Extra lexical terms for the question, ``{term: BM25 weight}``: Japanese
-        headwords for the English words of a question without Japanese script that the
-        corpus does not know (:mod:`bunko.retrieval.expansion`); empty otherwise, and
-        then the dictionary is never opened."""
-        from bunko.retrieval import expansion
+    def crosslingual(self, q: str, q_tokens: Sequence[str]) -> Rendering | None:
+        """The Japanese rendering of a question without Japanese script
+        (:func:`bunko.retrieval.crossling.render`: JMdict words, JMnedict names, phrase
+        glosses, dates); None for a Japanese question, which never opens the
+        dictionary, and for one whose words the corpus all knows."""
+        from bunko.retrieval import crossling, expansion
 
         if expansion.is_japanese(q):
-            return {}
-        return expansion.translations(q, q_tokens, self.snapshot.idf, self.tokenizer.tokens)
+            return None
+        known = self.snapshot.idf(q_tokens)
+        if all(t in known for t in q_tokens):
+            return None
+        return crossling.render(q, q_tokens, self.snapshot.idf, self.tokenizer.tokens)
+
+    def expansion(self, q: str, q_tokens: Sequence[str]) -> dict[str, float]:
+        """Extra lexical terms for the question, ``{term: BM25 weight}``: the terms of
+        :meth:`crosslingual`'s rendering; empty for a Japanese question."""
+        rendering = self.crosslingual(q, q_tokens)
+        return dict(rendering.terms) if rendering is not None else {}
+
+    def embed_rendered(self, q: str, rendering: Rendering | None) -> npt.NDArray[np.float32]:
+        """The vector of the question with its Japanese rendering appended (one window;
+        the question alone when the two would not fit in it).
+
+        Raises:
+            UsageError: the question itself is longer than the model's window.
+        """
+        from bunko.retrieval.crossling import dense_text
+
+        check_question_tokens(q, self.embedder)
+        text = dense_text(q, rendering) or q
+        if text != q:
+            try:
+                check_question_tokens(text, self.embedder)
+            except UsageError:
+                text = q
+        return self.embedder.embed_query(text)
 
     def embed(self, q: str) -> npt.NDArray[np.float32]:
         """The question's vector: one window of the model, never more.
@@ -367,13 +395,19 @@ class Retriever:
             conf.DEFAULT_MIN_CONFIDENCE if request.min_confidence is None
             else float(request.min_confidence)
         )  # fmt: skip
-        qvec = self.embed(q)
         q_tokens = self.query_tokens(q)
-        # Translated terms feed only the lexical side; confidence and highlight read q_tokens.
-        extra = self.expansion(q, q_tokens) if mode != "dense" else {}
+        # An English question over Japanese articles gets Japanese terms (words, names,
+        # phrases, dates) for the lexical side, and the dense side embeds the question
+        # with its Japanese rendering appended (still one embedding). Confidence and
+        # highlight read q_tokens (retrieval/crossling.py).
+        rendering = self.crosslingual(q, q_tokens)
+        qvec = self.embed_rendered(q, rendering)
+        extra = dict(rendering.terms) if rendering is not None and mode != "dense" else {}
         n = max(search.CANDIDATES, k)
         found = self.candidates_in(qvec, q_tokens, mode, n, request.sources, extra)
-        fused = self.fuse(found, q_tokens, extra, mode)
+        # An English word that found a Japanese form counts as known in the lexical weight.
+        asked = [t for t in q_tokens if rendering is None or t not in rendering.translated]
+        fused = self.fuse(found, asked, extra, mode)
         passages = _places_to_passages(
             self, fused, found, q, q_tokens, k, mode, explain=request.explain
         )
