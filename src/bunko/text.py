@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import unicodedata
 import threading
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any, Literal
