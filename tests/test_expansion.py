@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -81,8 +83,10 @@ def test_words_the_corpus_knows_are_not_translated(tmp_path: Path) -> None:
 
 
 def _tiny_jmdict(path: Path) -> None:
-    """A JMdict database with jamdict-data's schema (the tables a lookup reads)."""
-    db = sqlite3.connect(path)
+    """A JMdict database with jamdict-data's schema (the tables a lookup reads), turned
+    into bunko's compact file by the script that builds the shipped one."""
+    source = path.with_name(path.name + ".jamdict")
+    db = sqlite3.connect(source)
     db.executescript(
         """
         CREATE TABLE Sense (ID INTEGER PRIMARY KEY, idseq INTEGER);
@@ -112,6 +116,17 @@ def _tiny_jmdict(path: Path) -> None:
     )
     db.commit()
     db.close()
+    build_jmdict().build(str(source), path, names="none")
+
+
+def build_jmdict() -> ModuleType:
+    """tools/build_jmdict.py, the script that builds bunko/data/jmdict.sqlite."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "build_jmdict.py"
+    spec = importlib.util.spec_from_file_location("build_jmdict", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_ambiguity_weights_from_priority_and_sense(tmp_path: Path) -> None:
@@ -154,22 +169,24 @@ def test_only_non_japanese_questions_load_the_dictionary(tmp_path: Path) -> None
     corpus = _corpus(tmp_path)
     Shelf(Settings.resolve(corpus=corpus, index=tmp_path / "index")).index()
 
-    def modules_after(question: str) -> set[str]:
+    def printed_after(question: str) -> set[str]:
         code = (
             "from bunko.cli import app\n"
             "try:\n"
             f"    app(['query', {question!r}, '--corpus', {str(corpus)!r}, '--index', "
             f"{str(tmp_path / 'index')!r}, '--no-update'])\n"
             "except SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-            "import sys; print(' '.join(sys.modules))"
+            "from bunko.retrieval import expansion\n"
+            "jm = expansion._dictionary\n"
+            "print('JMDICT-OPEN' if jm and getattr(jm._local, 'db', None) else '')"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         return set(out.stdout.split())
 
-    assert "jamdict_data" not in modules_after("インフラはなぜ重要ですか？")
-    assert "jamdict_data" in modules_after("Why is infrastructure important?")
+    assert "JMDICT-OPEN" not in printed_after("インフラはなぜ重要ですか？")
+    assert "JMDICT-OPEN" in printed_after("Why is infrastructure important?")
 
 
 ARTICLES = Path(__file__).parent / "data" / "articles"  # a copy of the shipped corpus

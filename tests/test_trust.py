@@ -371,7 +371,7 @@ def test_unreadable_dictionary_warns_and_confidence_still_works(
     from bunko.retrieval import expansion, translate
     from bunko.retrieval.confidence import translated_coverage
 
-    bad = tmp_path / "jamdict.db"
+    bad = tmp_path / "jmdict.sqlite"
     bad.write_bytes(b"this is not an SQLite file" * 100)
     monkeypatch.setattr(expansion, "_dictionary", expansion.Dictionary(str(bad)))
     translate.translations.cache_clear()
@@ -382,7 +382,7 @@ def test_unreadable_dictionary_warns_and_confidence_still_works(
             assert not translate.available()
             # Names still match as written; translated words cannot.
             assert translated_coverage("GPT-4.5 mortgage", "GPT-4.5 の料金") == 0.5
-        assert sum("reinstall jamdict-data" in r.getMessage() for r in caplog.records) == 1
+        assert sum("reinstall bunko" in r.getMessage() for r in caplog.records) == 1
     finally:
         translate.translations.cache_clear()
         translate.glosses.cache_clear()

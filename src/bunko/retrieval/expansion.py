@@ -4,8 +4,9 @@ BM25 sees no shared words between "Why is infrastructure as important as researc
 and an article that says インフラ and 研究: the fusion then leans on the dense side
 alone (its lexical weight follows vocabulary coverage, :func:`bunko.search.lexical_weight`).
 :func:`translations` maps the question's English content words that the corpus does
-not know to Japanese headwords through JMdict (the ``jamdict-data`` package's SQLite
-file, read with the standard library's ``sqlite3``), keeps the headwords the corpus
+not know to Japanese headwords through JMdict (a compact SQLite file shipped with
+bunko, built from jamdict-data by ``tools/build_jmdict.py``, read with the standard
+library's ``sqlite3``), keeps the headwords the corpus
 does know, and weights them:
 
 - a word's candidate headwords share nothing: each gets the weight of its entry,
@@ -21,7 +22,7 @@ dictionary (the cold query path stays as it was), and neither does a question wh
 words the corpus already knows (English text over English articles).
 
 Pseudo-relevance feedback from the top dense passages was measured too and lost
-(README, "What moved the numbers"); it is not here.
+(docs/history.md, "What moved the numbers"); it is not here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +81,40 @@ def lemmas(word: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+# The compact JMdict file (tools/build_jmdict.py): ``Gloss`` maps a one-word English
+# gloss (or "to <verb>") to entries; ``Entry`` holds an entry's written forms in
+# JMdict's order, each followed by its priority tags, and its glosses.
+SEP, TAGS = "\x1f", "\x1e"
 _ENTRIES_SQL = """
-SELECT s.idseq,
-       MAX(s.ID = (SELECT MIN(f.ID) FROM Sense f WHERE f.idseq = s.idseq)),
-       (SELECT text FROM Kanji k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1),
-       (SELECT text FROM Kana k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1),
-       (SELECT group_concat(p.text) FROM Kanji k JOIN KJP p ON p.kid = k.ID
-         WHERE k.idseq = s.idseq),
-       (SELECT group_concat(p.text) FROM Kana k JOIN KNP p ON p.kid = k.ID
-         WHERE k.idseq = s.idseq)
-FROM SenseGloss g JOIN Sense s ON s.ID = g.sid
-WHERE g.text IN ({marks})
-GROUP BY s.idseq
+SELECT g.idseq, MAX(g.first), e.kanji, e.kana
+FROM Gloss g JOIN Entry e ON e.idseq = g.idseq
+WHERE g.word IN ({marks})
+GROUP BY g.idseq ORDER BY g.idseq
 """
 
 
-class Dictionary:
-    """JMdict's English glosses -> Japanese headwords, read from jamdict-data's SQLite file.
+def jmdict_path() -> str:
+    """The JMdict file shipped with bunko (JMdict/JMnedict, EDRDG, CC BY-SA 4.0: see
+    ``bunko/data/JMDICT-LICENSE.txt``)."""
+    return str(Path(__file__).resolve().parent.parent / "data" / "jmdict.sqlite")
 
-    Opened on first use in each thread (7-10 ms: SQLite reads pages on demand; the
-    MCP server and the web app answer from worker threads, and an SQLite connection
-    belongs to the thread that opened it); a lookup is one indexed query.
+
+def split_forms(forms: str | None) -> list[tuple[str, list[str]]]:
+    """An ``Entry`` column's forms, in order, each with its priority tags."""
+    out = []
+    for item in (forms or "").split(SEP):
+        if item:
+            text, _, tags = item.partition(TAGS)
+            out.append((text, tags.split(",") if tags else []))
+    return out
+
+
+class Dictionary:
+    """JMdict's English glosses -> Japanese headwords, read from bunko's JMdict file.
+
+    Opened on first use in each thread (SQLite reads pages on demand; the MCP server
+    and the web app answer from worker threads, and an SQLite connection belongs to
+    the thread that opened it); a lookup is one indexed query.
     """
 
     def __init__(self, path: str | None = None) -> None:
@@ -109,30 +124,20 @@ class Dictionary:
 
     def connection(self) -> sqlite3.Connection | None:
         """This thread's read-only connection to the dictionary; None (with one
-        warning) when jamdict-data is missing or unreadable."""
+        warning) when the file is missing or unreadable."""
         return self._connect()
 
     def _connect(self) -> sqlite3.Connection | None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None and not self._unavailable:
-            path = self._path
-            if path is None:
-                try:
-                    import jamdict_data  # type: ignore[import-untyped]
-                except ImportError:
-                    log.warning("jamdict-data is not installed: questions in another "
-                                "language than the articles get no translated words and "
-                                "a weaker confidence (pip install jamdict-data)")  # fmt: skip
-                    self._unavailable = True
-                    return None
-                path = str(jamdict_data.JAMDICT_DB_PATH)
+            path = self._path or jmdict_path()
             try:
                 db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                db.execute("SELECT 1 FROM SenseGloss LIMIT 1")
+                db.execute("SELECT 1 FROM Gloss LIMIT 1")
             except sqlite3.Error as exc:
-                log.warning("cannot read the JMdict database %s (%s): questions in another "
+                log.warning("cannot read the JMdict file %s (%s): questions in another "
                             "language than the articles get no translated words; "
-                            "reinstall jamdict-data", path, exc)  # fmt: skip
+                            "reinstall bunko", path, exc)  # fmt: skip
                 self._unavailable = True
                 return None
             self._local.db = db
@@ -154,11 +159,12 @@ class Dictionary:
         glosses = forms + [f"to {f}" for f in forms]
         sql = _ENTRIES_SQL.format(marks=",".join("?" * len(glosses)))
         out = []
-        for _, first, kanji, kana, tags1, tags2 in db.execute(sql, glosses):
-            headword = kanji or kana
+        for _, first, kanji_forms, kana_forms in db.execute(sql, glosses):
+            kanji, kana = split_forms(kanji_forms), split_forms(kana_forms)
+            headword = (kanji or kana or [("", [])])[0][0]
             if not headword:
                 continue
-            tags = {t for t in f"{tags1 or ''},{tags2 or ''}".split(",") if t}
+            tags = {t for _, ts in kanji + kana for t in ts}
             kind = "common" if tags & COMMON_TAGS else "tagged" if tags else "untagged"
             out.append((headword, PRIORITY[kind] * (1.0 if first else LATER_SENSE)))
         return tuple(out)
@@ -190,7 +196,7 @@ def translations(
         known: the corpus vocabulary: returns the idf of the tokens it knows
             (:meth:`Snapshot.idf`).
         tokenize: the index tokenizer, to split headwords as the corpus was split.
-        lookup: the dictionary (default: jamdict-data's).
+        lookup: the dictionary (default: the JMdict file shipped with bunko).
 
     Returns:
         ``{term: BM25 weight}`` for terms the corpus knows and the question lacks;

