@@ -1,13 +1,16 @@
 """Build bunko's compact JMdict file, ``src/bunko/data/jmdict.sqlite``, from jamdict-data.
 
-bunko reads three things from JMdict: English words -> Japanese headwords with their
+bunko reads four things from JMdict: English words -> Japanese headwords with their
 priority tags, for English questions over Japanese articles
-(:mod:`bunko.retrieval.expansion`, :func:`bunko.retrieval.translate.translations`),
-and Japanese words -> English glosses, for confidence
-(:func:`bunko.retrieval.translate.glosses`). jamdict-data ships the whole of JMdict,
-JMnedict and KANJIDIC2 with every column indexed (311 MB installed); this file holds
-only those lookups (about 30 MB). ``tests/test_jmdict_file.py`` checks that it gives
-the answers the jamdict-data tables gave, word for word.
+(:mod:`bunko.retrieval.expansion`, :func:`bunko.retrieval.translate.translations`);
+Japanese words -> English glosses, for confidence
+(:func:`bunko.retrieval.translate.glosses`); multi-word English glosses and romanised
+JMnedict names -> written forms, for English questions' phrases and names
+(:mod:`bunko.retrieval.crossling`). jamdict-data ships the whole of JMdict, JMnedict
+and KANJIDIC2 with every column indexed (311 MB installed); this file holds only those
+lookups (49 MB; 57 MB with every JMnedict type, ``--names all``).
+``tests/test_jmdict_file.py`` checks that it gives the answers the jamdict-data tables
+gave, word for word.
 
 Tables (``\\x1f`` separates the items of a list, ``\\x1e`` a form from its tags):
 
