@@ -10,18 +10,23 @@ for thousands of English and Japanese words. jamdict-data is a test dependency
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import sqlite3
+import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bunko.retrieval import expansion, translate
+from bunko.retrieval import crossling, expansion, translate
 from bunko.retrieval.expansion import COMMON_TAGS, LATER_SENSE, PRIORITY, Dictionary, lemmas
 
 ARTICLES = Path(__file__).parent / "data" / "articles"
+sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+import build_jmdict  # noqa: E402
 
 # The lookups as they were on jamdict-data's tables (e28122d).
 OLD_ENTRIES_SQL = """
@@ -165,7 +170,7 @@ def test_japanese_lookups_match_jamdict(jamdict: sqlite3.Connection) -> None:
     assert "temperature" in translate.glosses("温度")
 
 
-def test_shipped_file_keeps_its_attribution_and_person_names() -> None:
+def test_shipped_file_keeps_its_attribution_and_names() -> None:
     path = Path(expansion.jmdict_path())
     licence = " ".join((path.parent / "JMDICT-LICENSE.txt").read_text("utf-8").split())
     assert "Electronic Dictionary Research and Development Group" in licence
@@ -173,10 +178,7 @@ def test_shipped_file_keeps_its_attribution_and_person_names() -> None:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     meta = dict(db.execute("SELECT key, value FROM meta"))
     assert "EDRDG" in meta["attribution"] and "CC BY-SA 4.0" in meta["licence"]
-    rows = db.execute(
-        "SELECT e.kanji FROM Name n JOIN NameEntry e ON e.idseq = n.idseq WHERE n.key = ?",
-        ("kujo michiie",),
-    ).fetchall()
+    rows = db.execute("SELECT form FROM Name WHERE head = ?", ("Kujou Michiie",)).fetchall()
     db.close()
     assert ("九条道家",) in rows
 
@@ -192,3 +194,115 @@ def test_jamdict_data_is_a_test_dependency_only() -> None:
     assert "jamdict-data" not in _names(project["project"]["dependencies"])
     assert "jamdict-data" in _names(project["project"]["optional-dependencies"]["test"])
     assert "data/jmdict.sqlite" in project["tool"]["setuptools"]["package-data"]["bunko"]
+
+
+# crossling's lookups as they were on jamdict-data's tables (branch xling, 1a07f51),
+# names restricted to the JMnedict types the shipped file keeps (its meta "names").
+def old_names_for(db: sqlite3.Connection, romaji: str, kept: frozenset[int]) -> tuple[str, ...]:
+    """xling's query, its LIMIT 20 applied after keeping the entries of ``kept``."""
+    words = romaji.split()
+    spellings = [""]
+    for w in words:
+        spellings = [f"{s} {v}".strip() for s in spellings for v in crossling._long_vowels(w)][:8]
+    out: list[str] = []
+    for s in dict.fromkeys(spellings):
+        rows = db.execute(
+            """SELECT t.idseq,
+                      (SELECT text FROM NEKanji k WHERE k.idseq = t.idseq ORDER BY k.ID LIMIT 1),
+                      (SELECT text FROM NEKana k WHERE k.idseq = t.idseq ORDER BY k.ID LIMIT 1)
+               FROM NETransGloss g JOIN NETranslation t ON t.ID = g.tid
+               WHERE g.text = ? OR (g.text >= ? AND g.text < ?)
+               ORDER BY t.idseq""",
+            (s, f"{s} (", f"{s} )"),
+        ).fetchall()
+        for _, kanji, kana in [r for r in rows if r[0] in kept][:20]:
+            form = kanji or kana
+            if form and form not in out:
+                out.append(form)
+    return tuple(out)
+
+
+def old_phrase_for(db: sqlite3.Connection, phrase: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for kanji, kana in db.execute(
+        """SELECT (SELECT text FROM Kanji k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1),
+                  (SELECT text FROM Kana k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1)
+           FROM SenseGloss g JOIN Sense s ON s.ID = g.sid
+           WHERE g.text = ? OR (g.text >= ? AND g.text < ?)
+           ORDER BY s.ID LIMIT 20""",
+        (phrase, f"{phrase} (", f"{phrase} )"),
+    ):
+        form = kanji or kana
+        if form and form not in out:
+            out.append(form)
+    return tuple(out)
+
+
+def question_spans() -> list[str]:
+    """Every span of up to crossling.MAX_SPAN words of the English eval questions, in
+    the spellings crossling looks up (as asked, lower case, long vowels folded, and
+    "<word> era"): a superset of the name and phrase lookups the benchmark makes."""
+    eval_file = Path(__file__).parents[1] / "eval" / "xling-en.jsonl"
+    spans: set[str] = set()
+    for line in eval_file.read_text("utf-8").splitlines():
+        text = unicodedata.normalize("NFC", json.loads(line)["en"])
+        words = [crossling._POSSESSIVE.sub("", m.group()).strip("'’-")
+                 for m in crossling._WORD.finditer(text)]  # fmt: skip
+        for n in range(1, crossling.MAX_SPAN + 1):
+            for i in range(len(words) - n + 1):
+                span = words[i : i + n]
+                english = " ".join(span)
+                folded = " ".join(crossling._long_vowels(w)[0] for w in span)
+                spans |= {english, english.lower(), folded}
+                if n == 1:
+                    spans |= {f"{v} era" for v in (span[0], crossling._long_vowels(span[0])[0])}
+    return sorted(s for s in spans if s)
+
+
+def _heads(db: sqlite3.Connection, sql: str, k: int) -> list[str]:
+    rng = random.Random(23)
+    texts = sorted({t for (t,) in db.execute(sql)})
+    heads = {h for t in rng.sample(texts, k) if (h := build_jmdict.head(t))}
+    return sorted(heads)
+
+
+def test_crossling_lookups_match_jamdict(jamdict: sqlite3.Connection) -> None:
+    path = Path(expansion.jmdict_path())
+    shipped = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    types = dict(shipped.execute("SELECT key, value FROM meta"))["names"].split(",")
+    shipped.close()
+    assert {"person", "place", "surname", "organization", "work"} <= set(types)
+    marks = ",".join("?" * len(types))
+    kept = frozenset(
+        i
+        for (i,) in jamdict.execute(
+            "SELECT DISTINCT t.idseq FROM NETranslation t JOIN NETransType y ON y.tid = t.ID "
+            f"WHERE y.text IN ({marks})",
+            types,
+        )
+    )
+    spans = question_spans()
+    names = _heads(
+        jamdict,
+        "SELECT g.text FROM NETransGloss g JOIN NETranslation t ON t.ID = g.tid JOIN "
+        "NETransType y ON y.tid = t.ID WHERE y.text IN ('person', 'place', 'organization')",
+        1500,
+    )
+    phrases = _heads(jamdict, "SELECT text FROM SenseGloss WHERE text LIKE '% %'", 1500)
+    assert len(spans) > 5000 and len(names) > 1000 and len(phrases) > 1000
+    crossling.names_for.cache_clear()
+    crossling.phrase_for.cache_clear()
+    found_names = found_phrases = 0
+    for text in [*spans, *names, "Kujō Michiie", "Kujo Michiie", "Tokyo"]:
+        got = crossling.names_for(text)
+        assert got == old_names_for(jamdict, text, kept), text
+        found_names += bool(got)
+    for text in [*spans, *phrases, "Kanpō era", "Science and Technology Agency"]:
+        if " " not in text:
+            continue  # phrase_for is for several words; one word goes to the Gloss table
+        got = crossling.phrase_for(text)
+        assert got == old_phrase_for(jamdict, text), text
+        found_phrases += bool(got)
+    assert found_names > 1000 and found_phrases > 1000  # the comparison means something
+    assert crossling.names_for("Kujō Michiie")[0] == "九条道家"
+    assert crossling.phrase_for("Kanpō era") == ("寛保",)

@@ -1,13 +1,16 @@
 """Build bunko's compact JMdict file, ``src/bunko/data/jmdict.sqlite``, from jamdict-data.
 
-bunko reads three things from JMdict: English words -> Japanese headwords with their
+bunko reads four things from JMdict: English words -> Japanese headwords with their
 priority tags, for English questions over Japanese articles
-(:mod:`bunko.retrieval.expansion`, :func:`bunko.retrieval.translate.translations`),
-and Japanese words -> English glosses, for confidence
-(:func:`bunko.retrieval.translate.glosses`). jamdict-data ships the whole of JMdict,
-JMnedict and KANJIDIC2 with every column indexed (311 MB installed); this file holds
-only those lookups (about 30 MB). ``tests/test_jmdict_file.py`` checks that it gives
-the answers the jamdict-data tables gave, word for word.
+(:mod:`bunko.retrieval.expansion`, :func:`bunko.retrieval.translate.translations`);
+Japanese words -> English glosses, for confidence
+(:func:`bunko.retrieval.translate.glosses`); multi-word English glosses and romanised
+JMnedict names -> written forms, for English questions' phrases and names
+(:mod:`bunko.retrieval.crossling`). jamdict-data ships the whole of JMdict, JMnedict
+and KANJIDIC2 with every column indexed (311 MB installed); this file holds only those
+lookups (49 MB; 57 MB with every JMnedict type, ``--names all``).
+``tests/test_jmdict_file.py`` checks that it gives the answers the jamdict-data tables
+gave, word for word.
 
 Tables (``\\x1f`` separates the items of a list, ``\\x1e`` a form from its tags):
 
@@ -17,16 +20,23 @@ Tables (``\\x1f`` separates the items of a list, ``\\x1e`` a form from its tags)
 - ``Entry(idseq, kanji, kana, glosses)``: an entry's written forms in JMdict's order,
   each with its priority tags (``研究\\x1eichi1,news1``), and all its English glosses.
 - ``Form(text, idseq)``: every kanji and kana form -> its entries.
-- ``Name(key, idseq, text)`` and ``NameEntry(idseq, kanji, kana, types)``: JMnedict's
-  person names, romanised ("Kujou Michiie (1193-1252.4.1)", folded key
-  "kujo michiie") -> written forms (九条道家). Unused so far; kept for matching names.
+- ``Phrase(head, idseq, n)``: a JMdict gloss of several words, its parenthesised note
+  dropped ("Science and Technology Agency (1956-2001)" -> "Science and Technology
+  Agency"), -> the entries that carry it; ``n``: how many of the entry's glosses have
+  that head (:func:`bunko.retrieval.crossling.phrase_for`).
+- ``Name(head, idseq, n, form)``: a JMnedict translation, its note dropped the same way
+  ("Kujou Michiie (1193-1252.4.1)" -> "Kujou Michiie"), -> the entries that carry it,
+  each with its first written form (九条道家; kanji, else kana)
+  (:func:`bunko.retrieval.crossling.names_for`). Only the JMnedict types chosen by
+  ``--names`` (see ``NAME_TYPES``); ``meta.names`` lists them.
 - ``meta``: source versions, the licence and the attribution.
 
 Usage (jamdict-data is a test/dev dependency, not a runtime one):
 
     pip install jamdict-data
     python tools/build_jmdict.py                 # writes src/bunko/data/jmdict.sqlite
-    python tools/build_jmdict.py --names all     # every JMnedict entry (much larger)
+    python tools/build_jmdict.py --names all     # every JMnedict type (much larger)
+    python tools/build_jmdict.py --names person,place   # chosen types
 
 The data is JMdict and JMnedict, property of the Electronic Dictionary Research and
 Development Group (EDRDG), used under CC BY-SA 4.0; see src/bunko/data/JMDICT-LICENSE.txt.
@@ -39,12 +49,24 @@ import os
 import re
 import sqlite3
 import sys
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "bunko" / "data" / "jmdict.sqlite"
-NAME_TYPES: dict[str, tuple[str, ...] | None] = {"none": (), "person": ("person",), "all": None}
+# JMnedict's types kept by default: the ones a factoid question names (people, places,
+# surnames, organisations, works...). Left out: given names (fem, masc, given) and
+# "unclass" (unclassified names), 300,000 entries between them, which a question's
+# capitalised word matches mostly by chance (docs/NOTES-xdict.md has the measurements).
+NAME_TYPES: dict[str, tuple[str, ...] | None] = {
+    "none": (),
+    "person": ("person",),
+    "default": (
+        "person", "place", "surname", "station", "organization", "company", "work",
+        "product", "service", "character", "deity", "fiction", "event", "mythology",
+        "object", "religion",
+    ),
+    "all": None,
+}  # fmt: skip
 SEP, TAGS = "\x1f", "\x1e"
 
 SCHEMA = """
@@ -54,9 +76,10 @@ CREATE TABLE Gloss (word TEXT NOT NULL, idseq INTEGER NOT NULL, first INTEGER NO
 CREATE TABLE Entry (idseq INTEGER PRIMARY KEY, kanji TEXT, kana TEXT, glosses TEXT);
 CREATE TABLE Form (text TEXT NOT NULL, idseq INTEGER NOT NULL,
                    PRIMARY KEY (text, idseq)) WITHOUT ROWID;
-CREATE TABLE Name (key TEXT NOT NULL, idseq INTEGER NOT NULL, text TEXT NOT NULL,
-                   PRIMARY KEY (key, idseq, text)) WITHOUT ROWID;
-CREATE TABLE NameEntry (idseq INTEGER PRIMARY KEY, kanji TEXT, kana TEXT, types TEXT);
+CREATE TABLE Phrase (head TEXT NOT NULL, idseq INTEGER NOT NULL, n INTEGER NOT NULL,
+                     PRIMARY KEY (head, idseq)) WITHOUT ROWID;
+CREATE TABLE Name (head TEXT NOT NULL, idseq INTEGER NOT NULL, n INTEGER NOT NULL, form TEXT,
+                   PRIMARY KEY (head, idseq)) WITHOUT ROWID;
 """
 
 ATTRIBUTION = (
@@ -67,20 +90,20 @@ ATTRIBUTION = (
 )
 
 _ONE_WORD = re.compile(r"(?:to )?\S+")  # what a word lookup can match
-_DATES = re.compile(r"\s*\([^)]*\)")
-_FOLDS = (("ou", "o"), ("uu", "u"), ("oo", "o"))  # long vowels as JMnedict spells them
 
 
-def name_key(text: str) -> str:
-    """A romanised name folded for matching: "Kujou Michiie (1193-1252.4.1)" and
-    "Kujō Michiie" and "Kujo Michiie" all give "kujo michiie" (dates dropped; macrons
-    and the long vowels ou, uu, oo folded; hyphens as spaces; lower case). Fold a
-    name the same way before looking it up."""
-    text = unicodedata.normalize("NFKD", _DATES.sub("", text))
-    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    for long, short in _FOLDS:
-        text = text.replace(long, short)
-    return " ".join(text.replace("-", " ").split())
+def head(gloss: str) -> str | None:
+    """What a lookup of ``gloss`` without parentheses matches: the gloss itself, or
+    the gloss before its first parenthesised note ("Kanpō era (1741.2.27-1744.2.21)"
+    -> "Kanpō era"); None when a "(" comes first elsewhere ("C(++)"), so that no
+    lookup without parentheses can match it.
+
+    bunko's lookups on jamdict-data matched ``text = s OR text LIKE s || ' (%'``;
+    for an ``s`` without "(", that is exactly ``head(text) = s``."""
+    i = gloss.find("(")
+    if i < 0:
+        return gloss
+    return gloss[: i - 1] if i > 0 and gloss[i - 1] == " " else None
 
 
 def _forms(db: sqlite3.Connection, table: str, tags: str) -> dict[int, list[str]]:
@@ -101,7 +124,7 @@ def _forms(db: sqlite3.Connection, table: str, tags: str) -> dict[int, list[str]
     return out
 
 
-def build(source: str, out: Path, names: str = "person") -> dict[str, int]:
+def build(source: str, out: Path, names: str = "default") -> dict[str, int]:
     """Write the compact file ``out`` from jamdict-data's database ``source``.
 
     Returns the row count of each table."""
@@ -117,10 +140,11 @@ def build(source: str, out: Path, names: str = "person") -> dict[str, int]:
         "licence": "CC BY-SA 4.0, https://creativecommons.org/licenses/by-sa/4.0/",
         "source": "jamdict-data " + src_meta.get("jmdict.version", "?"),
         "jmnedict.date": src_meta.get("jmnedict.date", "?"),
-        "names": names,
+        "names": ",".join(_name_types(db, names)),
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
 
+    _check_order(db, "Sense")
     first_sense = dict(db.execute("SELECT idseq, MIN(ID) FROM j.Sense GROUP BY idseq"))
     sense_entry = dict(db.execute("SELECT ID, idseq FROM j.Sense"))
     glosses: dict[int, list[str]] = defaultdict(list)
@@ -150,14 +174,13 @@ def build(source: str, out: Path, names: str = "person") -> dict[str, int]:
         "INSERT OR IGNORE INTO Form VALUES (?, ?)",
         ((f.split(TAGS)[0], s) for forms in (kanji, kana) for s, fs in forms.items() for f in fs),
     )
-    types = NAME_TYPES[names]
-    if types != ():
-        _copy_names(db, types)
+    _copy_phrases(db)
+    _copy_names(db, _name_types(db, names))
     db.commit()
     db.execute("DETACH DATABASE j")
     counts = {
         t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-        for t in ("Gloss", "Entry", "Form", "Name", "NameEntry")
+        for t in ("Gloss", "Entry", "Form", "Phrase", "Name")
     }
     db.execute("VACUUM")
     db.close()
@@ -165,39 +188,70 @@ def build(source: str, out: Path, names: str = "person") -> dict[str, int]:
     return counts
 
 
-def _copy_names(db: sqlite3.Connection, types: tuple[str, ...] | None) -> None:
-    keep = "SELECT DISTINCT t.idseq FROM j.NETranslation t"
-    params: list[str] = []
-    if types:
-        marks = ",".join("?" * len(types))
-        keep += f" JOIN j.NETransType y ON y.tid = t.ID WHERE y.text IN ({marks})"
-        params = list(types)
-    db.execute(f"CREATE TEMP TABLE keep AS {keep}", params)
+def _check_order(db: sqlite3.Connection, table: str) -> None:
+    """Lookups on jamdict-data ordered rows by ``table``'s ID; the file orders them by
+    entry number: the same order only while IDs follow the entries."""
+    last = -1
+    for (idseq,) in db.execute(f"SELECT idseq FROM j.{table} ORDER BY ID"):
+        if idseq < last:
+            raise SystemExit(f"{table} IDs do not follow entry numbers ({idseq} after {last})")
+        last = idseq
+
+
+def _heads(rows: list[tuple[int, str]]) -> dict[tuple[str, int], int]:
+    """(head, entry) -> how many of the entry's glosses have that head."""
+    out: dict[tuple[str, int], int] = defaultdict(int)
+    for idseq, text in rows:
+        h = head(text)
+        if h:
+            out[h, idseq] += 1
+    return out
+
+
+def _copy_phrases(db: sqlite3.Connection) -> None:
     rows = db.execute(
-        "SELECT DISTINCT t.idseq, g.text FROM j.NETranslation t JOIN j.NETransGloss g "
-        "ON g.tid = t.ID WHERE t.idseq IN (SELECT idseq FROM keep) AND g.text IS NOT NULL"
+        "SELECT s.idseq, g.text FROM j.SenseGloss g JOIN j.Sense s ON s.ID = g.sid "
+        "WHERE g.text LIKE '% %'"
     ).fetchall()
+    heads = _heads(rows)
     db.executemany(
-        "INSERT OR IGNORE INTO Name VALUES (?, ?, ?)", ((name_key(t), s, t) for s, t in rows)
+        "INSERT INTO Phrase VALUES (?, ?, ?)",
+        ((h, s, n) for (h, s), n in sorted(heads.items()) if " " in h),
     )
-    per: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for table, col in (("NEKanji", "kanji"), ("NEKana", "kana")):
+
+
+def _name_types(db: sqlite3.Connection, names: str) -> list[str]:
+    if names in NAME_TYPES:
+        types = NAME_TYPES[names]
+        if types is None:
+            return [t for (t,) in db.execute("SELECT DISTINCT text FROM j.NETransType ORDER BY 1")]
+        return list(types)
+    return [t.strip() for t in names.split(",") if t.strip()]
+
+
+def _copy_names(db: sqlite3.Connection, types: list[str]) -> None:
+    if not types:
+        return
+    _check_order(db, "NETranslation")
+    marks = ",".join("?" * len(types))
+    rows = db.execute(
+        "SELECT t.idseq, g.text FROM j.NETranslation t JOIN j.NETransGloss g ON g.tid = t.ID "
+        "WHERE g.text IS NOT NULL AND t.idseq IN (SELECT t2.idseq FROM j.NETranslation t2 "
+        f"JOIN j.NETransType y ON y.tid = t2.ID WHERE y.text IN ({marks}))",
+        types,
+    ).fetchall()
+    heads = _heads(rows)
+    form = {}
+    for table in ("NEKana", "NEKanji"):  # the first kanji form, else the first kana one
         for idseq, text in db.execute(
-            f"SELECT idseq, text FROM j.{table} WHERE idseq IN (SELECT idseq FROM keep) "
-            "AND text IS NOT NULL ORDER BY ID"
+            f"SELECT idseq, text FROM j.{table} WHERE ID IN "
+            f"(SELECT MIN(ID) FROM j.{table} GROUP BY idseq)"
         ):
-            per[idseq][col].append(text)
-    for idseq, text in db.execute(
-        "SELECT DISTINCT t.idseq, y.text FROM j.NETranslation t JOIN j.NETransType y "
-        "ON y.tid = t.ID WHERE t.idseq IN (SELECT idseq FROM keep) ORDER BY t.ID"
-    ):
-        per[idseq]["types"].append(text)
+            if text:
+                form[idseq] = text
     db.executemany(
-        "INSERT INTO NameEntry VALUES (?, ?, ?, ?)",
-        (
-            (s, SEP.join(f["kanji"]) or None, SEP.join(f["kana"]) or None, ",".join(f["types"]))
-            for s, f in sorted(per.items())
-        ),
+        "INSERT INTO Name VALUES (?, ?, ?, ?)",
+        ((h, s, n, form.get(s)) for (h, s), n in sorted(heads.items())),
     )
 
 
@@ -218,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
         "--names",
-        choices=sorted(NAME_TYPES),
-        default="person",
-        help="JMnedict entries to copy: person names (default), all, or none",
+        default="default",
+        help="JMnedict types to copy: " + ", ".join(NAME_TYPES) + ", or a comma-separated "
+        "list of types (person,place,...); default: the NAME_TYPES['default'] list",
     )
     args = ap.parse_args(argv)
     source = args.source

@@ -18,14 +18,18 @@ rendering (the written forms, in question order) that the dense side can embed
 appended to the question. Japanese questions never come here: the caller checks
 :func:`expansion.is_japanese` first, so they never open the dictionary.
 
-The dictionary is read through two functions only, :func:`names_for` and
-:func:`phrase_for`, on jamdict-data's SQLite file, so they can be re-pointed at a
-compact data file.
+The dictionary is read through :func:`names_for` and :func:`phrase_for` (the
+``Name`` and ``Phrase`` tables of the JMdict file shipped with bunko, built by
+``tools/build_jmdict.py``) and :func:`dictionary_words`. On that file they give what
+the same lookups gave on jamdict-data's full tables (``tests/test_jmdict_file.py``),
+for the JMnedict types the file keeps (people, places, surnames, organisations,
+works...; not given names nor unclassified ones).
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ PHRASE_WEIGHT = 1.0  # a whole-phrase gloss is as specific as a name
 DATE_WEIGHT = 0.5  # date parts (年, 月, 3) are generic one by one
 MAX_SPAN = 5  # words in a phrase or name looked up whole
 MAX_FORMS = 4  # written forms kept per name (a surname has many spellings)
+LOOKUP_ROWS = 20  # matching glosses read per name or phrase lookup
 
 # Beyond expansion.ENGLISH_STOP: words that say what is asked, not what it is about.
 WORD_STOP = frozenset({
@@ -76,7 +81,8 @@ _MACRONS = str.maketrans({"ō": "ou", "ū": "uu", "Ō": "Ou", "Ū": "Uu", "ô": 
 @lru_cache(maxsize=4096)
 def names_for(romaji: str) -> tuple[str, ...]:
     """Written forms of a romanised name in JMnedict ("Kujō Michiie" -> 九条道家),
-    common entries first; () when there is none or no dictionary.
+    in JMnedict's order; () when there is none or no dictionary. Only the JMnedict
+    types the shipped file keeps (``tools/build_jmdict.py``, ``NAME_TYPES``).
 
     A gloss matches when it is the name itself or the name followed by a
     parenthesised note ("Kujou Michiie (1193-1252.4.1)").
@@ -90,41 +96,57 @@ def names_for(romaji: str) -> tuple[str, ...]:
         spellings = [f"{s} {v}".strip() for s in spellings for v in _long_vowels(w)][:8]
     out: list[str] = []
     for s in dict.fromkeys(spellings):
-        for kanji, kana in db.execute(
-            """SELECT (SELECT text FROM NEKanji k WHERE k.idseq = t.idseq ORDER BY k.ID LIMIT 1),
-                      (SELECT text FROM NEKana k WHERE k.idseq = t.idseq ORDER BY k.ID LIMIT 1)
-               FROM NETransGloss g JOIN NETranslation t ON t.ID = g.tid
-               WHERE g.text = ? OR (g.text >= ? AND g.text < ?)
-               ORDER BY t.idseq LIMIT 20""",
-            (s, f"{s} (", f"{s} )"),
-        ):
-            form = kanji or kana
+        for form in _first_rows(db, "SELECT idseq, n, form FROM Name WHERE head = ?", s):
             if form and form not in out:
                 out.append(form)
     return tuple(out)
+
+
+def _first_rows(db: sqlite3.Connection, sql: str, head: str) -> list[str | None]:
+    """The written forms of the first ``LOOKUP_ROWS`` matching glosses, in entry order
+    (a gloss matched ``n`` times in an entry counts ``n`` times, as it did on
+    jamdict-data's tables). ``head`` never holds "(" (see ``tools/build_jmdict.py``)."""
+    if "(" in head:
+        return []
+    out: list[str | None] = []
+    for _, n, form in db.execute(sql + " ORDER BY idseq", (head,)):
+        out += [form] * n
+        if len(out) >= LOOKUP_ROWS:
+            break
+    return out[:LOOKUP_ROWS]
 
 
 @lru_cache(maxsize=4096)
 def phrase_for(phrase: str) -> tuple[str, ...]:
     """JMdict headwords whose gloss is the whole multi-word ``phrase`` ("Science and
     Technology Agency" -> 科学技術庁; "rainy season" -> 梅雨), first forms only;
-    () when there is none or no dictionary."""
+    () when there is none, no dictionary, or ``phrase`` is one word (single words go
+    through :func:`dictionary_words`)."""
     db = expansion.dictionary().connection()
     if db is None:
         return ()
     out: list[str] = []
-    for kanji, kana in db.execute(
-        """SELECT (SELECT text FROM Kanji k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1),
-                  (SELECT text FROM Kana k WHERE k.idseq = s.idseq ORDER BY k.ID LIMIT 1)
-           FROM SenseGloss g JOIN Sense s ON s.ID = g.sid
-           WHERE g.text = ? OR (g.text >= ? AND g.text < ?)
-           ORDER BY s.ID LIMIT 20""",
-        (phrase, f"{phrase} (", f"{phrase} )"),
-    ):
+    sql = "SELECT p.idseq, p.n, e.kanji, e.kana FROM Phrase p JOIN Entry e ON e.idseq = p.idseq"
+    for kanji, kana in _first_rows_forms(db, sql, phrase):
         form = kanji or kana
         if form and form not in out:
             out.append(form)
     return tuple(out)
+
+
+def _first_rows_forms(
+    db: sqlite3.Connection, sql: str, phrase: str
+) -> list[tuple[str | None, str | None]]:
+    rows: list[tuple[str | None, str | None]] = []
+    if "(" in phrase:
+        return rows
+    for _, n, kanji, kana in db.execute(sql + " WHERE p.head = ? ORDER BY p.idseq", (phrase,)):
+        first = [text for text, _ in expansion.split_forms(kanji)[:1]]
+        first_kana = [text for text, _ in expansion.split_forms(kana)[:1]]
+        rows += [(first[0] if first else None, first_kana[0] if first_kana else None)] * n
+        if len(rows) >= LOOKUP_ROWS:
+            break
+    return rows[:LOOKUP_ROWS]
 
 
 def dictionary_words(word: str) -> list[tuple[str, float]]:
