@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bunko.errors import BunkoError, SkipFile
+from bunko.errors import BunkoError, SkipFile, SourceNotFoundError
 from bunko.ingest import read_document
 from bunko.serve.reader import ReadError, read_lines
 
@@ -98,11 +98,12 @@ def test_folder_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["config.yaml", "credentials", "notes/keys.json", "a.txt.bak"])
 def test_read_serves_only_articles(tmp_path: Path, name: str) -> None:
-    # Defect 10: any non-hidden file in the corpus folder was served.
+    # Defect 10: any non-hidden file in the corpus folder was served. A file that is no
+    # article is "not found" (HTTP 404), as a missing one: its existence is not told.
     (tmp_path / "notes").mkdir()
     (tmp_path / name).write_text("password: hunter2\n", "utf-8")
     (tmp_path / "a.md").write_text("# A\nbody\n", "utf-8")
-    with pytest.raises(ReadError, match="only articles"):
+    with pytest.raises(SourceNotFoundError, match="only articles"):
         read_lines(tmp_path, name)
     assert read_lines(tmp_path, "a.md").text == "# A\nbody\n"
 
