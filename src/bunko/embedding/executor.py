@@ -118,7 +118,11 @@ def make_executor(
     """The executor the settings ask for; Ray is neither imported nor started here."""
     if ray is None:
         return LocalExecutor(embedder)
-    return RayExecutor(ray, factory)
+    # Every actor embeds with the onnx candidate this process chose (issue 24), so one
+    # index never mixes the vectors of two candidates (cosine 0.995 apart, not equal).
+    choice = getattr(embedder, "choice", None) if hasattr(embedder, "measured_choice") else None
+    variant = str(choice["chosen"]) if isinstance(choice, dict) else None
+    return RayExecutor(ray, factory, variant)
 
 
 class RayExecutor:
@@ -126,9 +130,12 @@ class RayExecutor:
 
     kind: Literal["local", "ray"] = "ray"
 
-    def __init__(self, settings: RaySettings, factory: EmbedderFactory) -> None:
+    def __init__(
+        self, settings: RaySettings, factory: EmbedderFactory, variant: str | None = None
+    ) -> None:
         self.settings = settings
         self._factory = factory
+        self._variant = variant
         self._ray: Any = None
         self._owns_ray = False
         self._stdout: contextlib.ExitStack | None = None
@@ -226,7 +233,10 @@ class RayExecutor:
         from bunko.config import ray_fault
 
         fault = ray_fault()
-        actors = [remote.remote(self._factory, s.cpus_per_worker, device, fault) for _ in range(n)]
+        actors = [
+            remote.remote(self._factory, s.cpus_per_worker, device, fault, self._variant)
+            for _ in range(n)
+        ]
         self._actors = actors
         try:
             ray.get([a.ready.remote() for a in actors], timeout=READY_TIMEOUT_S)
@@ -343,11 +353,18 @@ class EmbedWorker:
     """
 
     def __init__(
-        self, factory: EmbedderFactory, threads: int, device: str | None, fault: str | None
+        self,
+        factory: EmbedderFactory,
+        threads: int,
+        device: str | None,
+        fault: str | None,
+        variant: str | None = None,
     ) -> None:
         os.environ["BUNKO_THREADS"] = str(max(1, threads))
         if device:
             os.environ["BUNKO_DEVICE"] = device
+        if variant:  # the driver's onnx candidate (see make_executor)
+            os.environ["BUNKO_ONNX_VARIANT"] = variant
         self._embedder = factory()
         self._fault = fault
         self._batches = 0
