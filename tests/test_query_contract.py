@@ -143,12 +143,13 @@ def test_limits_and_refusals_are_the_same_everywhere(shelf_dir: Settings, port: 
         cli = _cli(shelf_dir, "query", MD_Q, *cli_args)
         assert status == 400 and cli.exit_code == 2
         if "mode" not in params:  # (typer checks --mode's choices itself)
-            assert cli.stderr.strip() == f"Error: {err['error']}"
+            # The CLI shows the usage line first (exit 2), then the same message.
+            assert cli.stderr.strip().splitlines()[-1] == f"Error: {err['error']}"
     status, err = _http(port, TOO_LONG, ())
     cli = _cli(shelf_dir, "query", TOO_LONG)
     (tool,) = _mcp(shelf_dir, [{"question": TOO_LONG}])
     assert status == 400 and "tokens long" in err["error"]
-    assert cli.exit_code == 2 and cli.stderr.strip() == f"Error: {err['error']}"
+    assert cli.exit_code == 2 and cli.stderr.strip().splitlines()[-1] == f"Error: {err['error']}"
     assert tool.is_error and tool.content[0].text.endswith(": " + err["error"])
 
 

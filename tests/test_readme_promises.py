@@ -253,7 +253,7 @@ def test_status_json_fields(mini: Settings) -> None:
     assert set(data) == {
         "corpus", "index", "exists", "model", "dimension", "index_type", "documents", "chunks",
         "created", "updated", "stale_new", "stale_changed", "stale_removed", "recall_at_10",
-        "nprobe", "skipped", "engine", "aliases",
+        "nprobe", "skipped", "engine", "aliases", "engine_choice",
     }  # fmt: skip
     snap = snapshot(mini.index)
     _, meta = _meta(mini)
