@@ -213,12 +213,17 @@ def test_hostile_question(mini: Settings, kind: str, mode: str) -> None:
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     if _over_the_window(question):  # refused with the reason, never cut silently
         assert res.exit_code == 2, res.output
-        assert res.stderr.startswith("Error: the question is ") and "long" in res.stderr
+        assert _error(res.stderr).startswith("Error: the question is ") and "long" in res.stderr
         return
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     for r in data["results"]:
         assert r["text"] == (mini.corpus / r["source"]).read_text("utf-8")[slice(*r["chars"])]
+
+
+def _error(stderr: str) -> str:
+    """The ``Error: …`` part of stderr (a usage error shows the usage line first)."""
+    return stderr[stderr.index("Error: ") :]
 
 
 def _over_the_window(question: str) -> bool:
@@ -236,7 +241,7 @@ def _over_the_window(question: str) -> bool:
 def test_blank_question_is_usage_error(mini: Settings, question: str) -> None:
     res = runner.invoke(app, ["query", question, "--corpus", str(mini.corpus),
                               "--index", str(mini.index)])  # fmt: skip
-    assert res.exit_code == 2 and res.stderr.startswith("Error: the question is empty")
+    assert res.exit_code == 2 and _error(res.stderr).startswith("Error: the question is empty")
 
 
 def test_hostile_question_bytes_through_a_real_process(mini: Settings) -> None:
@@ -252,7 +257,8 @@ def test_hostile_question_bytes_through_a_real_process(mini: Settings) -> None:
         if code == 0:
             assert "results" in json.loads(done.stdout)
         else:  # over-long: refused with the reason
-            assert done.stderr.startswith(b"Error: the question is 100,000 characters long")
+            err = done.stderr[done.stderr.index(b"Error: ") :]
+            assert err.startswith(b"Error: the question is 100,000 characters long")
         assert b"Traceback" not in done.stderr
 
 

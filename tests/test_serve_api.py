@@ -228,9 +228,8 @@ def test_non_loopback_bind_needs_a_token(shelf_dir: Settings) -> None:
     for command in (["serve"], ["mcp", "--http"]):
         r = runner.invoke(app, [*command, "--host", "0.0.0.0", "--corpus", str(shelf_dir.corpus)])
         assert r.exit_code == 2
-        assert (
-            r.stderr.startswith("Error: ") and "--token" in r.stderr and "BUNKO_TOKEN" in r.stderr
-        )
+        assert "\nError: " in r.stderr and "--token" in r.stderr and "BUNKO_TOKEN" in r.stderr
+        assert r.stderr.startswith("Usage: bunko ")
 
 
 def test_mcp_over_http_checks_host_and_serves_the_sdk_client(shelf_dir: Settings) -> None:

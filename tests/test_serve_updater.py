@@ -12,6 +12,7 @@ import pytest
 
 from bunko.api import Shelf
 from bunko.config import Settings
+from bunko.retrieval.query import QueryRequest
 from bunko.serve.reader import read_lines
 from bunko.serve.results import SharedShelf
 from serve_helpers import get_json, started
@@ -39,19 +40,19 @@ def test_queries_answer_stale_at_once_while_one_update_runs(
     shared = SharedShelf(Shelf(mini))
     (mini.corpus / "new.md").write_text(NEW, "utf-8")
     try:
-        first = shared.query(QUESTION, 3, "hybrid")
+        first = shared.query(QueryRequest(QUESTION, 3, "hybrid"))
         assert first.stale and first.pending == ("new: new.md",)
         assert "new.md" not in {p.citation.source for p in first.passages}
         status = shared.status()
         assert status["updating"] is True and list(status["stale_new"]) == ["new.md"]
         assert read_lines(mini.corpus, "new.md").text == NEW
-        again = shared.query(QUESTION, 3, "hybrid")
+        again = shared.query(QueryRequest(QUESTION, 3, "hybrid"))
         assert again.stale and again.pending == ("new: new.md",)
         assert updates == ["bunko-update"]  # one update, off the request thread
     finally:
         release.set()
         shared.updater.join(HANG_GUARD_S)
-    after = shared.query(QUESTION, 3, "hybrid")
+    after = shared.query(QueryRequest(QUESTION, 3, "hybrid"))
     assert not after.stale and after.pending == ()
     assert after.passages[0].citation.source == "new.md"
     assert updates == ["bunko-update"]
@@ -73,11 +74,11 @@ def test_a_failed_update_is_not_retried_until_the_corpus_changes_again(
     shared = SharedShelf(Shelf(mini))
     (mini.corpus / "new.md").write_text(NEW, "utf-8")
     for _ in range(3):
-        assert shared.query(QUESTION, 3, "hybrid").stale
+        assert shared.query(QueryRequest(QUESTION, 3, "hybrid")).stale
         shared.updater.join(HANG_GUARD_S)
     assert calls == [1]
     (mini.corpus / "other.md").write_text("# 別\n\n林檎です。\n", "utf-8")
-    assert shared.query(QUESTION, 3, "hybrid").stale
+    assert shared.query(QueryRequest(QUESTION, 3, "hybrid")).stale
     shared.updater.join(HANG_GUARD_S)
     assert calls == [1, 1]
 
