@@ -91,7 +91,7 @@ def main() -> None:
 
     from bunko.config import RaySettings
     from bunko.embedding import get_embedder
-    from bunko.embedding.executor import LocalExecutor, RayExecutor
+    from bunko.embedding.executor import LocalExecutor, make_executor
 
     texts = shipped_sentences(24) if a.smoke else paragraphs(a.texts)
     rounds = 1 if a.smoke else a.rounds
@@ -117,7 +117,7 @@ def main() -> None:
                 else:
                     key = f"ray workers={workers}"
                     s = RaySettings(address="auto", workers=workers, batch=a.batch)
-                    ex = RayExecutor(s, factory)
+                    ex = make_executor(s, emb, factory)  # actors use emb's candidate
                 try:
                     vecs = ex.embed_passages(texts, tokens=tokens)
                     rep = ex.report()

