@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bunko.errors import BunkoError, SkipFile, SourceNotFoundError
+from bunko.errors import BunkoError, SkipFile, SourceError, SourceNotFoundError
 from bunko.ingest import read_document
 from bunko.serve.reader import ReadError, read_lines
 
@@ -78,6 +78,25 @@ def test_ingest_reader_never_reads_outside_during_a_link_swap(swapping: Path) ->
         assert "SECRET" not in doc.text
         read += 1
     assert read > 0 and skipped > 0
+
+
+def test_change_check_never_hashes_outside_during_a_link_swap(swapping: Path) -> None:
+    # The freshness check hashes a file whose mtime moved: through the same one open.
+    import hashlib
+
+    from bunko.corpus.changes import sha256_file
+
+    inside = hashlib.sha256(b"inside the corpus\n").hexdigest()
+    hashed = refused = 0
+    for _ in range(ATTEMPTS // 10):
+        try:
+            digest = sha256_file(swapping, swapping / "race.txt")
+        except SourceError:
+            refused += 1
+            continue
+        assert digest == inside
+        hashed += 1
+    assert hashed > 0 and hashed + refused == ATTEMPTS // 10
 
 
 def test_folder_swapped_for_a_link_is_not_followed(tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bunko.corpus.paths import opened_inside
+from bunko.errors import SourceError
+
 if TYPE_CHECKING:
     from bunko.index.snapshot import Snapshot
     from bunko.types import SkippedFile, StatusReport
@@ -151,19 +154,27 @@ def corpus_changes(
             st = path.stat()
             if same_stat(st, prev):
                 continue
-            if (st.st_size != prev.size or sha256_file(path) != prev.sha256) and (
+            if (st.st_size != prev.size or sha256_file(corpus, path) != prev.sha256) and (
                 indexable is None or indexable(path)
             ):
                 changed.append(src)
-        except OSError:
+        except (OSError, SourceError):
+            # Unreadable, or it now leads outside the corpus: the update looks at it
+            # (and skips it, saying why).
             changed.append(src)
     removed = sorted(s for s in indexed if s not in seen)
     return CorpusChanges(tuple(new), tuple(changed), tuple(removed), tuple(quiet))
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(corpus: Path, path: Path) -> str:
+    """The SHA-256 of the article ``path``, read from one descriptor confined to ``corpus``.
+
+    Raises:
+        SourceError: the path leads outside the corpus, or changed while opening.
+        OSError: missing, unreadable or not a regular file.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with opened_inside(corpus, path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

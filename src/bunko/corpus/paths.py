@@ -19,7 +19,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from bunko.errors import SourceError, SourceNotFoundError
 
@@ -163,6 +166,24 @@ def _open_compare(real: str, shown: Path) -> int:
     return fd
 
 
+@contextmanager
+def opened_inside(root: Path, path: Path) -> Iterator[BinaryIO]:
+    """The regular file ``path``, opened once by :func:`open_inside`, for reading.
+
+    Raises:
+        OutsideCorpus: the path leads outside ``root``, or changed while opening.
+        IsADirectoryError: not a regular file (a folder, FIFO, device).
+        OSError: missing or unreadable.
+    """
+    fd = open_inside(root, path)
+    with os.fdopen(fd, "rb", closefd=True) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+        if _NONBLOCK:
+            os.set_blocking(f.fileno(), True)
+        yield f
+
+
 def read_inside(root: Path, path: Path) -> tuple[bytes, os.stat_result]:
     """The bytes of the regular file ``path`` and its stat, read from one descriptor
     opened by :func:`open_inside`.
@@ -175,11 +196,6 @@ def read_inside(root: Path, path: Path) -> tuple[bytes, os.stat_result]:
         IsADirectoryError: not a regular file (a folder, FIFO, device).
         OSError: missing or unreadable.
     """
-    fd = open_inside(root, path)
-    with os.fdopen(fd, "rb", closefd=True) as f:
+    with opened_inside(root, path) as f:
         st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
-        if _NONBLOCK:
-            os.set_blocking(f.fileno(), True)
         return f.read(), st
