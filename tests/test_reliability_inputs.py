@@ -535,3 +535,46 @@ def test_a_link_to_an_article_is_indexed_once_and_reported_as_an_alias(mini: Set
     status = Shelf(mini).status()
     assert status.aliases == (("fuji-link.md", "fuji.md"),)
     assert not status.stale_new
+
+
+def test_add_without_hard_links_never_shows_half_a_file(
+    mini: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where hard links are unsupported, add copied into an exclusively created name:
+    # a reader could see the article half written. Now: absent, empty, or whole.
+    import threading
+
+    from bunko import shelfops
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "hard links are not supported here")
+
+    monkeypatch.setattr(shelfops.os, "link", no_links)
+    big = tmp_path / "in" / "big.md"
+    big.parent.mkdir()
+    whole = ("# 大きな記事\n\n" + "富士山は日本一高い山です。\n" * 200_000).encode()
+    big.write_bytes(whole)
+    dest, seen, done = mini.corpus / "big.md", set(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                seen.add(len(dest.read_bytes()))
+            except FileNotFoundError:
+                seen.add(-1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        shelfops.copy_into(shelfops.plan_add([big], mini.corpus), mini.corpus)
+    finally:
+        done.set()
+        watcher.join()
+    assert dest.read_bytes() == whole
+    assert seen <= {-1, 0, len(whole)}
+    assert not [p for p in mini.corpus.iterdir() if p.name.endswith(".bunko-tmp")]
+    other = tmp_path / "other.tmp"
+    other.write_bytes(b"another article")
+    with pytest.raises(FileExistsError):  # the fallback still never replaces a name
+        shelfops._place_new(other, dest)
+    assert dest.read_bytes() == whole

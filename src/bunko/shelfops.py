@@ -195,11 +195,12 @@ def _place_new(tmp: Path, dest: Path) -> None:
     except FileExistsError:
         raise
     except OSError:
-        # No hard links here (some FUSE or FAT folders): create the name exclusively.
+        # No hard links here (some FUSE or FAT folders): claim the name with an empty
+        # file created exclusively, then rename the full copy over it. A reader sees
+        # no file, an empty one (skipped, looked at again) or the whole copy; never half.
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "wb") as out, open(tmp, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-        shutil.copymode(tmp, dest)
+        os.close(fd)
+        os.replace(tmp, dest)
 
 
 def safe_dest(corpus: Path, rel: str) -> Path:
