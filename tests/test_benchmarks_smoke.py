@@ -95,3 +95,15 @@ def test_ray_scale_smoke_measures_local_and_one_and_two_ray_workers() -> None:
     assert all(v > 0 for v in last["tokens_per_s"].values())
     assert last["tokens"] > 0 and last["ray_2_over_1"] > 0
     assert "1,000,000 chunks, 16 workers" in last["hours_estimate"]
+
+
+@pytest.mark.slow
+def test_check_smoke_reports_every_figure_per_language(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    res = _run("check.py", "--smoke", "--out", str(out))
+    data = json.loads(out.read_text("utf-8"))["this"]
+    assert set(data["figures"]) == {"ja", "en"}
+    for f in data["figures"].values():
+        assert f["answerable"] == 3 and f["unanswerable"] == 3
+        assert 0.0 <= f["abstained"] <= 1.0 and 0.0 <= f["MRR@10"] <= 1.0
+    assert len(data["questions"]) == 12 and "| this | ja |" in res.stdout
