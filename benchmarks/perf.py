@@ -278,10 +278,11 @@ print(len(tokens), ids[0][:5].tolist())
 """
 
 
-def floor(runs: int, against: str | None = None) -> None:
+def floor(runs: int, against: str | None = None, also: Sequence[str] = ()) -> None:
     """`bunko query --no-update` against the floor script, interleaved, median of ``runs``:
     wall time (noisy on a shared machine) and CPU time (user + system) of each process.
-    ``against``: another source tree's ``src`` (an earlier commit), run as a third."""
+    ``against``: another source tree's ``src`` (an earlier commit), run as a third;
+    ``also``: more trees, run as "before 2", "before 3"..."""
     index = shipped_index()
     gen = index / (index / "CURRENT").read_text().strip()
     vectors = first_segment(gen) / "vectors.faiss"
@@ -297,6 +298,9 @@ def floor(runs: int, against: str | None = None) -> None:
         if against:
             cmds["before"] = bunko
             envs["before"] = {**env, "PYTHONPATH": str(Path(against).resolve())}
+        for i, tree in enumerate(also, 2):
+            cmds[f"before {i}"] = bunko
+            envs[f"before {i}"] = {**env, "PYTHONPATH": str(Path(tree).resolve())}
         for name, cmd in cmds.items():  # one warm-up each (page cache, bytecode)
             run_cpu(cmd, envs[name])
         got: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cmds}
@@ -309,6 +313,7 @@ def floor(runs: int, against: str | None = None) -> None:
                       file=sys.stderr)  # fmt: skip
         res[question] = got
     out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags(), "before": against}
+    out.update({f"before {i}": tree for i, tree in enumerate(also, 2)})
     for question, got in res.items():
         med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in got.items()}
         out[question] = {
@@ -391,7 +396,7 @@ def xling_cost(runs: int, n: int, against: str | None = None) -> None:
             r = got[name][-1]
             print(f"  run {i + 1} {name}: en/ja {sum(r['en']) / sum(r['ja']):.3f} "
                   f"(load {load()})", file=sys.stderr)  # fmt: skip
-    out: dict[str, Any] = {"runs": runs, "pairs": n, "cpu": cpu_flags(), "before": against}
+    out: dict[str, Any] = {"runs": runs, "pairs": n, "cpu": cpu_flags(), "against": against}
     for name, rounds in got.items():
         en_ms = [1000 * statistics.mean(r["en"]) for r in rounds]
         ja_ms = [1000 * statistics.mean(r["ja"]) for r in rounds]
@@ -1299,6 +1304,9 @@ def main() -> None:
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--against", help="floor, xling-cost: another tree's src/ to time as 'before'")
+    ap.add_argument(
+        "--also", action="append", default=[], help="floor: more trees' src/ (repeatable)"
+    )
     ap.add_argument("--pairs", type=int, default=100, help="xling-cost: question pairs a run")
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=200, help="embed: paragraphs to embed")
@@ -1327,7 +1335,7 @@ def main() -> None:
                 print(json.dumps(got, indent=1), file=sys.stderr)
                 save(f"lexical_maxscore_{size}", got)
         if a.section in ("floor", "all"):
-            floor(a.runs, a.against)
+            floor(a.runs, a.against, a.also)
         if a.section == "xling-cost":
             xling_cost(a.runs, a.pairs, a.against)
         if a.section in ("embed", "all"):
