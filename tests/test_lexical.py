@@ -98,6 +98,10 @@ def test_segments_with_deletes_score_as_one_segment_of_the_live_rows() -> None:
     one = BM25([(Postings.build(live), None)])
     assert np.array_equal(np.concatenate([got[0][[0, 2, 3]], got[1]]), one.scores(query)[0])
     assert "寿司" not in one.idf(query) and "寿司" not in BM25(parts).idf(query)
+    # Document frequencies count live rows only, counted (not scored) and then cached.
+    split = BM25(parts)
+    assert split.idf(query) == one.idf(query) == split.idf(query)
+    assert split._df("寿司") == 0 and split._df("山") == sum("山" in d for d in live) > 1
     assert BM25(parts).coverage(query) == one.coverage(query)
 
 
