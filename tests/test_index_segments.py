@@ -479,7 +479,7 @@ def test_sentence_tokens_pack_as_counts_or_as_lists() -> None:
     assert packed.startswith("[")
     assert dataclasses.replace(row, sent_tokens=packed).sentence_tokens() == other
     # Anything that does not fit the row is not used (the highlight tokenises instead).
-    for bad in ("", "#3,2", "#x", "#3,3,0", '[["山"]]', "[broken", "?"):
+    for bad in ("", "#3,2", "#x", "#3,3,0", '[["山"]]', "[broken", "?", '["ab", "cd"]', "[1, 2]"):
         assert dataclasses.replace(row, sent_tokens=bad).sentence_tokens() is None, bad
 
 

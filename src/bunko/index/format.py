@@ -138,6 +138,9 @@ class ChunkRow:
                 out = [list(self.tokens[e - n : e]) for n, e in zip(counts, ends, strict=True)]
             elif packed.startswith("["):
                 out = json.loads(packed)
+                if not all(isinstance(s, list) and all(isinstance(t, str) for t in s)
+                           for s in out):  # fmt: skip
+                    return None
             else:
                 return None
         except ValueError:
