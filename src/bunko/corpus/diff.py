@@ -172,11 +172,20 @@ def chunk_rows(
     """
     from bunko.chunking import chunk_document
     from bunko.embedding.cache import text_hash
+    from bunko.index.format import pack_sentence_tokens
 
     chunks = chunk_document(
         doc, embedder.count_tokens, min(max_tokens, embedder.max_tokens), overlap
     )
     toks = tokenizer.tokens_many([c.text for c in chunks])
+    # Each sentence's tokens, for the highlight (once per sentence: chunks overlap).
+    spans = [
+        tuple((s.start, s.end) for s in c.sentences) or ((c.char_start, c.char_end),)
+        for c in chunks
+    ]
+    unique = list(dict.fromkeys(sp for chunk_spans in spans for sp in chunk_spans))
+    texts = [doc.text[a:b] for a, b in unique]
+    sent_toks = dict(zip(unique, tokenizer.tokens_many(texts), strict=True))
     return [
         ChunkRow(
             id=first_id + i,
@@ -192,8 +201,9 @@ def chunk_rows(
             n_tokens=c.n_tokens,
             hash=text_hash(c.text, chunk_vectors),
             tokens=tuple(t),
+            sent_tokens=pack_sentence_tokens([sent_toks[sp] for sp in sp_list], t),
         )
-        for i, (c, t) in enumerate(zip(chunks, toks, strict=True))
+        for i, (c, t, sp_list) in enumerate(zip(chunks, toks, spans, strict=True))
     ]
 
 

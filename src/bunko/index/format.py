@@ -24,6 +24,7 @@ import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ CREATE TABLE chunks (
     text TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
     line_start INTEGER NOT NULL, line_end INTEGER NOT NULL, sentences TEXT NOT NULL,
     n_tokens INTEGER NOT NULL, hash TEXT NOT NULL, tokens TEXT NOT NULL,
-    sentvecs BLOB NOT NULL
+    sentvecs BLOB NOT NULL, sent_tokens TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX chunks_source ON chunks(source);
 CREATE INDEX chunks_hash ON chunks(hash);
@@ -71,8 +72,12 @@ CREATE TABLE documents (
 """
 CHUNK_COLUMNS = (
     "id, source, title, heading, text, char_start, char_end, line_start, line_end, "
-    "sentences, n_tokens, hash, tokens, sentvecs"
+    "sentences, n_tokens, hash, tokens, sentvecs, sent_tokens"
 )
+# A segment written before the sentence tokens were stored (no "sent_tokens" key in
+# its manifest entry) has no such column: it is read as empty (the highlight then
+# tokenises the sentences it shows, as before).
+CHUNK_COLUMNS_BEFORE_SENT_TOKENS = CHUNK_COLUMNS.replace("sent_tokens", "''")
 DOC_COLUMNS = "source, title, sha256, size, mtime_ns, encoding, n_chunks, extra"
 
 
@@ -94,13 +99,16 @@ class ChunkRow:
     hash: str
     tokens: tuple[str, ...]
     sentvecs: bytes = b""  # one packed vector per sentence (see pack_vectors)
+    # The lexical tokens of each sentence, as the highlight reads them (see
+    # pack_sentence_tokens); "" where the index predates them.
+    sent_tokens: str = ""
 
     @classmethod
     def from_sql(cls, row: Sequence[Any]) -> ChunkRow:
         return cls(
             row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
             tuple(tuple(s) for s in json.loads(row[9])), row[10], row[11],
-            tuple(row[12].split(TOKEN_SEP)) if row[12] else (), row[13],
+            tuple(row[12].split(TOKEN_SEP)) if row[12] else (), row[13], row[14],
         )  # fmt: skip
 
     def to_sql(self) -> tuple[Any, ...]:
@@ -108,7 +116,36 @@ class ChunkRow:
             self.id, self.source, self.title, self.heading, self.text, self.char_start,
             self.char_end, self.line_start, self.line_end, json.dumps(self.sentences),
             self.n_tokens, self.hash, TOKEN_SEP.join(self.tokens), self.sentvecs,
+            self.sent_tokens,
         )  # fmt: skip
+
+    def sentence_spans(self) -> tuple[tuple[int, int], ...]:
+        """The char spans the highlight chooses from: the sentences, or the whole chunk."""
+        return self.sentences or ((self.char_start, self.char_end),)
+
+    def sentence_tokens(self) -> list[list[str]] | None:
+        """The lexical tokens of each of :meth:`sentence_spans`, as stored at indexing
+        (:func:`pack_sentence_tokens`); None where they were not (an index written
+        before they were) or do not fit the row."""
+        packed = self.sent_tokens
+        out: list[list[str]]
+        try:
+            if packed.startswith(_COUNTS):
+                counts = [int(n) for n in packed[1:].split(",")]
+                if sum(counts) != len(self.tokens) or min(counts) < 0:
+                    return None
+                ends = list(accumulate(counts))
+                out = [list(self.tokens[e - n : e]) for n, e in zip(counts, ends, strict=True)]
+            elif packed.startswith("["):
+                out = json.loads(packed)
+                if not all(isinstance(s, list) and all(isinstance(t, str) for t in s)
+                           for s in out):  # fmt: skip
+                    return None
+            else:
+                return None
+        except ValueError:
+            return None
+        return out if len(out) == len(self.sentence_spans()) else None
 
 
 @dataclass(frozen=True)
@@ -136,6 +173,24 @@ class DocRow:
             self.source, self.title, self.sha256, self.size, self.mtime_ns, self.encoding,
             self.n_chunks, json.dumps(self.extra, ensure_ascii=False, sort_keys=True),
         )  # fmt: skip
+
+
+_COUNTS = "#"
+
+
+def pack_sentence_tokens(per_sentence: Sequence[Sequence[str]], tokens: Sequence[str]) -> str:
+    """Each sentence's tokens, stored with the chunk row so that a query's highlight
+    need not tokenise the sentences it shows again (issue 24).
+
+    Almost always the sentences' tokens, one after another, are the chunk's own
+    (``tokens``, tokenised whole for BM25): then only the counts are stored
+    (``#12,8,15``). MeCab reads context, so now and then a word splits differently
+    in a sentence alone (about 2 % of JSQuAD chunks); those rows store the lists
+    as JSON.
+    """
+    if [t for s in per_sentence for t in s] == list(tokens):
+        return _COUNTS + ",".join(str(len(s)) for s in per_sentence)
+    return json.dumps([list(s) for s in per_sentence], ensure_ascii=False)
 
 
 def pack_vectors(vecs: npt.NDArray[np.float32]) -> bytes:

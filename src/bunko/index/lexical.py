@@ -35,6 +35,7 @@ B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
+DF_CACHE_TERMS = 100_000  # document frequencies kept per snapshot (a few MB)
 # Issue 24: a query term with more live postings than this (a particle, "the") is
 # not added to every row it occurs in when the rarer terms alone already fill the
 # top n with scores it cannot reach (MaxScore); see BM25.top.
@@ -274,6 +275,7 @@ class BM25:
         # (the costly ones, with the most postings) are scored once per snapshot.
         self._cache: OrderedDict[str, list[tuple[int, Any, Any]]] = OrderedDict()
         self._cached = 0  # postings held in the cache
+        self._dfs: dict[str, int] = {}  # term -> live rows holding it (0: none)
 
     def _norm(self, i: int) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -315,10 +317,33 @@ class BM25:
         """idf of each query term that occurs in a live row."""
         out = {}
         for term in dict.fromkeys(tokens):
-            df = sum(len(r) for _, r, _ in self._weights(term))
+            df = self._df(term)
             if df:
                 out[term] = self._idf(df)
         return out
+
+    def _df(self, term: str) -> int:
+        """How many live rows hold the term, without scoring its postings: an English
+        question probes many Japanese terms only to see whether the shelf knows them."""
+        import numpy as np
+
+        df = self._dfs.get(term)
+        if df is not None:
+            return df
+        df = 0
+        for post, dead in self.parts:
+            tid = post.vocab.get(term)
+            if tid is None:
+                continue
+            a, z = int(post.indptr[tid]), int(post.indptr[tid + 1])
+            if dead is None:
+                df += z - a
+            else:
+                df += int(np.count_nonzero(~dead[post.rows[a:z]]))
+        if len(self._dfs) >= DF_CACHE_TERMS:
+            self._dfs.clear()
+        self._dfs[term] = df
+        return df
 
     def _weights(self, term: str) -> list[tuple[int, Any, Any]]:
         """The term's live postings with their BM25 weights, per part."""
@@ -526,8 +551,13 @@ def _map_npz(path: Path) -> dict[str, Any]:
                 with zf.open(info) as member:
                     out[key] = np.lib.format.read_array(member)
                 continue
-            out[key] = np.memmap(
-                path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
-                order="F" if fortran else "C",
+            # A plain array over the mapped pages (it keeps the map alive): indexing a
+            # memmap goes through Python-level hooks, and a term's lookup reads ~20
+            # offsets (Vocab.get: 44 us a term as a memmap, issue 24).
+            out[key] = np.asarray(
+                np.memmap(
+                    path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                    order="F" if fortran else "C",
+                )
             )  # fmt: skip
     return out

@@ -21,6 +21,7 @@ from bunko.errors import IndexCorruptError
 from bunko.index import ann
 from bunko.index.format import (
     CHUNK_COLUMNS,
+    CHUNK_COLUMNS_BEFORE_SENT_TOKENS,
     CHUNKS_SCHEMA,
     LEGACY_VOCAB,
     REBUILD_HINT,
@@ -98,6 +99,7 @@ def write_segment(
     return {
         "n": len(id_arr),
         "vocab": "npz",  # the terms live in lexical.npz; no lexical_vocab.json
+        "sent_tokens": True,  # the chunk table has the sent_tokens column
         "min_id": int(id_arr[0]) if len(id_arr) else 0,
         "max_id": int(id_arr[-1]) if len(id_arr) else 0,
         **info,
@@ -117,7 +119,7 @@ def _blocks(rows: Iterable[ChunkRow], size: int) -> Iterator[list[ChunkRow]]:
 
 def insert_chunks(db: sqlite3.Connection, rows: Iterable[ChunkRow]) -> None:
     db.executemany(
-        f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 14)})",
+        f"INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ({','.join('?' * 15)})",
         (r.to_sql() for r in rows),
     )
 
@@ -150,6 +152,9 @@ class Segment:
         self._db: sqlite3.Connection | None = None
         self._index: Any = None
         self._postings: Postings | None = None
+        self._columns = (
+            CHUNK_COLUMNS if info.get("sent_tokens") else CHUNK_COLUMNS_BEFORE_SENT_TOKENS
+        )
 
     def _damaged(self, name: str, why: object) -> IndexCorruptError:
         return IndexCorruptError(
@@ -250,7 +255,7 @@ class Segment:
             return [
                 ChunkRow.from_sql(r)
                 for r in self.db.execute(
-                    f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE {sql_where}", list(args)
+                    f"SELECT {self._columns} FROM chunks WHERE {sql_where}", list(args)
                 )
             ]
         except (sqlite3.DatabaseError, ValueError) as exc:

@@ -35,6 +35,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bunko.text import JAPANESE, digits_for_lookalikes
 
@@ -128,18 +129,27 @@ def translated_coverage(
     text = unicodedata.normalize("NFKC", passage).casefold()
     if JAPANESE.search(question):
         return _english_coverage(question, text)
-    words = question_words(question)
+    words = _word_forms(question)
     if not words:
         return 0.0
     tokens = set(passage_tokens or ())
     found = 0
-    for w in words:
-        forms = {w.casefold(), digits_for_lookalikes(w).casefold()}
+    for w, forms in words:
         if any(f in text for f in forms) or any(
             (t in text) if len(t) >= 2 else (t in tokens) for t in translations(w)
         ):
             found += 1
     return found / len(words)
+
+
+@lru_cache(maxsize=256)
+def _word_forms(question: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each content word of a Latin-script question with its forms as written: made once
+    per question, not once per passage the answer stage scores."""
+    return tuple(
+        (w, frozenset({w.casefold(), digits_for_lookalikes(w).casefold()}))
+        for w in question_words(question)
+    )
 
 
 _KATAKANA = re.compile("[\u30a1-\u30fa\u30fc]{2,}")

@@ -62,12 +62,15 @@ def merge_rows(rows: Sequence[ChunkRow], sims: Sequence[Any | None]) -> tuple[Ch
 
     Returns the merged row and its per-sentence cosines (None when any is missing).
     """
+    from bunko.index.format import pack_sentence_tokens
+
     order = sorted(range(len(rows)), key=lambda i: rows[i].char_start)
     first = rows[order[0]]
     if len(rows) == 1:
         return first, sims[0]
     text, end = first.text, first.char_end
     sentence_sim: dict[tuple[int, int], float | None] = {}
+    sentence_tokens: dict[tuple[int, int], list[str]] | None = {}
     tokens: list[str] = []
     for i in order:
         r = rows[i]
@@ -75,9 +78,14 @@ def merge_rows(rows: Sequence[ChunkRow], sims: Sequence[Any | None]) -> tuple[Ch
             text += r.text[end - r.char_start :]
             end = r.char_end
         s = sims[i]
+        toks = r.sentence_tokens() if sentence_tokens is not None and r.sentences else None
+        if toks is None:
+            sentence_tokens = None
         for j, span in enumerate(r.sentences):
             sim = float(s[j]) if s is not None and len(s) == len(r.sentences) else None
             sentence_sim.setdefault((int(span[0]), int(span[1])), sim)
+            if sentence_tokens is not None and toks is not None:
+                sentence_tokens.setdefault((int(span[0]), int(span[1])), toks[j])
         tokens.extend(r.tokens)
     spans = sorted(sentence_sim)
     merged = dataclasses.replace(
@@ -88,6 +96,10 @@ def merge_rows(rows: Sequence[ChunkRow], sims: Sequence[Any | None]) -> tuple[Ch
         line_end=max(r.line_end for r in rows),
         sentences=tuple(spans),
         tokens=tuple(tokens),
+        # The rows' stored sentence tokens, carried to the merged row's sentences.
+        sent_tokens=pack_sentence_tokens([sentence_tokens[s] for s in spans], tokens)
+        if sentence_tokens is not None and spans
+        else "",
     )
     values = [sentence_sim[s] for s in spans]
     if any(v is None for v in values):

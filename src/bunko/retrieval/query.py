@@ -368,12 +368,16 @@ class Retriever:
         (see :mod:`bunko.retrieval.highlight`)."""
         from bunko.retrieval import highlight
 
-        spans = row.sentences or ((row.char_start, row.char_end),)
+        spans = row.sentence_spans()
         texts = [row.text[s - row.char_start : e - row.char_start] for s, e in spans]
         if sims is not None and len(sims) != len(texts):
             sims = None
+        # Stored with the row at indexing; an older index has none, so they are made here.
+        sent_tokens = row.sentence_tokens()
+        if sent_tokens is None:
+            sent_tokens = self.tokenizer.tokens_many(texts)
         first, last = highlight.choose(
-            question, q_tokens, texts, self.tokenizer.tokens_many(texts), spans, idf, sims,
+            question, q_tokens, texts, sent_tokens, spans, idf, sims,
             highlight.is_cross(question, row.text), self.tokenizer,
         )  # fmt: skip
         return spans[first][0], spans[last][1]
