@@ -39,10 +39,10 @@ CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
 # not added to every row it occurs in when the rarer terms alone already fill the
 # top n with scores it cannot reach (MaxScore); see BM25.top.
 PRUNE_MIN_POSTINGS = 20_000
-# ... as long as the rarer terms hold at most this many postings (the candidates): each
-# costs a binary search per query term, and 17k of them cost more than scoring every row
-# of 300k (benchmarks/perf.py lexical).
-PRUNE_MAX_CANDIDATES = 5_000
+# A candidate row costs a binary search in each query term's postings (with numpy's
+# overhead, about as much as adding this many postings to every row): a term is added
+# to the partial scores rather than checked row by row when that is cheaper.
+PRUNE_CHECK_COST = 8
 
 
 class Vocab(Mapping[str, int]):
@@ -274,6 +274,7 @@ class BM25:
         # (the costly ones, with the most postings) are scored once per snapshot.
         self._cache: OrderedDict[str, list[tuple[int, Any, Any]]] = OrderedDict()
         self._cached = 0  # postings held in the cache
+        self._max: dict[str, float] = {}  # a cached term's largest weight (BM25.top)
 
     def _norm(self, i: int) -> npt.NDArray[np.float32]:
         import numpy as np
@@ -346,7 +347,8 @@ class BM25:
             self._cache[term] = out
             self._cached += df
             while self._cached > CACHE_POSTINGS and self._cache:
-                _, old = self._cache.popitem(last=False)
+                gone, old = self._cache.popitem(last=False)
+                self._max.pop(gone, None)
                 self._cached -= sum(len(r) for _, r, _ in old)
         return out
 
@@ -375,16 +377,18 @@ class BM25:
     ) -> list[tuple[int, int, float]] | None:
         """The (part, row, score) of at least the ``n`` best rows by BM25 (all that tie
         with the n-th), with the scores :meth:`scores` gives them, without adding the
-        commonest terms to every row they occur in; None when that cannot be proved
-        cheaply (then score every row).
+        commonest terms to every row they occur in; None when that does not pay (then
+        score every row).
 
-        MaxScore: the query's rarest terms give the candidates (every row holding
-        one); each candidate's exact score is summed term by term in the query's own
-        order (float32 sums are order-dependent), the other terms' weights found by
-        binary search in their sorted postings. A row holding none of the rare terms
-        scores at most the other terms' largest weights summed; when the n-th best
-        candidate beats that, no such row can be in the top n. One try, with the most
-        rarest terms whose postings stay within PRUNE_MAX_CANDIDATES.
+        MaxScore: the query's terms, rarest first, are added to a partial score of every
+        row (the essential terms) until the other terms' largest weights summed (the
+        bound) fall below the n-th best partial score, and few rows are within the bound
+        of it: only those rows can be in the top n (a row scores at most its partial
+        score plus the bound, and n rows score at least the n-th partial score). Their
+        exact scores are then summed term by term in the query's own order (float32 sums
+        are order-dependent), each term's weight found by binary search in its sorted
+        postings. A term's postings are added only when the rows left to check would
+        cost more than adding them (see PRUNE_CHECK_COST).
         """
         import numpy as np
 
@@ -395,29 +399,49 @@ class BM25:
         if n <= 0 or not order or df[order[-1]] <= PRUNE_MIN_POSTINGS:
             return None
         scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
-        most = {t: float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in order}
-        # How many of the rarest terms give the candidates: as many as the cap allows (a
-        # second, smaller try first cost more at p99 than it saved; perf.py lexical).
-        held = np.cumsum([df[t] for t in order[:-1]])
-        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MAX_CANDIDATES]
-        for m in ok[-1:]:
-            cands = [
-                np.unique(np.concatenate(rs)) if (rs := [
-                    r for t in order[:m] for j, r, _ in post[t] if j == i
-                ]) else np.zeros(0, dtype=np.intp)
-                for i in range(len(self.parts))
-            ]  # fmt: skip
-            if sum(len(c) for c in cands) < n:
-                continue
-            score = self._candidate_scores(terms, post, scale, cands)
+        if any(scale[t] <= 0 for t in order):
+            return None  # the bounds below assume positive contributions
+        most = {t: float(scale[t]) * self._most(t, post[t]) for t in order}
+        acc = [np.zeros(p.n_rows, dtype=np.float32) for p, _ in self.parts]
+        # Every term as rare as PRUNE_MIN_POSTINGS is essential from the start.
+        m = max(1, sum(df[t] <= PRUNE_MIN_POSTINGS for t in order))
+        added = 0
+        while True:
+            for t in order[added:m]:
+                for i, rows, w in post[t]:
+                    acc[i][rows] += w if scale[t] == 1.0 else w * scale[t]
+            added = m
             bound = sum(most[t] for t in order[m:])
-            nth = float(np.partition(score, len(score) - n)[len(score) - n])
-            if nth > bound * (1 + 1e-4) + 1e-6:
-                part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
-                row = np.concatenate(cands)
-                best = np.flatnonzero(score >= np.float32(nth))
-                return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
-        return None
+            vals = [a[a > 0] for a in acc]
+            held = sum(len(v) for v in vals)
+            if held >= n:
+                flat = np.concatenate(vals)
+                nth = float(np.partition(flat, held - n)[held - n])
+                # Float32 sums in another order differ in the last bits: a wide margin.
+                cut = nth - bound - 1e-4 * (nth + bound) - 1e-6
+                if cut > 0:
+                    within = int(np.count_nonzero(flat >= cut))
+                    if m == len(order) or within * len(terms) * PRUNE_CHECK_COST <= df[order[m]]:
+                        break
+            if m == len(order):
+                return None  # fewer than n rows hold a query term: score every row
+            m += 1
+        cands = [np.flatnonzero(a >= cut) for a in acc]
+        score = self._candidate_scores(terms, post, scale, cands)
+        top_n = float(np.partition(score, len(score) - n)[len(score) - n])
+        part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
+        row = np.concatenate(cands)
+        best = np.flatnonzero(score >= np.float32(top_n))
+        return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
+
+    def _most(self, term: str, post: list[tuple[int, Any, Any]]) -> float:
+        """The term's largest weight in any live row (kept for the cached terms)."""
+        got = self._max.get(term)
+        if got is None:
+            got = max(float(w.max()) for _, _, w in post)
+            if term in self._cache:
+                self._max[term] = got
+        return got
 
     @staticmethod
     def _candidate_scores(
@@ -426,7 +450,7 @@ class BM25:
         scale: Mapping[str, Any],
         cands: Sequence[Any],
     ) -> npt.NDArray[np.float32]:
-        """Exact BM25 of candidate rows (per part), summed in query-term order as
+        """Exact BM25 of candidate rows (per part, sorted), summed in query-term order as
         :meth:`scores` sums them, so that the floats are the same."""
         import numpy as np
 
