@@ -35,9 +35,9 @@ B = 0.75
 _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
-# Issue 24: a query term with more live postings than this (a particle, "the") is
-# not added to every row it occurs in when the rarer terms alone already fill the
-# top n with scores it cannot reach (MaxScore); see BM25.top.
+# Issue 24: when a query term has more live postings than this (a particle, "the"),
+# BM25.top (MaxScore) finds the top n without scoring every posting of the common
+# terms; terms this rare always join its partial scores.
 PRUNE_MIN_POSTINGS = 20_000
 # A candidate row costs a binary search in each query term's postings (with numpy's
 # overhead, about as much as adding this many postings to every row): a term is added
@@ -447,15 +447,16 @@ class BM25:
 
         MaxScore: the query's terms, rarest first, are added to a partial score of every
         row they occur in (the essential terms) until the other terms' weights, bounded
-        from above and summed (``bound``), fall below the n-th best partial score, and few
-        rows come within ``bound`` of it. Only those rows can be in the top n: a row
-        scores at most its partial score plus ``bound``, and n rows score at least the
-        n-th partial score. Their exact scores are then summed term by term in the
-        query's own order (float32 sums are order-dependent), a term's weight in a row
-        found by binary search in its sorted postings. A term is added to the partial
-        scores only when checking the rows left one by one would cost more (see
-        PRUNE_CHECK_COST). A common term's bound comes from its largest tf and shortest
-        row, so its postings are never all scored unless it must be added.
+        from above and summed (``bound``), fall below ``low``, the n-th best partial score
+        among the rows of the rare terms (at most the n-th best of all rows), and few rows
+        come within ``bound`` of it. Only those rows can be in the top n: a row scores at
+        most its partial score plus ``bound``, and n rows score at least ``low``. Their
+        exact scores are then summed term by term in the query's own order (float32 sums
+        are order-dependent), a term's weight in a row found by binary search in its
+        sorted postings. A term joins the partial scores only when checking the rows left
+        one by one would cost more (PRUNE_CHECK_COST). A common term's bound comes from
+        its largest tf and shortest row (:meth:`_term_stats`), so its postings are never
+        all scored unless it must join.
         """
         import numpy as np
 
