@@ -194,3 +194,17 @@ def test_maxscore_is_exact_on_random_corpora(
             }
             assert not any((i, r) in dead for i, r, _ in got)
     assert pruned > 100
+
+
+def test_union_of_row_lists_takes_each_path_to_the_same_rows() -> None:
+    """BM25.top's union of the rare terms' rows: one list as is, a few sorted and
+    deduplicated, many read off the partial scores; all give the sorted union."""
+    rng = np.random.default_rng(5)
+    for n_rows, sizes in ((10_000, [40]), (10_000, [40, 60, 25]), (500, [200, 300, 100])):
+        rows = [np.sort(rng.choice(n_rows, k, replace=False)).astype(np.intp) for k in sizes]
+        acc = np.zeros(n_rows, dtype=np.float32)
+        for r in rows:
+            acc[r] += 1.0
+        got = lexical._union(rows, acc)
+        assert np.array_equal(got, np.unique(np.concatenate(rows)))
+    assert len(lexical._union([], np.zeros(5, dtype=np.float32))) == 0
