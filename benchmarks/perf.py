@@ -1256,6 +1256,7 @@ def scale(sizes: Sequence[int], e2e: int, keep: bool) -> None:
 
 
 def main() -> None:
+    global WORK
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1286,7 +1287,7 @@ def main() -> None:
     ap.add_argument(
         "--index-texts", type=int, default=200, help="embed: paragraphs for the whole-index run"
     )
-    ap.add_argument("--smoke", action="store_true", help="embed: tiny, on the shipped corpus")
+    ap.add_argument("--smoke", action="store_true", help="embed, index-vs-bare, lexical: tiny (CI)")
     ap.add_argument("--rounds", type=int, default=3, help="embed: interleaved rounds")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
     ap.add_argument("--keep", action="store_true", help="scale, update: keep the synthetic shelves")
@@ -1300,7 +1301,13 @@ def main() -> None:
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
-        if a.section == "lexical":
+        if a.section == "lexical" and a.smoke:  # tiny, this tree against itself (CI)
+            WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-lexical-smoke-"))
+            try:
+                print(json.dumps(lexical_bench(3_000, queries=20, against=str(ROOT / "src"))))
+            finally:
+                shutil.rmtree(WORK, ignore_errors=True)
+        elif a.section == "lexical":
             for size in a.size or [200_000]:
                 got = lexical_bench(size, against=a.against)
                 print(json.dumps(got, indent=1), file=sys.stderr)
