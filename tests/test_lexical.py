@@ -152,3 +152,65 @@ def test_pruned_top_n_equals_scoring_every_row(monkeypatch: pytest.MonkeyPatch) 
             assert sorted((-s, i, r) for i, r, s in got)[:n] == want, (query, n)
             assert all(not (i == 0 and dead[r]) for i, r, _ in got)
     assert pruned > 50  # the pruned path was taken (not always None)
+
+
+@pytest.mark.parametrize("check_cost", [0, 8, 10**9])
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_maxscore_is_exact_on_random_corpora(
+    monkeypatch: pytest.MonkeyPatch, seed: int, check_cost: int
+) -> None:
+    """Issue 24: MaxScore's top n equals scoring every row (scores bit for bit, ties at the
+    cut included) on random Zipf corpora of several parts with deletes, however many
+    terms it adds to the partial scores before it checks rows one by one (check_cost 0:
+    as few as it can; 10**9: every term)."""
+    monkeypatch.setattr(lexical, "PRUNE_MIN_POSTINGS", 50)
+    monkeypatch.setattr(lexical, "PRUNE_CHECK_COST", check_cost)
+    rng = np.random.default_rng(seed)
+    vocab = [f"t{i}" for i in range(800)]
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.1
+    p /= p.sum()
+
+    def docs(k: int) -> list[list[str]]:
+        return [
+            [vocab[j] for j in rng.choice(len(vocab), rng.integers(1, 40), p=p)] for _ in range(k)
+        ]
+
+    sizes = rng.integers(50, 400, 3)
+    parts = [(Postings.build(docs(int(k))), rng.random(int(k)) < 0.15) for k in sizes]
+    parts[1] = (parts[1][0], None)
+    bm = BM25(parts)
+    pruned = 0
+    for q in range(60):
+        query = [vocab[j] for j in rng.choice(len(vocab), rng.integers(1, 9), p=p)]
+        weights = None if q % 3 else {t: float(rng.choice([0.25, 0.5, 1.0])) for t in query}
+        for n in (1, 3, 10, 100, 2000):
+            want = _exact_top(bm, query, n, weights)
+            got = bm.top(query, n, weights)
+            if got is None:
+                continue
+            pruned += 1
+            assert sorted((-s, i, r) for i, r, s in got)[:n] == want, (query, n)
+            cut = -want[-1][0]  # every row returned scores at least the n-th best
+            assert min(s for _, _, s in got) == cut
+            dead = {
+                (i, int(r))
+                for i, (_, d) in enumerate(parts)
+                if d is not None
+                for r in np.flatnonzero(d)
+            }
+            assert not any((i, r) in dead for i, r, _ in got)
+    assert pruned > 100
+
+
+def test_union_of_row_lists_takes_each_path_to_the_same_rows() -> None:
+    """BM25.top's union of the rare terms' rows: one list as is, a few sorted and
+    deduplicated, many read off the partial scores; all give the sorted union."""
+    rng = np.random.default_rng(5)
+    for n_rows, sizes in ((10_000, [40]), (10_000, [40, 60, 25]), (500, [200, 300, 100])):
+        rows = [np.sort(rng.choice(n_rows, k, replace=False)).astype(np.intp) for k in sizes]
+        acc = np.zeros(n_rows, dtype=np.float32)
+        for r in rows:
+            acc[r] += 1.0
+        got = lexical._union(rows, acc)
+        assert np.array_equal(got, np.unique(np.concatenate(rows)))
+    assert len(lexical._union([], np.zeros(5, dtype=np.float32))) == 0

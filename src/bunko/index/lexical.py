@@ -36,14 +36,14 @@ _BLOCK = 20_000  # token lists turned into postings at a time
 CACHE_MIN_POSTINGS = 10_000  # terms this common keep their scored postings ...
 CACHE_POSTINGS = 8_000_000  # ... up to this many postings in all (about 100 MB)
 DF_CACHE_TERMS = 100_000  # document frequencies kept per snapshot (a few MB)
-# Issue 24: a query term with more live postings than this (a particle, "the") is
-# not added to every row it occurs in when the rarer terms alone already fill the
-# top n with scores it cannot reach (MaxScore); see BM25.top.
+# Issue 24: when a query term has more live postings than this (a particle, "the"),
+# BM25.top (MaxScore) finds the top n without scoring every posting of the common
+# terms; terms this rare always join its partial scores.
 PRUNE_MIN_POSTINGS = 20_000
-# ... as long as the rarer terms hold at most this many postings (the candidates): each
-# costs a binary search per query term, and 17k of them cost more than scoring every row
-# of 300k (benchmarks/perf.py lexical).
-PRUNE_MAX_CANDIDATES = 5_000
+# A candidate row costs a binary search in each query term's postings (with numpy's
+# overhead, about as much as adding this many postings to every row): a term is added
+# to the partial scores rather than checked row by row when that is cheaper.
+PRUNE_CHECK_COST = 8
 
 
 class Vocab(Mapping[str, int]):
@@ -57,8 +57,12 @@ class Vocab(Mapping[str, int]):
     """
 
     def __init__(self, blob: bytes, ends: npt.NDArray[np.int64]) -> None:
+        import numpy as np
+
         self._blob = blob
-        self._ends = ends
+        # A plain view: indexing a memmap goes through Python (numpy's memmap.__getitem__),
+        # which made a lookup cost 0.1 ms at a million terms.
+        self._ends = np.asarray(ends)
         self._n = len(ends)
 
     def _term(self, i: int) -> bytes:
@@ -276,15 +280,37 @@ class BM25:
         self._cache: OrderedDict[str, list[tuple[int, Any, Any]]] = OrderedDict()
         self._cached = 0  # postings held in the cache
         self._dfs: dict[str, int] = {}  # term -> live rows holding it (0: none)
+        # term -> (live postings, [(part, largest tf, shortest row)]): BM25.top bounds a
+        # common term's weights with these instead of scoring all its postings.
+        self._stats: dict[str, tuple[int, list[tuple[int, int, int]]]] = {}
 
     def _norm(self, i: int) -> npt.NDArray[np.float32]:
+        if self._norms[i] is None:
+            self._norms[i] = self._norm_of(self.parts[i][0].lengths)
+        out: npt.NDArray[np.float32] = self._norms[i]
+        return out
+
+    def _norm_of(self, lengths: Any) -> npt.NDArray[np.float32]:
+        """k1·(1 - b + b·len/avgdl) of rows of these lengths, in float32."""
         import numpy as np
 
-        if self._norms[i] is None:
-            lens = np.asarray(self.parts[i][0].lengths, dtype=np.float32)
-            avgdl = np.float32(self.avgdl)
-            self._norms[i] = (self.k1 * (1.0 - self.b + self.b * lens / avgdl)).astype(np.float32)
-        out: npt.NDArray[np.float32] = self._norms[i]
+        lens = np.asarray(lengths, dtype=np.float32)
+        avgdl = np.float32(self.avgdl)
+        out: npt.NDArray[np.float32] = (self.k1 * (1.0 - self.b + self.b * lens / avgdl)).astype(
+            np.float32
+        )
+        return out
+
+    def _weigh(self, idf: Any, tf: Any, norm: Any) -> npt.NDArray[np.float32]:
+        """BM25 weights of postings (tf) in rows (their norm), in float32: one formula for
+        every caller, so that a weight found for a few rows equals the one of all rows."""
+        import numpy as np
+
+        k1 = np.float32(self.k1)
+        tf = np.asarray(tf).astype(np.float32)
+        out: npt.NDArray[np.float32] = (idf * tf * (k1 + np.float32(1.0)) / (tf + norm)).astype(
+            np.float32
+        )
         return out
 
     def _live(self, term: str) -> list[tuple[int, Any, Any]]:
@@ -307,6 +333,51 @@ class BM25:
                 out.append((i, rows, tf))
         return out
 
+    def _raw(self, term: str) -> list[tuple[int, Any, Any]]:
+        """(part, rows, tf) of all the term's postings in each part, deleted rows included."""
+        import numpy as np
+
+        out = []
+        for i, (post, _) in enumerate(self.parts):
+            tid = post.vocab.get(term)
+            if tid is not None:
+                a, z = int(post.indptr[tid]), int(post.indptr[tid + 1])
+                if z > a:
+                    out.append((i, np.asarray(post.rows[a:z]), np.asarray(post.tf[a:z])))
+        return out
+
+    def _term_stats(self, term: str) -> tuple[int, list[tuple[int, int, int]]]:
+        """The term's live postings (its df), and per part its largest tf and the length
+        of its shortest row (deleted rows included: a bound, not the exact maximum).
+        Kept for the common terms: they depend on no other segment."""
+        import numpy as np
+
+        hit = self._stats.get(term)
+        if hit is not None:
+            return hit
+        df = 0
+        per: list[tuple[int, int, int]] = []
+        for i, rows, tf in self._raw(term):
+            dead = self.parts[i][1]
+            df += len(rows) if dead is None else int(np.count_nonzero(~dead[rows]))
+            lengths = self.parts[i][0].lengths
+            per.append((i, int(tf.max()), int(np.asarray(lengths)[rows].min())))
+        got = (df, per)
+        if df >= CACHE_MIN_POSTINGS:
+            self._stats[term] = got
+        return got
+
+    def _bound(self, per: list[tuple[int, int, int]], idf: Any) -> float:
+        """At least a term's largest weight in any row, from its :meth:`_term_stats`:
+        BM25 grows with tf and falls with the row's length, and float32 rounding keeps
+        that order."""
+        import numpy as np
+
+        return max(
+            float(self._weigh(idf, np.array([tf]), self._norm_of(np.array([ln])))[0])
+            for _, tf, ln in per
+        )
+
     def _idf(self, df: int) -> float:
         import numpy as np
 
@@ -317,7 +388,7 @@ class BM25:
         """idf of each query term that occurs in a live row."""
         out = {}
         for term in dict.fromkeys(tokens):
-            df = self._df(term)
+            df = self._df(term)  # counted only: an English question probes many terms
             if df:
                 out[term] = self._idf(df)
         return out
@@ -358,12 +429,8 @@ class BM25:
         out = []
         if df:
             idf = np.float32(self._idf(df))
-            k1 = np.float32(self.k1)
             for i, rows, tf in live:
-                tf = tf.astype(np.float32)
-                w = (idf * tf * (k1 + np.float32(1.0)) / (tf + self._norm(i)[rows])).astype(
-                    np.float32
-                )
+                w = self._weigh(idf, tf, self._norm(i)[rows])
                 # Index arrays of the platform's width: numpy converts int32 ones on
                 # every use (30 % of the addition's time at a million rows).
                 out.append((i, rows.astype(np.intp), w))
@@ -399,71 +466,102 @@ class BM25:
         self, tokens: Sequence[str], n: int, weights: Mapping[str, float] | None = None
     ) -> list[tuple[int, int, float]] | None:
         """The (part, row, score) of at least the ``n`` best rows by BM25 (all that tie
-        with the n-th), with the scores :meth:`scores` gives them, without adding the
-        commonest terms to every row they occur in; None when that cannot be proved
-        cheaply (then score every row).
+        with the n-th), with the scores :meth:`scores` gives them, without scoring every
+        posting of the commonest terms; None when no term is common enough for that to
+        pay, or fewer than ``n`` rows hold a query term (then score every row).
 
-        MaxScore: the query's rarest terms give the candidates (every row holding
-        one); each candidate's exact score is summed term by term in the query's own
-        order (float32 sums are order-dependent), the other terms' weights found by
-        binary search in their sorted postings. A row holding none of the rare terms
-        scores at most the other terms' largest weights summed; when the n-th best
-        candidate beats that, no such row can be in the top n. One try, with the most
-        rarest terms whose postings stay within PRUNE_MAX_CANDIDATES.
+        MaxScore: the query's terms, rarest first, are added to a partial score of every
+        row they occur in (the essential terms) until the other terms' weights, bounded
+        from above and summed (``bound``), fall below ``low``, the n-th best partial score
+        among the rows of the rare terms (at most the n-th best of all rows), and few rows
+        come within ``bound`` of it. Only those rows can be in the top n: a row scores at
+        most its partial score plus ``bound``, and n rows score at least ``low``. Their
+        exact scores are then summed term by term in the query's own order (float32 sums
+        are order-dependent), a term's weight in a row found by binary search in its
+        sorted postings. A term joins the partial scores only when checking the rows left
+        one by one would cost more (PRUNE_CHECK_COST). A common term's bound comes from
+        its largest tf and shortest row (:meth:`_term_stats`), so its postings are never
+        all scored unless it must join.
         """
         import numpy as np
 
         terms = list(dict.fromkeys(tokens))
-        post = {t: self._weights(t) for t in terms}
-        df = {t: sum(len(r) for _, r, _ in post[t]) for t in terms}
+        stats = {t: self._term_stats(t) for t in terms}
+        df = {t: stats[t][0] for t in terms}
         order = sorted((t for t in terms if df[t]), key=lambda t: df[t])
         if n <= 0 or not order or df[order[-1]] <= PRUNE_MIN_POSTINGS:
             return None
         scale = {t: np.float32(1.0 if weights is None else weights.get(t, 1.0)) for t in terms}
-        most = {t: float(scale[t]) * max(float(w.max()) for _, _, w in post[t]) for t in order}
-        # How many of the rarest terms give the candidates: as many as the cap allows (a
-        # second, smaller try first cost more at p99 than it saved; perf.py lexical).
-        held = np.cumsum([df[t] for t in order[:-1]])
-        ok = [m for m in range(1, len(order)) if n <= held[m - 1] <= PRUNE_MAX_CANDIDATES]
-        for m in ok[-1:]:
-            cands = [
-                np.unique(np.concatenate(rs)) if (rs := [
-                    r for t in order[:m] for j, r, _ in post[t] if j == i
-                ]) else np.zeros(0, dtype=np.intp)
-                for i in range(len(self.parts))
-            ]  # fmt: skip
-            if sum(len(c) for c in cands) < n:
-                continue
-            score = self._candidate_scores(terms, post, scale, cands)
+        if any(scale[t] <= 0 for t in order):
+            return None  # the bounds below assume positive contributions
+        idf = {t: np.float32(self._idf(df[t])) for t in order}
+        most = {t: float(scale[t]) * self._bound(stats[t][1], idf[t]) for t in order}
+        post: dict[str, list[tuple[int, Any, Any]]] = {}  # the essential terms' weights
+        acc = [np.zeros(p.n_rows, dtype=np.float32) for p, _ in self.parts]
+        # Every term as rare as PRUNE_MIN_POSTINGS is essential from the start.
+        m = max(1, sum(df[t] <= PRUNE_MIN_POSTINGS for t in order))
+        added = 0
+        sub: list[Any] | None = None  # rows where a lower bound of the n-th score is sought
+        while True:
+            for t in order[added:m]:
+                post[t] = self._weights(t)
+                for i, rows, w in post[t]:
+                    acc[i][rows] += w if scale[t] == 1.0 else w * scale[t]
+            added = m
+            if sub is None and sum(df[t] for t in order[:m]) >= n:
+                # The rows of the terms added so far (the rare ones): the n-th best
+                # partial score among them is at most the n-th best of all rows.
+                sub = [_union([r for t in order[:m] for j, r, _ in post[t] if j == i], a)
+                       for i, a in enumerate(acc)]  # fmt: skip
             bound = sum(most[t] for t in order[m:])
-            nth = float(np.partition(score, len(score) - n)[len(score) - n])
-            if nth > bound * (1 + 1e-4) + 1e-6:
-                part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
-                row = np.concatenate(cands)
-                best = np.flatnonzero(score >= np.float32(nth))
-                return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
-        return None
+            if sub is not None and sum(len(r) for r in sub) >= n:
+                vals = np.concatenate([a[r] for a, r in zip(acc, sub, strict=True)])
+                low = float(np.partition(vals, len(vals) - n)[len(vals) - n])
+                # Float32 sums in another order differ in the last bits: a wide margin.
+                cut = low - bound - 1e-4 * (low + bound) - 1e-6
+                if cut > 0:
+                    within = sum(int(np.count_nonzero(a >= cut)) for a in acc)
+                    if m == len(order) or within * len(terms) * PRUNE_CHECK_COST <= df[order[m]]:
+                        break
+            if m == len(order):
+                return None  # fewer than n rows hold a query term: score every row
+            m += 1
+        cands = [np.flatnonzero(a >= cut) for a in acc]
+        score = self._candidate_scores(terms, post, scale, idf, cands)
+        top_n = float(np.partition(score, len(score) - n)[len(score) - n])
+        part = np.concatenate([np.full(len(c), i, np.intp) for i, c in enumerate(cands)])
+        row = np.concatenate(cands)
+        best = np.flatnonzero(score >= np.float32(top_n))
+        return [(int(part[j]), int(row[j]), float(score[j])) for j in best]
 
-    @staticmethod
     def _candidate_scores(
+        self,
         terms: Sequence[str],
         post: Mapping[str, list[tuple[int, Any, Any]]],
         scale: Mapping[str, Any],
+        idf: Mapping[str, Any],
         cands: Sequence[Any],
     ) -> npt.NDArray[np.float32]:
-        """Exact BM25 of candidate rows (per part), summed in query-term order as
-        :meth:`scores` sums them, so that the floats are the same."""
+        """Exact BM25 of candidate rows (live, sorted, per part), summed in query-term
+        order as :meth:`scores` sums them, so that the floats are the same. A term
+        without scored postings (``post``) is weighed in the candidate rows only."""
         import numpy as np
 
         out = [np.zeros(len(c), dtype=np.float32) for c in cands]
         for t in terms:
-            for i, rows, w in post[t]:
+            if t not in idf:
+                continue  # in no live row
+            for i, rows, w in post[t] if t in post else self._raw(t):
                 c = cands[i]
                 if len(c) == 0:
                     continue
                 at = np.minimum(np.searchsorted(rows, c), len(rows) - 1)
                 hit = rows[at] == c
-                out[i][hit] += w[at[hit]] if scale[t] == 1.0 else w[at[hit]] * scale[t]
+                if t in post:
+                    got = w[at[hit]]
+                else:  # (w: the raw tf) the same formula as _weights, on fewer rows
+                    got = self._weigh(idf[t], w[at[hit]], self._norm(i)[c[hit]])
+                out[i][hit] += got if scale[t] == 1.0 else got * scale[t]
         return np.concatenate(out)
 
     def coverage(self, tokens: Sequence[str]) -> float:
@@ -514,6 +612,23 @@ class LexicalIndex:
 
     def coverage(self, tokens: Sequence[str]) -> float:
         return self.bm25.coverage(tokens)
+
+
+def _union(rows: list[Any], acc: Any) -> Any:
+    """The sorted union of sorted, duplicate-free row arrays that are, together, exactly
+    the rows where ``acc`` is positive (numpy's hash-based np.unique took 94 ms for one
+    array of 176k rows)."""
+    import numpy as np
+
+    if not rows:
+        return np.zeros(0, dtype=np.intp)
+    if len(rows) == 1:
+        return rows[0]
+    total = sum(len(r) for r in rows)
+    if total * 32 > len(acc):
+        return np.flatnonzero(acc > 0)
+    x = np.sort(np.concatenate(rows))
+    return x[np.concatenate(([True], x[1:] != x[:-1]))]
 
 
 def _map_npz(path: Path) -> dict[str, Any]:
