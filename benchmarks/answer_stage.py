@@ -245,9 +245,11 @@ class Model:
 
 # The operating point chosen on each group's training questions: the cut on the first
 # place's logit that leaves the most room to both goals, max min(answered - goal,
-# abstained - goal). Japanese: issue 19's goals. English (cross): issue 23's answered
-# goal (0.90); no cut reaches both goals there (AUROC about 0.85).
-GOALS: dict[str, tuple[float, float]] = {"same": (0.95, 0.80), "cross": (0.90, 0.80)}
+# abstained - goal). Japanese: issue 19's goals, abstained with 0.05 of room (aimed at
+# 0.80, the cut left 0.02 out of fold: 0.986 answered, 0.820 abstained; at 0.85,
+# 0.980 and 0.866). English (cross): issue 23's answered goal (0.90) and 0.80; no cut
+# reaches both there (AUROC about 0.85).
+GOALS: dict[str, tuple[float, float]] = {"same": (0.95, 0.85), "cross": (0.90, 0.80)}
 TRAIN = ("xling", "xling900")  # the captures fitted on: both shelves, the same folds
 
 
