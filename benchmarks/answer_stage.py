@@ -154,6 +154,56 @@ def xling_probes(smoke: bool = False, size: int | None = None) -> tuple[Shelf, l
     return shelf, probes
 
 
+def near_probes() -> tuple[Shelf, list[Probe]]:
+    """Near-topic unanswerable questions: the translated questions (and their Japanese
+    originals) over the tuning shelf without the paragraphs they ask about.
+
+    The other paragraphs of each question's article stay on the shelf, so the shelf
+    talks about the topic but does not answer (the hard case on a small shelf: "Who
+    founded Anthropic?" over an article that names Anthropic). A question whose answer
+    text is still written in a paragraph left on the shelf is dropped. Folds use the
+    question's article, as for the answerable set.
+    """
+    import unicodedata
+
+    x = load_xling()
+    gone = {q.source for q in x.en}
+    near = CACHE / "xling" / "corpus-near"
+    near.mkdir(parents=True, exist_ok=True)
+    keep = {p.name for p in x.corpus.iterdir()} - gone
+    for path in near.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    for name in sorted(keep):
+        if not (near / name).exists():
+            os.link(x.corpus / name, near / name)
+    index = STAGE_CACHE / "xling-near-index"
+    rebuild = not index.exists()
+    if rebuild and (STAGE_CACHE / "xling-index").is_dir():
+        import shutil
+
+        shutil.copytree(STAGE_CACHE / "xling-index", index)  # vectors reused
+    shelf = Shelf(Settings.resolve(corpus=near, index=index), progress=_progress)
+    shelf.index(rebuild=rebuild)
+    nf = lambda s: unicodedata.normalize("NFKC", s)  # noqa: E731
+    title = {n: (x.corpus / n).read_text("utf-8").split("\n", 1)[0] for n in keep | gone}
+    siblings: dict[str, list[str]] = {}
+    for n in sorted(keep):
+        siblings.setdefault(title[n], []).append(n)
+    probes: list[Probe] = []
+    for en, ja in zip(x.en, x.ja, strict=True):
+        text = nf((x.corpus / en.source).read_text("utf-8"))
+        answers = {nf(text[s:e]) for s, e in en.spans if e > s}  # spans index the file text
+        left = "\n".join(
+            nf((near / n).read_text("utf-8")) for n in siblings.get(title[en.source], [])
+        )
+        if any(a in left for a in answers if len(a) >= 2):
+            continue  # the article still says it elsewhere
+        for q, lang in ((ja, "ja"), (en, "en")):
+            probes.append(Probe(f"near-{lang}", lang, q.question, False, x.article[q.id], q.source))
+    return shelf, probes
+
+
 def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
     """dev-qa + dev-unanswerable over the shipped corpus (smoke: the tests' mini corpus)."""
     corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
@@ -249,8 +299,8 @@ class Model:
 # 0.80, the cut left 0.02 out of fold: 0.986 answered, 0.820 abstained; at 0.85,
 # 0.980 and 0.866). English (cross): issue 23's answered goal (0.90) and 0.80; no cut
 # reaches both there (AUROC about 0.85).
-GOALS: dict[str, tuple[float, float]] = {"same": (0.95, 0.85), "cross": (0.90, 0.80)}
-TRAIN = ("xling", "xling900")  # the captures fitted on: both shelves, the same folds
+GOALS: dict[str, tuple[float, float]] = {"same": (0.95, 0.80), "cross": (0.90, 0.80)}
+TRAIN = ("xling", "xling900", "xling-near")  # the captures fitted on: both shelves, the same folds
 
 
 def matrix(probes: Sequence[Probe], names: Sequence[str]) -> tuple[Any, Any, Any, Any]:
@@ -572,6 +622,8 @@ def main() -> None:
         if not smoke:
             shelf, xl = xling_probes(size=SMALL_SHELF)
             capture(shelf, xl, f"xling{SMALL_SHELF}")
+            shelf, nr = near_probes()
+            capture(shelf, nr, "xling-near")
     if args.fit or smoke:
         report, model = fit_main(smoke)
         print_report(report)
