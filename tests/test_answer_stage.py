@@ -71,11 +71,16 @@ def test_readme_showcase_answers_with_the_price(shipped: Shelf, question: str) -
 
 
 def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
-    r = shipped.query("GPT-4.5のAPI料金は？", k=2, explain=True, update=False)
-    for p in r.passages:
-        assert p.explain is not None
-        assert set(p.explain.signals) == set(stage.FEATURES)
-        assert abs(p.confidence - stage.probability(p.explain.signals)) < 1e-3
+    for q in SHOWCASE:
+        r = shipped.query(q, k=3, explain=True, update=False)
+        first = r.passages[0].explain
+        assert first is not None
+        cross = bool(first.signals["cross"])  # the question's calibration group
+        assert cross == (q.isascii())  # the shipped articles are Japanese
+        for p in r.passages:
+            assert p.explain is not None
+            assert set(p.explain.signals) == set(stage.FEATURES)
+            assert abs(p.confidence - stage.probability(p.explain.signals, cross)) < 1e-3
 
 
 @pytest.mark.parametrize(
@@ -120,3 +125,22 @@ def test_name_terms_and_their_coverage() -> None:
     passage = "ChatGPTは日本で使われ、01モデルは1582年に..."
     assert conf.name_coverage(["ChatGPT", "Japan"], passage) == 1.0  # Japan: 日本 (JMdict)
     assert conf.name_coverage(["o1", "Ultra"], passage) == 0.5  # o1 read as 01
+
+
+def test_rendered_names_count_each_name_or_phrase_once() -> None:
+    from bunko.retrieval.crossling import Rendering
+
+    rendering = Rendering(
+        found=(
+            ("names", "Kujō Michiie", "九条道家"),
+            ("names", "Kujō Michiie", "九條道家"),  # two spellings of one name
+            ("phrases", "Science and Technology Agency", "科学技術庁"),
+            ("words", "father", "父"),  # a word gloss is not a name
+        )
+    )
+    rendered = stage.rendered_names(rendering)
+    assert sorted(map(sorted, rendered)) == [["九条道家", "九條道家"], ["科学技術庁"]]
+    assert stage.rendered_coverage(rendered, "九條道家の父は九条良経。") == 0.5
+    assert stage.rendered_coverage(rendered, "父") == 0.0
+    assert stage.rendered_names(None) == []
+    assert stage.rendered_coverage([], "九条道家") == 0.0

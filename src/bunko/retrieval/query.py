@@ -413,7 +413,7 @@ class Retriever:
         asked = [t for t in q_tokens if rendering is None or t not in rendering.translated]
         fused = self.fuse(found, asked, extra, mode)
         passages = _places_to_passages(
-            self, fused, found, q, q_tokens, k, mode, explain=request.explain
+            self, fused, found, q, q_tokens, k, mode, rendering, explain=request.explain
         )
         return QueryResult(
             query=q,
@@ -437,6 +437,7 @@ def _places_to_passages(
     q_tokens: Sequence[str],
     k: int,
     mode: Mode,
+    rendering: Rendering | None = None,
     *,
     explain: bool = False,
 ) -> tuple[Passage, ...]:
@@ -452,7 +453,7 @@ def _places_to_passages(
     unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
     background = conf.median([s for _, s in found.background])
     places = answer_stage.rank_places(
-        question, q_tokens, pool, rows, sent_sims, idf, unseen, background
+        question, q_tokens, pool, rows, sent_sims, idf, unseen, background, rendering
     )[:k]
     passages = []
     for rank, place in enumerate(places, 1):
