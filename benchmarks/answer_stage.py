@@ -204,6 +204,79 @@ def near_probes() -> tuple[Shelf, list[Probe]]:
     return shelf, probes
 
 
+SMALL_SHELVES = 20  # small shelves of SMALL_ARTICLES articles each, like the shipped corpus
+SMALL_ARTICLES = 5
+
+
+def small_probes() -> list[tuple[Shelf, list[Probe]]]:
+    """Small shelves like a user's first one (the shipped corpus is 5 articles): each
+    holds every paragraph of 5 articles of the tuning shelf. Half of their translated
+    questions (and the Japanese originals) keep their paragraph and are answerable; the
+    other half lose it and become near-topic unanswerable questions (dropped when the
+    article still says the answer elsewhere, or another question needs the paragraph).
+    Off-topic ones: 8 + 8 questions of the held-out articles a shelf. Folds use each
+    question's article, as everywhere."""
+    import unicodedata
+
+    nf = lambda t: unicodedata.normalize("NFKC", t)  # noqa: E731
+    x = load_xling()
+    article_of_file = {}
+    for path in x.corpus.iterdir():
+        dataset = next(d for d in XLING_SETS if path.name.startswith(f"{d}-"))
+        article_of_file[path.name] = f"{dataset}/" + path.read_text("utf-8").split("\n", 1)[0][2:]
+    asked: dict[str, list[int]] = {}
+    for i, q in enumerate(x.en):
+        asked.setdefault(x.article[q.id], []).append(i)
+    articles = sorted(asked)
+    random.Random(23).shuffle(articles)
+    rng = random.Random(29)
+    out = []
+    for s in range(SMALL_SHELVES):
+        arts = set(articles[s * SMALL_ARTICLES : (s + 1) * SMALL_ARTICLES])
+        files = {f for f, a in article_of_file.items() if a in arts}
+        qs = [i for a in sorted(arts) for i in asked[a]]
+        keep = {x.en[i].source for j, i in enumerate(qs) if j % 2 == 0}
+        near = [i for j, i in enumerate(qs) if j % 2 == 1 and x.en[i].source not in keep]
+        gone = {x.en[i].source for i in near}
+        shelf_files = files - gone
+        folder = CACHE / "xling" / f"small-{s}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():
+            if path.name not in shelf_files:
+                path.unlink()
+        for name in sorted(shelf_files):
+            if not (folder / name).exists():
+                os.link(x.corpus / name, folder / name)
+        shelf = Shelf(Settings.resolve(corpus=folder, index=STAGE_CACHE / f"small-{s}-index"),
+                      progress=_progress)  # fmt: skip
+        shelf.index()
+        probes: list[Probe] = []
+        for i in qs:
+            en, ja = x.en[i], x.ja[i]
+            if en.source in keep:
+                for q, lang in ((ja, "ja"), (en, "en")):
+                    probes.append(Probe(f"small-{lang}", lang, q.question, True,
+                                        x.article[q.id], q.source, q.spans))  # fmt: skip
+            elif i in near:
+                text = nf((x.corpus / en.source).read_text("utf-8"))
+                answers = {nf(text[a:b]) for a, b in en.spans if b > a}
+                art = x.article[en.id]
+                left = "\n".join(nf((folder / f).read_text("utf-8")) for f in sorted(shelf_files)
+                                 if article_of_file[f] == art)  # fmt: skip
+                if any(a in left for a in answers if len(a) >= 2):
+                    continue
+                for q, lang in ((ja, "ja"), (en, "en")):
+                    probes.append(Probe(f"small-{lang}", lang, q.question, False,
+                                        x.article[q.id], q.source))  # fmt: skip
+        off = rng.sample(range(len(x.unanswerable_en)), 8)
+        for i in off:
+            for q, lang in ((x.unanswerable_ja[i], "ja"), (x.unanswerable_en[i], "en")):
+                probes.append(Probe(f"small-{lang}", lang, q.question, False,
+                                    x.article[q.id], q.source))  # fmt: skip
+        out.append((shelf, probes))
+    return out
+
+
 def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
     """dev-qa + dev-unanswerable over the shipped corpus (smoke: the tests' mini corpus)."""
     corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
@@ -492,8 +565,11 @@ def fit_main(smoke: bool) -> tuple[dict[str, Any], Model]:
     from bunko.retrieval import answer_stage as stage
 
     names = list(stage.FEATURES)
+    small = [f"xling-small-{s}" for s in range(SMALL_SHELVES)]
     captures = (
-        ["smoke-xling"] if smoke else [c for c in TRAIN if (STAGE_CACHE / f"{c}.pkl").exists()]
+        ["smoke-xling"]
+        if smoke
+        else [c for c in [*TRAIN, *small] if (STAGE_CACHE / f"{c}.pkl").exists()]
     )
     xl = [p for c in captures for p in load(c)]
     dq = load("smoke-dev-qa" if smoke else "dev-qa")
@@ -628,6 +704,8 @@ def main() -> None:
             capture(shelf, xl, f"xling{SMALL_SHELF}")
             shelf, nr = near_probes()
             capture(shelf, nr, "xling-near")
+            for s, (shelf, sp) in enumerate(small_probes()):
+                capture(shelf, sp, f"xling-small-{s}")
     if args.fit or smoke:
         report, model = fit_main(smoke)
         print_report(report)
