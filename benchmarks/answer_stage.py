@@ -42,7 +42,7 @@ import numpy as np
 from bunko.api import Shelf
 from bunko.config import Settings
 from common import DEV_QA, REPO, _progress, nfkc
-from datasets import CACHE, SHARED, XLING_SETS, Question, load_xling, prepare
+from datasets import CACHE, SHARED, XLING_SETS, Question, link_shelf, load_xling, prepare
 
 DEV_UNANSWERABLE = SHARED / "eval" / "dev-unanswerable.jsonl"
 MINI = REPO / "tests" / "data"
@@ -169,14 +169,8 @@ def near_probes() -> tuple[Shelf, list[Probe]]:
     x = load_xling()
     gone = {q.source for q in x.en}
     near = CACHE / "xling" / "corpus-near"
-    near.mkdir(parents=True, exist_ok=True)
     keep = {p.name for p in x.corpus.iterdir()} - gone
-    for path in near.iterdir():
-        if path.name not in keep:
-            path.unlink()
-    for name in sorted(keep):
-        if not (near / name).exists():
-            os.link(x.corpus / name, near / name)
+    link_shelf(near, {name: x.corpus / name for name in keep})
     index = STAGE_CACHE / "xling-near-index"
     rebuild = not index.exists()
     if rebuild and (STAGE_CACHE / "xling-index").is_dir():
@@ -240,13 +234,7 @@ def small_probes() -> list[tuple[Shelf, list[Probe]]]:
         gone = {x.en[i].source for i in near}
         shelf_files = files - gone
         folder = CACHE / "xling" / f"small-{s}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in folder.iterdir():
-            if path.name not in shelf_files:
-                path.unlink()
-        for name in sorted(shelf_files):
-            if not (folder / name).exists():
-                os.link(x.corpus / name, folder / name)
+        link_shelf(folder, {name: x.corpus / name for name in shelf_files})
         shelf = Shelf(Settings.resolve(corpus=folder, index=STAGE_CACHE / f"small-{s}-index"),
                       progress=_progress)  # fmt: skip
         shelf.index()

@@ -109,6 +109,18 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
+def link_shelf(folder: Path, files: dict[str, Path]) -> None:
+    """Make ``folder`` hold exactly ``files`` (name -> file), as hard links: kept in step
+    with a question set, and a shelf built again only for what changed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        if path.name not in files:
+            path.unlink()
+    for name in sorted(files):
+        if not (folder / name).exists():
+            os.link(files[name], folder / name)
+
+
 def load_xling(cache: Path | None = None, size: int | None = None) -> XLing:
     """Write the cross-lingual shelf (kept in step with the files) and return it with its questions.
 
@@ -149,13 +161,7 @@ def load_xling(cache: Path | None = None, size: int | None = None) -> XLing:
             random.Random(0).sample(others, max(0, min(len(others), size - len(asked))))
         )
     shelf = cache / "xling" / ("corpus" if size is None else f"corpus-{size}")
-    shelf.mkdir(parents=True, exist_ok=True)
-    for path in shelf.iterdir():  # keep the folder in step with the question files
-        if path.name not in keep:
-            path.unlink()
-    for source in sorted(keep):
-        if not (shelf / source).exists():
-            os.link(files[source], shelf / source)
+    link_shelf(shelf, {source: files[source] for source in keep})
     return XLing(
         corpus=shelf,
         en=tuple(out[True][0]),
