@@ -28,12 +28,10 @@ from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.retrieval import confidence as conf
 from bunko.retrieval.abstention import abstention_scores
-from common import DEV_QA, REPO, _progress
-from datasets import CACHE, SHARED, prepare, sample
+from common import _progress, devqa_questions
+from datasets import CACHE, prepare, sample
 
-DEV_UNANSWERABLE = SHARED / "eval" / "dev-unanswerable.jsonl"
 HOLDOUT = 0.2
-MINI = REPO / "tests" / "data"
 
 
 @dataclass
@@ -93,18 +91,8 @@ def jsquad_probes(
 
 def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
     """dev-qa and dev-unanswerable over the shipped corpus (smoke: the tests' mini corpus)."""
-    corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
-    if smoke:
-        corpus, qa, tag = MINI / "mini", MINI / "mini-qa.jsonl", "smoke-index"
-    shelf = Shelf(Settings.resolve(corpus=corpus, index=CACHE / "dev-qa" / tag), progress=_progress)
-    shelf.index()
-    probes = []
-    for path, ok in ((qa, True), (DEV_UNANSWERABLE, False)):
-        for line in path.read_text("utf-8").splitlines():
-            if line.strip():
-                d = json.loads(line)
-                probes.append(Probe(d["question"], d["lang"], ok))
-    return shelf, probes
+    shelf, rows = devqa_questions(smoke)
+    return shelf, [Probe(d["question"], d["lang"], ok) for d, ok in rows]
 
 
 def run(shelf: Shelf, probes: list[Probe], mode: str = "hybrid") -> None:

@@ -41,11 +41,9 @@ import numpy as np
 
 from bunko.api import Shelf
 from bunko.config import Settings
-from common import DEV_QA, REPO, _progress, nfkc
-from datasets import CACHE, SHARED, XLING_SETS, Question, link_shelf, load_xling, prepare
+from common import REPO, _progress, devqa_questions, nfkc
+from datasets import CACHE, XLING_SETS, Question, link_shelf, load_xling, prepare
 
-DEV_UNANSWERABLE = SHARED / "eval" / "dev-unanswerable.jsonl"
-MINI = REPO / "tests" / "data"
 STAGE_CACHE = CACHE / "answer-stage"
 RESULTS = REPO / "benchmarks" / "results" / "answer-stage.json"
 POOL_K = 50  # search.CANDIDATES: every place of the pool comes back
@@ -267,19 +265,9 @@ def small_probes() -> list[tuple[Shelf, list[Probe]]]:
 
 def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
     """dev-qa + dev-unanswerable over the shipped corpus (smoke: the tests' mini corpus)."""
-    corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
-    if smoke:
-        corpus, qa, tag = MINI / "mini", MINI / "mini-qa.jsonl", "smoke-index"
-    shelf = Shelf(Settings.resolve(corpus=corpus, index=CACHE / "dev-qa" / tag), progress=_progress)
-    shelf.index()
-    probes = []
-    for path, ok in ((qa, True), (DEV_UNANSWERABLE, False)):
-        for line in path.read_text("utf-8").splitlines():
-            if line.strip():
-                d = json.loads(line)
-                ev = tuple(nfkc(e) for e in d.get("evidence", ()))
-                probes.append(Probe(f"dev-qa-{d['lang']}", d["lang"], d["question"], ok,
-                                    d.get("id", d["question"]), evidence=ev))  # fmt: skip
+    shelf, rows = devqa_questions(smoke)
+    probes = [Probe(f"dev-qa-{d['lang']}", d["lang"], d["question"], ok, d.get("id", d["question"]),
+                    evidence=tuple(nfkc(e) for e in d.get("evidence", ()))) for d, ok in rows]  # fmt: skip
     if smoke:
         probes = probes[:3] + probes[-3:]
     return shelf, probes

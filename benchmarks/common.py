@@ -19,6 +19,8 @@ from datasets import CACHE, SHARED, Question, prepare, sample
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_QA = SHARED / "eval" / "dev-qa.jsonl"
+DEV_UNANSWERABLE = SHARED / "eval" / "dev-unanswerable.jsonl"
+MINI = REPO / "tests" / "data"
 
 
 @dataclass
@@ -139,3 +141,17 @@ def table(rows: Sequence[tuple[str, dict[str, float]]], cols: Sequence[str]) -> 
 def _progress(stage: str, done: int, total: int) -> None:
     if done == total or done % 200 == 0:
         print(f"  {stage} {done}/{total}", file=sys.stderr, flush=True)
+
+
+def devqa_questions(smoke: bool = False) -> tuple[Shelf, list[tuple[dict[str, Any], bool]]]:
+    """The shipped corpus indexed (smoke: the tests' mini corpus), and every row of dev-qa
+    and dev-unanswerable with whether it is answerable, for the abstention and answer
+    stage benchmarks."""
+    corpus, qa, tag = REPO / "corpus", DEV_QA, "index"
+    if smoke:
+        corpus, qa, tag = MINI / "mini", MINI / "mini-qa.jsonl", "smoke-index"
+    shelf = Shelf(Settings.resolve(corpus=corpus, index=CACHE / "dev-qa" / tag), progress=_progress)
+    shelf.index()
+    rows = [(json.loads(line), ok) for path, ok in ((qa, True), (DEV_UNANSWERABLE, False))
+            for line in path.read_text("utf-8").splitlines() if line.strip()]  # fmt: skip
+    return shelf, rows
