@@ -200,14 +200,20 @@ SMALL_SHELVES = 20  # small shelves of SMALL_ARTICLES articles each, like the sh
 SMALL_ARTICLES = 5
 
 
-def small_probes() -> list[tuple[Shelf, list[Probe]]]:
+def small_probes(whole: bool = False) -> list[tuple[Shelf, list[Probe]]]:
     """Small shelves like a user's first one (the shipped corpus is 5 articles): each
     holds every paragraph of 5 articles of the tuning shelf. Half of their translated
     questions (and the Japanese originals) keep their paragraph and are answerable; the
     other half lose it and become near-topic unanswerable questions (dropped when the
     article still says the answer elsewhere, or another question needs the paragraph).
     Off-topic ones: 8 + 8 questions of the held-out articles a shelf. Folds use each
-    question's article, as everywhere."""
+    question's article, as everywhere.
+
+    With ``whole``, the same shelves and questions, but each article is one file (its
+    title, then its paragraphs in order) as on a user's shelf, where neighbouring
+    chunks of one file merge into places of up to 1,500 chars; the tuning shelf's
+    files are single paragraphs, whose places are one chunk.
+    """
     import unicodedata
 
     nf = lambda t: unicodedata.normalize("NFKC", t)  # noqa: E731
@@ -233,16 +239,25 @@ def small_probes() -> list[tuple[Shelf, list[Probe]]]:
         shelf_files = files - gone
         folder = CACHE / "xling" / f"small-{s}"
         link_shelf(folder, {name: x.corpus / name for name in shelf_files})
-        shelf = Shelf(Settings.resolve(corpus=folder, index=STAGE_CACHE / f"small-{s}-index"),
-                      progress=_progress)  # fmt: skip
+        where: dict[str, tuple[str, int, int]] = {}  # paragraph file -> article file, shift
+        corpus = folder
+        if whole:
+            corpus, where = _whole_articles(folder, s, sorted(shelf_files), article_of_file)
+        index = STAGE_CACHE / f"{'article' if whole else 'small'}-{s}-index"
+        shelf = Shelf(Settings.resolve(corpus=corpus, index=index), progress=_progress)
         shelf.index()
         probes: list[Probe] = []
         for i in qs:
             en, ja = x.en[i], x.ja[i]
             if en.source in keep:
                 for q, lang in ((ja, "ja"), (en, "en")):
-                    probes.append(Probe(f"small-{lang}", lang, q.question, True,
-                                        x.article[q.id], q.source, q.spans))  # fmt: skip
+                    source, spans = q.source, q.spans
+                    if whole:
+                        source, head, shift = where[q.source]
+                        spans = tuple((a + shift if a >= head else a, b + shift if a >= head
+                                       else b) for a, b in q.spans)  # fmt: skip
+                    probes.append(Probe(f"{'article' if whole else 'small'}-{lang}", lang,
+                                        q.question, True, x.article[q.id], source, spans))  # fmt: skip
             elif i in near:
                 text = nf((x.corpus / en.source).read_text("utf-8"))
                 answers = {nf(text[a:b]) for a, b in en.spans if b > a}
@@ -252,15 +267,55 @@ def small_probes() -> list[tuple[Shelf, list[Probe]]]:
                 if any(a in left for a in answers if len(a) >= 2):
                     continue
                 for q, lang in ((ja, "ja"), (en, "en")):
-                    probes.append(Probe(f"small-{lang}", lang, q.question, False,
-                                        x.article[q.id], q.source))  # fmt: skip
+                    probes.append(Probe(f"{'article' if whole else 'small'}-{lang}", lang,
+                                        q.question, False, x.article[q.id], q.source))  # fmt: skip
         off = rng.sample(range(len(x.unanswerable_en)), 8)
         for i in off:
             for q, lang in ((x.unanswerable_ja[i], "ja"), (x.unanswerable_en[i], "en")):
-                probes.append(Probe(f"small-{lang}", lang, q.question, False,
-                                    x.article[q.id], q.source))  # fmt: skip
+                probes.append(Probe(f"{'article' if whole else 'small'}-{lang}", lang,
+                                    q.question, False, x.article[q.id], q.source))  # fmt: skip
         out.append((shelf, probes))
     return out
+
+
+def _whole_articles(
+    folder: Path, s: int, files: Sequence[str], article_of_file: dict[str, str]
+) -> tuple[Path, dict[str, tuple[str, int, int]]]:
+    """One file per article, from the paragraph files of a small shelf: the title line,
+    then each paragraph's body in file order, a blank line apart. Returns the folder and,
+    for each paragraph file, (article file, length of its title header, shift of its
+    body): a span at or after the header moves by the shift; one in the title stays."""
+    out = CACHE / "xling" / f"article-{s}"
+    out.mkdir(parents=True, exist_ok=True)
+    by_article: dict[str, list[str]] = {}
+    for f in files:
+        by_article.setdefault(article_of_file[f], []).append(f)
+    where: dict[str, tuple[str, int, int]] = {}
+    texts: dict[str, str] = {}
+    for n, (article, paragraphs) in enumerate(sorted(by_article.items())):
+        name = f"{article.split('/', 1)[0]}-a{n:02d}.md"
+        parts: list[str] = []
+        at = 0
+        for f in sorted(paragraphs):
+            text = (folder / f).read_text("utf-8")
+            title, _, body = text.partition("\n\n")
+            head = len(title) + 2
+            if not parts:
+                parts.append(title + "\n\n")
+                at = head
+            body = body.rstrip("\n")
+            where[f] = (name, head, at - head)
+            parts.append(body + "\n\n")
+            at += len(body) + 2
+        texts[name] = "".join(parts).rstrip("\n") + "\n"
+    for path in out.iterdir():
+        if path.name not in texts:
+            path.unlink()
+    for name, text in texts.items():
+        path = out / name
+        if not path.exists() or path.read_text("utf-8") != text:
+            path.write_text(text, "utf-8")
+    return out, where
 
 
 def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
@@ -322,7 +377,11 @@ class _Unpickler(pickle.Unpickler):
 
 def load(name: str) -> list[Probe]:
     with (STAGE_CACHE / f"{name}.pkl").open("rb") as f:
-        return _Unpickler(f).load()  # type: ignore[no-any-return]
+        probes: list[Probe] = _Unpickler(f).load()
+    for p in probes:  # captured before the feature existed: from the stored text, as the query
+        for pl in p.places:
+            pl["f"].setdefault("size", math.log(max(1, len(pl["text"]))))
+    return probes
 
 
 # -- fit and score offline ----------------------------------------------------------
@@ -541,7 +600,7 @@ def fit_main(smoke: bool) -> tuple[dict[str, Any], Model]:
     from bunko.retrieval import answer_stage as stage
 
     names = list(stage.FEATURES)
-    small = [f"xling-small-{s}" for s in range(SMALL_SHELVES)]
+    small = [f"xling-{kind}-{s}" for kind in ("small", "article") for s in range(SMALL_SHELVES)]
     captures = (
         ["smoke-xling"]
         if smoke
@@ -682,6 +741,8 @@ def main() -> None:
             capture(shelf, nr, "xling-near")
             for s, (shelf, sp) in enumerate(small_probes()):
                 capture(shelf, sp, f"xling-small-{s}")
+            for s, (shelf, sp) in enumerate(small_probes(whole=True)):
+                capture(shelf, sp, f"xling-article-{s}")
     if args.fit or smoke:
         report, model = fit_main(smoke)
         print_report(report)

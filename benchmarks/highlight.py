@@ -6,18 +6,22 @@ own query path and cached with everything the highlight needs (question tokens,
 idf, sentence spans, tokens and cosines). Experiments then re-score only the
 choice of sentence, in seconds.
 
-    python benchmarks/highlight.py collect            # cache JSQuAD valid, JaQuAD dev, dev-qa
+    python benchmarks/highlight.py collect            # cache every set below
     python benchmarks/highlight.py eval               # old vs new highlight, per set
     python benchmarks/highlight.py fit                # refit the selector, print constants
     python benchmarks/highlight.py --smoke            # tiny: dev-qa, 3 questions a language
 
-The selector is fitted on JSQuAD valid (all questions) and JaQuAD dev (1,200
-sampled plus quality.py's 400) only, never JSQuAD test; ``fit`` first fits on 70%
-of the articles and reports the other 30%, then refits on all. dev-qa is reported,
-never fitted on; the heading weight (``FIXED``) and the heading rule in
-``choose`` were set looking at it, as their comments say. The "old" column is the highlight the
-query path gave when the cases were collected (``--refresh`` collects again with
-the current code).
+Sets: JSQuAD valid (all questions) and JaQuAD dev (1,200 sampled plus quality.py's
+400), one paragraph a file; ``xling-en``, the hand-translated English questions over
+the cross-lingual shelf; ``articles``, the Japanese and English questions of the 20
+small shelves of whole articles of ``answer_stage.py`` (a file per article, so a
+passage merges neighbouring chunks and holds about three times the sentences of a
+paragraph). The same-language weights are fitted on the Japanese questions, the
+cross-language ones on the English questions, never on JSQuAD test; ``fit`` reports
+5 folds by article first, then refits on all. dev-qa is reported, never fitted on;
+the heading weight (``FIXED``) and the heading rule in ``choose`` were set looking at
+it, as their comments say. The "old" column is the highlight the query path gave
+when the cases were collected (``--refresh`` collects again with the current code).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import numpy as np
 from bunko.retrieval import highlight as hl
 from bunko.retrieval.query import QueryRequest, Retriever
 from bunko.text import Tokenizer
-from common import REPO, Task, devqa_task, nfkc, squad_task
+from common import REPO, Item, Task, devqa_task, nfkc, squad_task
 from datasets import CACHE
 
 HL_CACHE = CACHE / "highlight"
@@ -77,6 +81,7 @@ class Case:
     old: tuple[int, int] = (0, 0)  # the highlight the query path gave when collected
     in_sample: bool = True  # part of quality.py's seeded sample
     extra: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None  # the passage's title (None: collected before it was kept; group)
 
 
 def collect(task: Task, in_sample: set[str] | None = None) -> list[Case]:
@@ -113,6 +118,7 @@ def collect(task: Task, in_sample: set[str] | None = None) -> list[Case]:
                 dataset=task.name,
                 lang=it.lang,
                 group=row.title or row.source,
+                title=row.title or "",
                 question=it.question,
                 q_tokens=q_tokens,
                 idf=idf,
@@ -142,6 +148,9 @@ def load_cases(name: str, refresh: bool = False, smoke: bool = False) -> list[Ca
             return [Case(**d) for d in pickle.load(f)]
     if name == "xling-en":
         cases = collect(xling_task())
+    elif name == "articles":
+        cases = [dataclasses.replace(c, dataset=name) for task in article_tasks()
+                 for c in collect(task)]  # fmt: skip
     elif name == "dev-qa":
         # An index remembers its corpus folder and each checkout (worktree) has its own
         # corpus/, so the index is named after the checkout. A smoke run indexes into a
@@ -186,6 +195,30 @@ def xling_task() -> Task:
     items = [Item(q.question, "en", _containing(by_source.get(q.source, []), q), spans=q.spans)
              for q in x.en]  # fmt: skip
     return Task("xling-en", shelf, items)
+
+
+def article_tasks() -> list[Task]:
+    """The answerable questions (Japanese and English) of the 20 small shelves of whole
+    articles of benchmarks/answer_stage.py: one file per article, as on a user's shelf,
+    so a passage merges neighbouring chunks (about 730 chars against 250 for a
+    tuning-shelf paragraph) and the highlight chooses among more sentences."""
+    from answer_stage import small_probes
+    from common import _containing, all_chunks
+    from datasets import Question
+
+    tasks = []
+    for s, (shelf, probes) in enumerate(small_probes(whole=True)):
+        by_source: dict[str, list[tuple[int, int, int]]] = {}
+        for row in all_chunks(shelf):
+            by_source.setdefault(row.source, []).append((row.id, row.char_start, row.char_end))
+        items = [
+            Item(p.question, p.lang,
+                 _containing(by_source.get(p.source, []), Question("", "", p.source, p.spans)),
+                 spans=p.spans)
+            for p in probes if p.answerable
+        ]  # fmt: skip
+        tasks.append(Task(f"articles-{s}", shelf, items))
+    return tasks
 
 
 def _questions(name: str) -> Any:
@@ -248,11 +281,22 @@ def new_choice(case: Case) -> tuple[int, int]:
         case.sims,
         case.cross,
         _tagger(),
+        _title_tokens(case),
     )
     return case.spans[first][0], case.spans[last][1]
 
 
 _tok: list[Tokenizer] = []
+_titles: dict[str, list[str]] = {}
+
+
+def _title_tokens(case: Case) -> list[str]:
+    """The lexical tokens of the case's article title (its group), as the query path
+    makes them from the passage's title."""
+    title = case.group if case.title is None else case.title
+    if title not in _titles:
+        _titles[title] = _tagger().tokens(title) if title else []
+    return _titles[title]
 
 
 def _tagger() -> Tokenizer:
@@ -284,7 +328,8 @@ def design(
         if not y.any() or len(y) < 2:
             continue
         x = hl.features(c.question, c.q_tokens, c.sentences, c.sentence_tokens, c.idf, c.sims,
-                        c.cross, hl.answer_cues(c.sentences, tagger, c.question))  # fmt: skip
+                        c.cross, hl.answer_cues(c.sentences, tagger, c.question),
+                        _title_tokens(c))  # fmt: skip
         out.append((x, y))
     return out
 
@@ -323,18 +368,10 @@ def fit_listwise(
     return w
 
 
-def split_groups(cases: Sequence[Case], share: float = 0.3, seed: int = 0) -> set[str]:
-    """A fixed random share of the articles, held out from the fit (by title: the
-    cross-lingual shelf holds the same articles as JSQuAD valid and JaQuAD dev)."""
-    groups = sorted({c.group for c in cases})
-    rng = random.Random(seed)
-    return {g for g in groups if rng.random() < share}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", nargs="?", default="eval", choices=["collect", "eval", "fit"])
-    ap.add_argument("--datasets", default="jsquad-valid,jaquad-dev,dev-qa")
+    ap.add_argument("--datasets", default="jsquad-valid,jaquad-dev,xling-en,articles,dev-qa")
     ap.add_argument("--refresh", action="store_true", help="collect again")
     ap.add_argument("--smoke", action="store_true", help="tiny, quick (CI)")
     ap.add_argument("--out", default=None)
@@ -381,20 +418,38 @@ def evaluate(sets: dict[str, list[Case]]) -> dict[str, Any]:
 
 
 def fit_both(
-    cases: Sequence[Case], tagger: Tokenizer, l2: float = L2
+    cases: Sequence[Case], cross_cases: Sequence[Case], tagger: Tokenizer, l2: float = L2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The same-language weights, and the cross-language ones (word features zeroed)."""
+    """The same-language weights, fitted on ``cases``, and the cross-language ones,
+    fitted on ``cross_cases`` (English questions over Japanese passages, whose question
+    tokens carry their Japanese rendering: every feature counts); without those, on
+    ``cases`` with the word features zeroed."""
     data = design(cases, tagger, LABELS)
     # The tuning sets' only heading is the article title (often JSQuAD's marked
     # answer); section headings, which restate a topic, occur only in real articles:
     # the heading weight is not fitted here but set (HEADING_WEIGHT).
     same = np.array([f not in FIXED for f in hl.FEATURES], dtype=float)
-    cross = np.array([f not in FIXED and f not in hl.LEXICAL for f in hl.FEATURES], dtype=float)
-    w = fit_listwise([(x * same, y) for x, y in data], l2)
-    wc = fit_listwise([(x * cross, y) for x, y in data], l2)
+    w = fit_listwise([(x * same, y) for x, y in data], l2) if data else _array(hl.WEIGHTS)
+    if cross_cases:
+        wc = fit_cross(cross_cases, tagger, l2)
+    else:
+        cross = np.array([f not in FIXED and f not in hl.LEXICAL for f in hl.FEATURES], dtype=float)
+        wc = fit_listwise([(x * cross, y) for x, y in data], l2)
     for f, v in FIXED.items():
         w[hl.FEATURES.index(f)] = wc[hl.FEATURES.index(f)] = v
     return w, wc
+
+
+def fit_cross(cases: Sequence[Case], tagger: Tokenizer, l2: float = L2) -> np.ndarray:
+    """Cross-language weights fitted on English questions over Japanese passages."""
+    fitted = np.array([f not in FIXED for f in hl.FEATURES], dtype=float)
+    data = design(cases, tagger, LABELS)
+    if not data:  # nothing to fit on (a smoke run's fold): the module's weights
+        return _array(hl.WEIGHTS_CROSS)
+    wc = fit_listwise([(x * fitted, y) for x, y in data], l2)
+    for f, v in FIXED.items():
+        wc[hl.FEATURES.index(f)] = v
+    return wc
 
 
 def _as_cross(cases: Sequence[Case]) -> list[Case]:
@@ -402,32 +457,52 @@ def _as_cross(cases: Sequence[Case]) -> list[Case]:
     return [dataclasses.replace(c, cross=True) for c in cases]
 
 
+def _folds(cases: Sequence[Case], n: int = 5, seed: int = 0) -> list[set[str]]:
+    """``n`` disjoint sets of articles (by title), shuffled with ``seed``."""
+    groups = sorted({c.group for c in cases})
+    random.Random(seed).shuffle(groups)
+    return [set(groups[i::n]) for i in range(n)]
+
+
 def refit(sets: dict[str, list[Case]], tagger: Tokenizer) -> dict[str, Any]:
-    """Fit on JSQuAD valid + JaQuAD dev articles outside the held-out share, report the
-    held-out articles with the fitted weights, then refit on all tuning articles."""
+    """Cross-validate, then fit on every tuning case: the same-language weights on the
+    Japanese questions (JSQuAD valid, JaQuAD dev, the whole-article shelves), the
+    cross-language ones on the English questions over Japanese passages (``xling-en``,
+    the whole-article shelves' English questions).
+
+    Cross-validated: 5 folds by article (title), each fold's cases chosen with weights
+    fitted on the other four; "shipped" is the module's weights when the fit started.
+    """
     tuning = [c for n, cs in sets.items() if n != "dev-qa" for c in cs]
     if not tuning:  # smoke: only dev-qa; fit on it just to exercise the code
         tuning = sets.get("dev-qa", [])
-    held = split_groups(tuning)
-    train = [c for c in tuning if c.group not in held]
-    test = [c for c in tuning if c.group in held]
-    saved = hl.WEIGHTS, hl.WEIGHTS_CROSS
-    w, wc = fit_both(train, tagger)
-    hl.WEIGHTS, hl.WEIGHTS_CROSS = _named(w), _named(wc)
-    heldout: dict[str, Any] = {}
+    same = [c for c in tuning if not c.cross]
+    crossed = [c for c in tuning if c.cross]
+    shipped = hl.WEIGHTS, hl.WEIGHTS_CROSS
+    chosen: dict[int, tuple[int, int]] = {}
     try:
-        for ds in sorted({c.dataset for c in test}):
-            part = [c for c in test if c.dataset == ds]
-            heldout[ds] = {"old": score(part, old_choice), "new": score(part, new_choice),
-                           "new, cross weights": score(_as_cross(part), new_choice)}  # fmt: skip
+        for fold in _folds(tuning):
+            w, wc = fit_both([c for c in same if c.group not in fold],
+                             [c for c in crossed if c.group not in fold], tagger)  # fmt: skip
+            hl.WEIGHTS, hl.WEIGHTS_CROSS = _named(w), _named(wc)
+            for c in tuning:
+                if c.group in fold:
+                    chosen[id(c)] = new_choice(c)
     finally:
-        hl.WEIGHTS, hl.WEIGHTS_CROSS = saved
-    w_all, wc_all = fit_both(tuning, tagger)
-    print("\nheld-out articles (fitted on the other articles):\n")
-    print("| set | n | old strict | new strict | old text | new text | new chars (p90) |")
+        hl.WEIGHTS, hl.WEIGHTS_CROSS = shipped
+    heldout: dict[str, Any] = {}
+    for ds in sorted({c.dataset for c in tuning}):
+        for kind, part in (("ja", [c for c in same if c.dataset == ds]),
+                           ("en", [c for c in crossed if c.dataset == ds])):  # fmt: skip
+            if part:
+                heldout[f"{ds} {kind}"] = {"shipped": score(part, new_choice),
+                                           "new": score(part, lambda c: chosen[id(c)])}  # fmt: skip
+    w_all, wc_all = fit_both(same, crossed, tagger)
+    print("\ncross-validated (5 folds by article):\n")
+    print("| set | n | shipped strict | new strict | shipped text | new text | new chars (p90) |")
     print("|---|---|---|---|---|---|---|")
     for ds, m in heldout.items():
-        o, n = m["old"], m["new"]
+        o, n = m["shipped"], m["new"]
         print(f"| {ds} | {n['n']:.0f} | {o['highlight']:.3f} | {n['highlight']:.3f} "
               f"| {o['highlight_text']:.3f} | {n['highlight_text']:.3f} "
               f"| {n['chars']:.0f} ({n['p90']:.0f}) |")  # fmt: skip
@@ -437,7 +512,11 @@ def refit(sets: dict[str, list[Case]], tagger: Tokenizer) -> dict[str, Any]:
         print("}")
     # The evaluation that follows uses the refit weights.
     hl.WEIGHTS, hl.WEIGHTS_CROSS = _named(w_all), _named(wc_all)
-    return {"heldout": heldout, "weights": hl.WEIGHTS, "weights_cross": hl.WEIGHTS_CROSS}
+    return {"cv": heldout, "weights": hl.WEIGHTS, "weights_cross": hl.WEIGHTS_CROSS}
+
+
+def _array(weights: dict[str, float]) -> np.ndarray:
+    return np.array([weights[f] for f in hl.FEATURES], dtype=float)
 
 
 def _named(w: np.ndarray) -> dict[str, float]:

@@ -141,7 +141,33 @@ def test_a_short_best_sentence_may_take_the_one_before(tok: Tokenizer) -> None:
 
 def test_weights_match_the_features() -> None:
     assert set(hl.WEIGHTS) == set(hl.FEATURES) == set(hl.WEIGHTS_CROSS)
-    assert all(hl.WEIGHTS_CROSS[f] == 0 for f in hl.LEXICAL) and hl.WEIGHTS["lex"] > 0
+    # The cross weights read words too: an English question's tokens carry its rendering.
+    for w in (hl.WEIGHTS, hl.WEIGHTS_CROSS):
+        assert w["lex"] + w["lex_rest"] > 0
+
+
+def test_an_english_question_matches_its_rendered_words(tok: Tokenizer) -> None:
+    # Same cosines everywhere: the Japanese term of the rendering ("support" -> サポート)
+    # finds the sentence; the English words alone match nothing.
+    q = "Which features does it not support yet?"
+    sents = [
+        "価格はとても高く、競合するほかのモデルの三倍近くになっています。",
+        "音声はまだサポートしていません。",
+        "応答の速度は遅く、長い文章では待ち時間が目立つようになります。",
+    ]
+    sims = np.array([0.8, 0.8, 0.8], dtype=np.float32)
+    spans, at = [], 0
+    for s in sents:
+        spans.append((at, at + len(s)))
+        at += len(s) + 1
+    sent_tokens = tok.tokens_many(sents)
+    assert "サポート" in sent_tokens[1]
+    rendered = [*tok.tokens(q), "サポート"]
+    x = hl.features(q, rendered, sents, sent_tokens, {"サポート": 3.0}, sims, True)
+    assert int(np.argmax(hl.probabilities(x, hl.WEIGHTS_CROSS))) == 1
+    first, last = hl.choose(q, rendered, sents, sent_tokens, spans, {"サポート": 3.0}, sims,
+                            True, tok)  # fmt: skip
+    assert first <= 1 <= last
 
 
 def test_highlights_of_real_queries_hold_the_answer(mini: Settings) -> None:

@@ -16,10 +16,16 @@ short, up to ``MAX_CHARS`` for the pair. When the best is a heading or a label l
 models were announced:"), which restates the question, the highlight is the one
 or two sentences after it, where the answer (often a list) is.
 
-Measured with ``benchmarks/highlight.py`` (the README has the tables): JSQuAD
-valid's strict highlight 0.838 -> 0.861 on quality.py's 400 questions, and on
-articles held out of the fit 0.810 -> 0.848 (JaQuAD dev 0.802 -> 0.833), at a
-mean length of 83 -> 92 chars.
+The word overlap is counted twice: over all the question's words, and over those
+not in the article's title (``lex_rest``): the title names the topic every sentence
+of the article is about, so on a whole article the sentence that answers is the one
+matching the rest of the question. An English question's tokens carry the Japanese
+terms of its rendering, so its word features count too.
+
+Measured with ``benchmarks/highlight.py`` (docs/answer-stage.md has the tables),
+cross-validated by article, strict: JaQuAD dev 0.832 -> 0.861, JSQuAD valid 0.857 ->
+0.861, the whole-article shelves' Japanese questions 0.759 -> 0.807; English
+questions (eval/xling-en.jsonl) 0.774 -> 0.779.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ JOIN_RATIO = 0.3
 
 FEATURES = (
     "lex",  # idf word overlap, scaled by the passage's best
+    "lex_rest",  # the same for the question's words that are not in the article title
+    # (the topic the whole article repeats: 寛保 in 寛保の時代の天皇は誰？ over the
+    # article 寛保; the answer sentence is the one with 天皇 and 時代, often without 寛保)
     "lex_share",  # idf word overlap over the question's idf mass
     "bigram",  # share of the question's char bigrams in the sentence
     "cos",  # sentence cosine, min-max scaled within the passage
@@ -70,52 +79,58 @@ FEATURES = (
 )
 
 # Conditional-logit weights, one per FEATURES entry: `python benchmarks/highlight.py fit`.
-# WEIGHTS: fitted on JSQuAD valid + JaQuAD dev (Japanese questions over Japanese text).
-# WEIGHTS_CROSS: the same data with the word-overlap features zeroed, for a question
-# in another language than the passage, where words cannot match (no cross-language
-# tuning set exists; dev-qa English only reports it).
-LEXICAL = frozenset({"lex", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex"})
+# WEIGHTS: fitted on the Japanese questions (JSQuAD valid, JaQuAD dev, and the whole-article
+# shelves of benchmarks/answer_stage.py). WEIGHTS_CROSS: an English question over a
+# Japanese passage, whose question tokens carry the Japanese terms of its rendering
+# (retrieval/crossling.py), so the word features count: fitted on the hand-translated
+# questions (eval/xling-en.jsonl, and the whole-article shelves' English questions).
+# Cross-validated figures (5 folds by article): docs/answer-stage.md.
+LEXICAL = frozenset(
+    {"lex", "lex_rest", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex"}
+)
 WEIGHTS: dict[str, float] = {
-    "lex": 2.757,
-    "lex_share": 0.608,
-    "bigram": 1.155,
-    "cos": 0.702,
-    "cos_gap": 0.082,
-    "cos_top": 0.128,
-    "lex_top": 0.339,
+    "lex": -0.142,
+    "lex_rest": 3.409,
+    "lex_share": -0.309,
+    "bigram": 1.117,
+    "cos": 1.056,
+    "cos_gap": 0.343,
+    "cos_top": 0.081,
+    "lex_top": 0.180,
     "heading": -1.500,
-    "tiny": -0.568,
-    "log_len": -0.354,
-    "novel": 2.506,
-    "prev_lex": 0.601,
-    "next_lex": 0.208,
-    "prev_cos": 0.473,
-    "next_cos": 0.251,
-    "cue_date": 3.118,
-    "cue_number": 1.824,
-    "cue_person": 2.734,
-    "cue_place": 2.281,
+    "tiny": -0.390,
+    "log_len": -0.393,
+    "novel": 1.981,
+    "prev_lex": 0.726,
+    "next_lex": 0.426,
+    "prev_cos": 0.302,
+    "next_cos": 0.193,
+    "cue_date": 3.162,
+    "cue_number": 1.778,
+    "cue_person": 2.751,
+    "cue_place": 2.338,
 }
 WEIGHTS_CROSS: dict[str, float] = {
-    "lex": 0.000,
-    "lex_share": 0.000,
-    "bigram": 0.000,
-    "cos": 2.431,
-    "cos_gap": 2.885,
-    "cos_top": 0.764,
-    "lex_top": 0.000,
+    "lex": -0.403,
+    "lex_rest": 1.490,
+    "lex_share": 1.447,
+    "bigram": -0.396,
+    "cos": 2.183,
+    "cos_gap": 0.827,
+    "cos_top": 0.531,
+    "lex_top": 0.029,
     "heading": -1.500,
-    "tiny": -0.164,
+    "tiny": 0.826,
     "log_len": 0.277,
-    "novel": 0.000,
-    "prev_lex": 0.000,
-    "next_lex": 0.000,
-    "prev_cos": 0.777,
-    "next_cos": 0.434,
-    "cue_date": 3.106,
-    "cue_number": 1.976,
-    "cue_person": 2.736,
-    "cue_place": 2.326,
+    "novel": 2.247,
+    "prev_lex": 0.290,
+    "next_lex": 0.259,
+    "prev_cos": 0.502,
+    "next_cos": 0.234,
+    "cue_date": 2.211,
+    "cue_number": 1.365,
+    "cue_person": 1.475,
+    "cue_place": 0.869,
 }
 
 _Q_DATE = re.compile(
@@ -156,7 +171,7 @@ Q_MONEY = re.compile(
 )
 # A money amount: a number and a currency word, or a currency sign before a number.
 MONEY = re.compile(
-    r"[0-9][0-9,.]*\s*(?:万|億|千|兆)?\s*(?:ドル|円|ユーロ|ポンド|ウォン|セント)"
+    r"[0-9][0-9,.]*\s*(?:[万億千兆百][0-9,.]*)*\s*(?:ドル|円|ユーロ|ポンド|ウォン|セント)"
     r"|[$¥€£]\s?[0-9]|[0-9][0-9,.]*\s*(?:dollars?|yen|euros?|cents?|usd|jpy)\b"
     r"|[一二三四五六七八九十百千万億]+(?:ドル|円)",
     re.I,
@@ -241,8 +256,10 @@ def features(
     sims: npt.NDArray[np.float32] | None,
     cross: bool,
     cues: Sequence[tuple[bool, bool, bool, bool]] | None = None,
+    title_tokens: Sequence[str] = (),
 ) -> npt.NDArray[np.float64]:
-    """One row of ``FEATURES`` per sentence (see the module docstring)."""
+    """One row of ``FEATURES`` per sentence (see the module docstring); ``title_tokens``
+    are the article title's tokens."""
     n = len(sentences)
     q = set(question_tokens)
     q_mass = sum(idf.get(t, 1.0) for t in q) or 1.0
@@ -250,6 +267,9 @@ def features(
     words = [sum(idf.get(t, 1.0) for t in q.intersection(toks)) for toks in sentence_tokens]
     top_words = max(words, default=0.0)
     lex = [w / top_words if top_words > 0 else 0.0 for w in words]
+    rest = q.difference(title_tokens)
+    rest_words = [sum(idf.get(t, 1.0) for t in rest.intersection(toks)) for toks in sentence_tokens]
+    top_rest = max(rest_words, default=0.0)
     bigram = [len(qb & _bigrams(s)) / (len(qb) or 1) for s in sentences]
     have_sims = sims is not None and len(sims) == n and n > 0
     raw = [float(x) for x in sims] if have_sims and sims is not None else [0.0] * n
@@ -265,6 +285,7 @@ def features(
         novel = len([t for t in toks if t not in q]) / len(toks) if toks else 0.0
         x[i] = (
             lex[i],
+            rest_words[i] / top_rest if top_rest > 0 else 0.0,
             words[i] / q_mass,
             bigram[i],
             cos[i],
@@ -304,6 +325,7 @@ def choose(
     sims: npt.NDArray[np.float32] | None = None,
     cross: bool = False,
     tokenizer: Tokenizer | None = None,
+    title_tokens: Sequence[str] = (),
 ) -> tuple[int, int]:
     """Indexes (first, last) of the highlighted sentence, or of two adjacent ones.
 
@@ -316,6 +338,7 @@ def choose(
         sims: each sentence's cosine to the question, when the index has them.
         cross: the question is in another language than the passage.
         tokenizer: finds person and place names for who/where questions.
+        title_tokens: the article title's lexical tokens.
 
     Returns:
         ``(first, last)``, with ``last - first`` at most 1.
@@ -326,7 +349,9 @@ def choose(
     # Names need a tagging pass: only for who/where questions.
     names = tokenizer if any(question_cues(question)[2:]) else None
     cues = answer_cues(sentences, names, question)
-    x = features(question, question_tokens, sentences, sentence_tokens, idf, sims, cross, cues)
+    x = features(
+        question, question_tokens, sentences, sentence_tokens, idf, sims, cross, cues, title_tokens
+    )
     p = probabilities(x, WEIGHTS_CROSS if cross else WEIGHTS)
     best = int(np.argmax(p))
     first = last = best

@@ -379,6 +379,7 @@ class Retriever:
         first, last = highlight.choose(
             question, q_tokens, texts, sent_tokens, spans, idf, sims,
             highlight.is_cross(question, row.text), self.tokenizer,
+            self.tokenizer.tokens(row.title) if row.title else (),
         )  # fmt: skip
         return spans[first][0], spans[last][1]
 
@@ -455,10 +456,17 @@ def _places_to_passages(
     places = answer_stage.rank_places(
         question, q_tokens, pool, rows, sent_sims, idf, unseen, background, rendering
     )[:k]
+    # The highlight of an English question over Japanese text reads its rendering's
+    # Japanese terms too: the words it can match in a Japanese sentence.
+    hl_tokens, hl_idf = q_tokens, idf
+    if rendering is not None and rendering.terms:
+        asked_tokens = set(q_tokens)
+        hl_tokens = [*q_tokens, *(t for t in rendering.terms if t not in asked_tokens)]
+        hl_idf = loaded.idf(hl_tokens)
     passages = []
     for rank, place in enumerate(places, 1):
         row, hit = place.row, place.hit
-        hl_start, hl_end = retriever.highlight_span(row, question, q_tokens, idf, place.sims)
+        hl_start, hl_end = retriever.highlight_span(row, question, hl_tokens, hl_idf, place.sims)
         page, url, link = _where(retriever._extras.get(row.source, {}), row, hl_start, hl_end)
         passages.append(
             Passage(
