@@ -103,6 +103,7 @@ def test_holds_finds_money_amounts_in_both_languages() -> None:
     assert stage.holds("100万トークンあたり75ドルです。", price)
     assert stage.holds("It costs $75 per million tokens.", price)
     assert stage.holds("料金は月額3,000円です。", price)
+    assert stage.holds("総工費は約6億5千万円。", stage.asks("工事にかかった費用の総額は？"))
     assert not stage.holds("GPT-4.5のスコアは38%です。", stage.asks("料金はいくら？"))
     assert not stage.holds("GPT-4.5 was released.", price)
 
@@ -113,6 +114,26 @@ def test_group_places_without_k_groups_the_whole_pool() -> None:
     assert len(group_places(hits, lambda h: h, 2)) == 2
     # the span of a group is the same whatever k cuts afterwards
     assert group_places(hits, lambda h: h)[:2] == group_places(hits, lambda h: h, 2)
+
+
+def test_rest_coverage_sets_the_title_words_apart() -> None:
+    from bunko.text import Tokenizer
+
+    tok = Tokenizer()
+    q = tok.tokens("寛保の時代の天皇は誰？")
+    title = frozenset(tok.tokens("寛保"))
+    idf = {t: 2.0 for t in q}
+    topic = tok.tokens("寛保は日本の元号の一つ。")  # the article's topic, not the answer
+    answer = tok.tokens("この時代の天皇は桜町天皇。")
+    assert stage.rest_coverage(q, title, answer, idf, 5.0) > stage.rest_coverage(
+        q, title, topic, idf, 5.0
+    )
+    # Without a title word in the question it is the plain coverage.
+    from bunko.retrieval import confidence as conf
+
+    assert stage.rest_coverage(q, frozenset(), topic, idf, 5.0) == conf.word_coverage(
+        q, topic, idf, 5.0
+    )
 
 
 def test_name_terms_and_their_coverage() -> None:

@@ -454,8 +454,9 @@ def _places_to_passages(
     unseen = math.log1p((loaded.n_chunks + 0.5) / 0.5)
     background = conf.median([s for _, s in found.background])
     places = answer_stage.rank_places(
-        question, q_tokens, pool, rows, sent_sims, idf, unseen, background, rendering
-    )[:k]
+        question, q_tokens, pool, rows, sent_sims, idf, unseen, background, rendering,
+        retriever.tokenizer.tokens,
+    )[:k]  # fmt: skip
     # The highlight of an English question over Japanese text reads its rendering's
     # Japanese terms too: the words it can match in a Japanese sentence.
     hl_tokens, hl_idf = q_tokens, idf
