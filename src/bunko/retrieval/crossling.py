@@ -368,7 +368,11 @@ def render(
 
 
 DENSE: Literal["plain", "append"] = "append"
-DENSE_LEVERS: frozenset[Lever] = ALL_LEVERS  # whose forms the dense side appends
+# Whose forms the dense side appends: names, phrases and dates, not the word glosses.
+# The glosses were two thirds of the appended model tokens (about 9 of 13 a question)
+# and the embedding's CPU grows with its tokens (about 1 ms a token), for no gain in
+# ranking (benchmarks/xling.py: "no word glosses in the dense text"; docs/crosslingual.md).
+DENSE_LEVERS: frozenset[Lever] = frozenset({"names", "phrases", "dates"})
 
 
 def dense_text(question: str, rendering: Rendering | None) -> str | None:
