@@ -376,9 +376,9 @@ DENSE_LEVERS: frozenset[Lever] = frozenset({"names", "phrases", "dates"})
 
 
 def dense_text(question: str, rendering: Rendering | None) -> str | None:
-    """The text the dense side embeds for a question: the question with its Japanese
-    rendering appended ("Who was Kujō Michiie's father? 九条道家 父"); None (embed the
-    question itself) when there is no rendering."""
+    """The text the dense side embeds for a question: the question with the forms of its
+    rendering's :data:`DENSE_LEVERS` appended ("Who was Kujō Michiie's father? 九条道家";
+    the word gloss 父 is left out); None (embed the question itself) when there is none."""
     japanese = rendering.japanese(DENSE_LEVERS) if rendering is not None else ""
     if DENSE == "plain" or not japanese:
         return None
