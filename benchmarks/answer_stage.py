@@ -8,6 +8,7 @@ eval/xling-en*.jsonl). dev-qa + dev-unanswerable over the shipped corpus are a
 smoke test: reported, never fitted on. JSQuAD test is never used here.
 
     python benchmarks/answer_stage.py --capture   # query once, cache every place's signals
+    python benchmarks/answer_stage.py --capture --fresh en   # ask the English ones again
     python benchmarks/answer_stage.py --fit       # offline: 5-fold CV by article, then the
                                                   # weights on all (paste into answer_stage.py)
     python benchmarks/answer_stage.py --eval OUT  # end to end, k=10, the same questions:
@@ -332,10 +333,16 @@ def devqa_probes(smoke: bool = False) -> tuple[Shelf, list[Probe]]:
 # -- capture -------------------------------------------------------------------
 
 
-def capture(shelf: Shelf, probes: list[Probe], name: str) -> None:
-    """Every place of each question's pool, with its features and highlight (cached)."""
+def capture(shelf: Shelf, probes: list[Probe], name: str, fresh: str | None = None) -> None:
+    """Every place of each question's pool, with its features and highlight (cached;
+    ``fresh``: the questions in that language are asked again, after a change that
+    moves only them, such as the rendering of English questions)."""
     path = STAGE_CACHE / f"{name}.pkl"
-    done = {(p.set, p.question, p.answerable): p for p in load(name)} if path.exists() else {}
+    done = (
+        {(p.set, p.question, p.answerable): p for p in load(name) if p.lang != fresh}
+        if path.exists()
+        else {}
+    )
     for i, p in enumerate(probes):
         old = done.get((p.set, p.question, p.answerable))
         if old is not None and old.places:
@@ -723,26 +730,29 @@ def main() -> None:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--eval", default=None, help="end-to-end figures to this JSON file")
     ap.add_argument("--smoke", action="store_true", help="tiny: capture, fit and eval")
+    ap.add_argument("--fresh", choices=("en", "ja"), default=None,
+                    help="--capture: ask this language's questions again (keep the others')")  # fmt: skip
     args = ap.parse_args()
-    smoke = args.smoke
+    smoke, fresh = args.smoke, args.fresh
     tag = "smoke-" if smoke else ""
     if args.capture or smoke:
         if smoke:  # always a fresh capture: the smoke run checks today's code
             for name in ("smoke-dev-qa", "smoke-xling"):
                 (STAGE_CACHE / f"{name}.pkl").unlink(missing_ok=True)
         shelf, dq = devqa_probes(smoke)
-        capture(shelf, dq, f"{tag}dev-qa")
-        shelf, xl = xling_probes(smoke)
-        capture(shelf, xl, f"{tag}xling")
-        if not smoke:
+        capture(shelf, dq, f"{tag}dev-qa", fresh)
+        if not smoke:  # the shelf issue 23's goals are read on, first
             shelf, xl = xling_probes(size=SMALL_SHELF)
-            capture(shelf, xl, f"xling{SMALL_SHELF}")
+            capture(shelf, xl, f"xling{SMALL_SHELF}", fresh)
+        shelf, xl = xling_probes(smoke)
+        capture(shelf, xl, f"{tag}xling", fresh)
+        if not smoke:
             shelf, nr = near_probes()
-            capture(shelf, nr, "xling-near")
+            capture(shelf, nr, "xling-near", fresh)
             for s, (shelf, sp) in enumerate(small_probes()):
-                capture(shelf, sp, f"xling-small-{s}")
+                capture(shelf, sp, f"xling-small-{s}", fresh)
             for s, (shelf, sp) in enumerate(small_probes(whole=True)):
-                capture(shelf, sp, f"xling-article-{s}")
+                capture(shelf, sp, f"xling-article-{s}", fresh)
     if args.fit or smoke:
         report, model = fit_main(smoke)
         print_report(report)

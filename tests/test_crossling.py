@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from bunko.api import Shelf
 from bunko.config import Settings
 from bunko.retrieval import crossling
 from bunko.retrieval.crossling import japanese_dates, names_for, phrase_for
+from bunko.retrieval.query import QUERY_PROMPT_ROOM, QueryRequest, Retriever
 from reliability_helpers import child_env
 
 
@@ -74,6 +76,55 @@ def test_render_finds_names_phrases_and_dates_the_corpus_knows(tmp_path: Path) -
     assert [f for _, _, f in dates_only.found] == ["1960年3月11日"] and dates_only.lookups == 0
     top = shelf.query("Who was Kujō Michiie's father?", k=1)
     assert top.passages[0].citation.source == "kujo.md"
+
+
+class _Counting:
+    """The real embedder, recording what is counted and what is embedded."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.max_tokens = inner.max_tokens
+        self.counted: list[str] = []
+        self.embedded: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return int(self.inner.count_tokens(text))
+
+    def embed_query(self, text: str) -> Any:
+        self.embedded.append(text)
+        return self.inner.embed_query(text)
+
+
+def test_the_dense_side_appends_names_phrases_and_dates_not_word_glosses(tmp_path: Path) -> None:
+    shelf = Shelf(Settings.resolve(corpus=_corpus(tmp_path), index=tmp_path / "index"))
+    shelf.index()
+    live = shelf.retriever()
+    q = "Who was Kujō Michiie's father and what era did he live in?"
+    r = live.crosslingual(q, live.query_tokens(q))
+    assert r is not None
+    assert {("names", "九条道家"), ("words", "時代")} <= {(lever, f) for lever, _, f in r.found}
+    assert "時代" in r.terms  # the word gloss still feeds BM25 ...
+    assert crossling.dense_text(q, r) == f"{q} 九条道家"  # ... but is not embedded
+    # Counted once and embedded once: the question is the start of the text, so a text
+    # that fits means a question that fits.
+    counting = _Counting(live.embedder)
+    retriever = Retriever(live.snapshot, counting, live.tokenizer, live.corpus)  # type: ignore[arg-type]
+    top = retriever.answer(QueryRequest(q, k=1))
+    assert counting.counted == counting.embedded == [f"{q} 九条道家"]
+    assert top.passages[0].citation.source == "kujo.md"
+    # A question that fills the window exactly: its rendering no longer fits, so the
+    # question alone is embedded.
+    limit = counting.max_tokens - QUERY_PROMPT_ROOM
+    filler = 0
+    while counting.inner.count_tokens("well " * filler + q) < limit:
+        filler += 1
+    full = "well " * filler + q
+    assert counting.inner.count_tokens(full) == limit
+    counting.counted.clear()
+    counting.embedded.clear()
+    retriever.answer(QueryRequest(full, k=1))
+    assert counting.counted == [f"{full} 九条道家", full] and counting.embedded == [full]
 
 
 def test_japanese_questions_never_open_the_dictionary(tmp_path: Path) -> None:

@@ -124,32 +124,40 @@ def translated_coverage(
     written (names: "ChatGPT"; a look-alike letter read as a digit: "o1" as "01")
     or as one of its JMdict translations: a term of two characters or more inside
     the text, a one-character term ("mountain": 山) only as a whole passage token."""
-    from bunko.retrieval.translate import translations
-
     text = unicodedata.normalize("NFKC", passage).casefold()
     if JAPANESE.search(question):
         return _english_coverage(question, text)
-    words = _word_forms(question)
+    words = _word_tests(question)
     if not words:
         return 0.0
-    tokens = set(passage_tokens or ())
+    tokens: set[str] | None = None  # made only when a one-character term needs it
     found = 0
-    for w, forms in words:
-        if any(f in text for f in forms) or any(
-            (t in text) if len(t) >= 2 else (t in tokens) for t in translations(w)
-        ):
+    for inside, whole in words:
+        if any(map(text.__contains__, inside)):
             found += 1
+        elif whole:
+            if tokens is None:
+                tokens = set(passage_tokens or ())
+            found += not whole.isdisjoint(tokens)
     return found / len(words)
 
 
 @lru_cache(maxsize=256)
-def _word_forms(question: str) -> tuple[tuple[str, frozenset[str]], ...]:
-    """Each content word of a Latin-script question with its forms as written: made once
-    per question, not once per passage the answer stage scores."""
-    return tuple(
-        (w, frozenset({w.casefold(), digits_for_lookalikes(w).casefold()}))
-        for w in question_words(question)
-    )
+def _word_tests(question: str) -> tuple[tuple[tuple[str, ...], frozenset[str]], ...]:
+    """Per content word of a Latin-script question, made once per question, not once
+    per passage the answer stage scores (about 45): the texts that count when found
+    inside the passage (its forms as written, its JMdict translations of two
+    characters or more) and those that count only as whole passage tokens (its
+    one-character translations)."""
+    from bunko.retrieval.translate import translations
+
+    out = []
+    for w in question_words(question):
+        terms = translations(w)
+        inside = [w.casefold(), digits_for_lookalikes(w).casefold()]
+        inside += [t for t in terms if len(t) >= 2]
+        out.append((tuple(dict.fromkeys(inside)), frozenset(t for t in terms if len(t) < 2)))
+    return tuple(out)
 
 
 _KATAKANA = re.compile("[\u30a1-\u30fa\u30fc]{2,}")

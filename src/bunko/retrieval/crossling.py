@@ -368,13 +368,17 @@ def render(
 
 
 DENSE: Literal["plain", "append"] = "append"
-DENSE_LEVERS: frozenset[Lever] = ALL_LEVERS  # whose forms the dense side appends
+# Whose forms the dense side appends: names, phrases and dates, not the word glosses.
+# The glosses were two thirds of the appended model tokens (about 9 of 13 a question)
+# and the embedding's CPU grows with its tokens (about 1 ms a token), for no gain in
+# ranking (benchmarks/xling.py: "no word glosses in the dense text"; docs/crosslingual.md).
+DENSE_LEVERS: frozenset[Lever] = frozenset({"names", "phrases", "dates"})
 
 
 def dense_text(question: str, rendering: Rendering | None) -> str | None:
-    """The text the dense side embeds for a question: the question with its Japanese
-    rendering appended ("Who was Kujō Michiie's father? 九条道家 父"); None (embed the
-    question itself) when there is no rendering."""
+    """The text the dense side embeds for a question: the question with the forms of its
+    rendering's :data:`DENSE_LEVERS` appended ("Who was Kujō Michiie's father? 九条道家";
+    the word gloss 父 is left out); None (embed the question itself) when there is none."""
     japanese = rendering.japanese(DENSE_LEVERS) if rendering is not None else ""
     if DENSE == "plain" or not japanese:
         return None
