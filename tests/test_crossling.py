@@ -11,7 +11,7 @@ import pytest
 
 from bunko.api import Shelf
 from bunko.config import Settings
-from bunko.retrieval import crossling
+from bunko.retrieval import crossling, translate
 from bunko.retrieval.crossling import japanese_dates, names_for, phrase_for
 from bunko.retrieval.query import QUERY_PROMPT_ROOM, QueryRequest, Retriever
 from reliability_helpers import child_env
@@ -132,11 +132,14 @@ def test_japanese_questions_never_open_the_dictionary(tmp_path: Path) -> None:
     shelf.index()
     crossling.names_for.cache_clear()
     crossling.phrase_for.cache_clear()
-    q = "九条道家の父は誰ですか？"
-    assert shelf.retriever().crosslingual(q, shelf.tokenizer.tokens(q)) is None
-    shelf.query(q, k=1)
+    translate.translations.cache_clear()
+    for q in ("九条道家の父は誰ですか？", "九条道家（Michiie）は1193年にどこで生まれましたか？"):
+        assert shelf.retriever().crosslingual(q, shelf.tokenizer.tokens(q)) is None
+        shelf.query(q, k=5)
     assert crossling.names_for.cache_info().misses == 0
     assert crossling.phrase_for.cache_info().misses == 0
+    # Nor does the answer stage look up its Latin names or numbers (name coverage).
+    assert translate.translations.cache_info().misses == 0
 
 
 @pytest.mark.slow

@@ -175,21 +175,26 @@ def name_terms(question: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def name_coverage(terms: Sequence[str], passage: str) -> float:
+def name_coverage(terms: Sequence[str], passage: str, translate: bool = True) -> float:
     """Share of ``terms`` (:func:`name_terms`) found in the passage: as written, with a
-    look-alike letter read as a digit ("o1" as "01"), or for a Latin word over a
-    Japanese passage as one of its JMdict translations ("Japan": 日本). 1.0 without terms."""
+    look-alike letter read as a digit ("o1" as "01"), or, with ``translate`` (a question
+    without Japanese script), for a Latin word over a Japanese passage as one of its
+    JMdict translations ("Japan": 日本). 1.0 without terms. A Japanese question passes
+    ``translate=False``: it never opens the dictionary."""
     from bunko.retrieval.translate import translations
 
     if not terms:
         return 1.0
     text = unicodedata.normalize("NFKC", passage).casefold()
-    japanese = bool(JAPANESE.search(text))
+    japanese = translate and bool(JAPANESE.search(text))
     found = 0
     for w in terms:
         forms = {w.casefold(), digits_for_lookalikes(w).casefold()}
         if any(f in text for f in forms) or (
-            japanese and w.isascii() and any(len(t) >= 2 and t in text for t in translations(w))
+            japanese
+            and w.isascii()
+            and not w.isdigit()
+            and any(len(t) >= 2 and t in text for t in translations(w))
         ):
             found += 1
     return found / len(terms)
