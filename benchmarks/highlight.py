@@ -94,9 +94,9 @@ def collect(task: Task, in_sample: set[str] | None = None) -> list[Case]:
         """The query pipeline, recording what each passage's highlight was chosen from."""
 
         def highlight_span(self, row: Any, question: str, q_tokens: Any, idf: Any,
-                           sims: Any) -> tuple[int, int]:  # fmt: skip
+                           sims: Any, title_tokens: Any = ()) -> tuple[int, int]:  # fmt: skip
             calls.append((row, list(q_tokens), dict(idf), sims))
-            return super().highlight_span(row, question, q_tokens, idf, sims)
+            return super().highlight_span(row, question, q_tokens, idf, sims, title_tokens)
 
     task.shelf.query("warm up", k=1)  # bring the index up to date once
     live = task.shelf.retriever()

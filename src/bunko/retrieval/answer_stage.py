@@ -178,6 +178,7 @@ class Place:
     signals: conf.Signals  # the confidence signals (kept for the abstention benchmark)
     features: Mapping[str, float]
     confidence: float  # the probability that the place answers the question
+    title_tokens: frozenset[str] = frozenset()  # its title's tokens (the highlight reads them too)
 
 
 def score(features: Mapping[str, float]) -> float:
@@ -325,7 +326,10 @@ def rank_places(
     # every place, so the order stays the ranker's).
     first = max(range(len(scored)), key=lambda j: (scored[j][5], -j))
     cross = bool(scored[first][4]["cross"])
-    places = [Place(*p[:5], confidence=calibrated(p[5], cross)) for p in scored]
+    places = [
+        Place(*p[:5], confidence=calibrated(p[5], cross), title_tokens=titles[p[0].title])
+        for p in scored
+    ]
     order = sorted(range(len(places)), key=lambda j: (-round(places[j].confidence, 4), j))
     return [places[j] for j in order]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -256,7 +256,7 @@ def features(
     sims: npt.NDArray[np.float32] | None,
     cross: bool,
     cues: Sequence[tuple[bool, bool, bool, bool]] | None = None,
-    title_tokens: Sequence[str] = (),
+    title_tokens: Collection[str] = (),
 ) -> npt.NDArray[np.float64]:
     """One row of ``FEATURES`` per sentence (see the module docstring); ``title_tokens``
     are the article title's tokens."""
@@ -325,7 +325,7 @@ def choose(
     sims: npt.NDArray[np.float32] | None = None,
     cross: bool = False,
     tokenizer: Tokenizer | None = None,
-    title_tokens: Sequence[str] = (),
+    title_tokens: Collection[str] = (),
 ) -> tuple[int, int]:
     """Indexes (first, last) of the highlighted sentence, or of two adjacent ones.
 

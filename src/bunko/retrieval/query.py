@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,9 +366,11 @@ class Retriever:
         q_tokens: Sequence[str],
         idf: dict[str, float],
         sims: npt.NDArray[np.float32] | None,
+        title_tokens: Collection[str] = (),
     ) -> tuple[int, int]:
         """Char span (in the source file) of the sentence that best answers the question
-        (see :mod:`bunko.retrieval.highlight`)."""
+        (see :mod:`bunko.retrieval.highlight`); ``title_tokens``: the tokens of the
+        passage's title."""
         from bunko.retrieval import highlight
 
         spans = row.sentence_spans()
@@ -381,8 +383,7 @@ class Retriever:
             sent_tokens = self.tokenizer.tokens_many(texts)
         first, last = highlight.choose(
             question, q_tokens, texts, sent_tokens, spans, idf, sims,
-            highlight.is_cross(question, row.text), self.tokenizer,
-            self.tokenizer.tokens(row.title) if row.title else (),
+            highlight.is_cross(question, row.text), self.tokenizer, title_tokens,
         )  # fmt: skip
         return spans[first][0], spans[last][1]
 
@@ -470,7 +471,9 @@ def _places_to_passages(
     passages = []
     for rank, place in enumerate(places, 1):
         row, hit = place.row, place.hit
-        hl_start, hl_end = retriever.highlight_span(row, question, hl_tokens, hl_idf, place.sims)
+        hl_start, hl_end = retriever.highlight_span(
+            row, question, hl_tokens, hl_idf, place.sims, place.title_tokens
+        )
         page, url, link = _where(retriever._extras.get(row.source, {}), row, hl_start, hl_end)
         passages.append(
             Passage(
