@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,20 +123,29 @@ def _exact_top(bm: BM25, query: list[str], n: int, weights: dict[str, float] | N
     return sorted(found)[:n]
 
 
+def _zipf(
+    rng: np.random.Generator, n_vocab: int, exponent: float, length: tuple[int, int]
+) -> tuple[list[str], np.ndarray, Callable[[int], list[list[str]]]]:
+    """A vocabulary with Zipf word probabilities, and a maker of ``k`` random documents
+    of ``length`` (low, high) words drawn from it."""
+    vocab = [f"t{i}" for i in range(n_vocab)]
+    p = 1.0 / np.arange(1, n_vocab + 1) ** exponent
+    p /= p.sum()
+
+    def docs(k: int) -> list[list[str]]:
+        return [
+            [vocab[j] for j in rng.choice(n_vocab, rng.integers(*length), p=p)] for _ in range(k)
+        ]
+
+    return vocab, p, docs
+
+
 def test_pruned_top_n_equals_scoring_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 24: the top n without adding common terms to every row (MaxScore) is the top
     n of scoring every row, scores bit for bit, over parts with deletes, with weights."""
     monkeypatch.setattr(lexical, "PRUNE_MIN_POSTINGS", 200)
     rng = np.random.default_rng(3)
-    vocab = [f"t{i}" for i in range(3000)]
-    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.07
-    p /= p.sum()
-
-    def docs(k: int) -> list[list[str]]:
-        return [
-            [vocab[j] for j in rng.choice(len(vocab), rng.integers(5, 60), p=p)] for _ in range(k)
-        ]
-
+    vocab, p, docs = _zipf(rng, 3000, 1.07, (5, 60))
     dead = rng.random(700) < 0.1
     bm = BM25([(Postings.build(docs(700)), dead), (Postings.build(docs(500)), None)])
     pruned = 0
@@ -166,15 +176,7 @@ def test_maxscore_is_exact_on_random_corpora(
     monkeypatch.setattr(lexical, "PRUNE_MIN_POSTINGS", 50)
     monkeypatch.setattr(lexical, "PRUNE_CHECK_COST", check_cost)
     rng = np.random.default_rng(seed)
-    vocab = [f"t{i}" for i in range(800)]
-    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.1
-    p /= p.sum()
-
-    def docs(k: int) -> list[list[str]]:
-        return [
-            [vocab[j] for j in rng.choice(len(vocab), rng.integers(1, 40), p=p)] for _ in range(k)
-        ]
-
+    vocab, p, docs = _zipf(rng, 800, 1.1, (1, 40))
     sizes = rng.integers(50, 400, 3)
     parts = [(Postings.build(docs(int(k))), rng.random(int(k)) < 0.15) for k in sizes]
     parts[1] = (parts[1][0], None)
