@@ -391,18 +391,19 @@ def load(name: str) -> list[Probe]:
 # -- fit and score offline ----------------------------------------------------------
 
 Weights = dict[str, float]
-Calibration = dict[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
 class Model:
-    """The ranker (logistic weights over the place features) and the calibration of the
-    first place's logit, per group ("same": the first place is in the question's script,
-    "cross": it is not), as in retrieval/answer_stage.py."""
+    """The ranker (logistic weights over the place features), and per group ("same": the
+    first place is in the question's script, "cross": it is not) the slope of the
+    confidence map and the judgement "answerable" over the question's features, as in
+    retrieval/answer_stage.py."""
 
     intercept: float
     weights: Weights
-    calibration: Calibration
+    slope: dict[str, float]
+    answerable: dict[str, tuple[float, Weights]]
 
 
 # The operating point chosen on each group's training questions: the cut on the first
@@ -412,6 +413,7 @@ class Model:
 # 0.980 and 0.866). English (cross): issue 23's answered goal (0.90) and 0.80; no cut
 # reaches both there (AUROC about 0.85).
 GOALS: dict[str, tuple[float, float]] = {"same": (0.95, 0.80), "cross": (0.90, 0.80)}
+L2_JUDGE = 1e-2  # the judgement's L2 (standardised columns): ten features on ~2,000 questions
 TRAIN = ("xling", "xling900", "xling-near")  # the captures fitted on: both shelves, the same folds
 
 
@@ -478,8 +480,21 @@ def group_of(p: Probe, zs: Sequence[float]) -> str:
     return "cross" if p.places[first_place(p, zs)]["f"]["cross"] else "same"
 
 
+def question_row(p: Probe, zs: Sequence[float]) -> dict[str, float]:
+    """The question's features (answer_stage.question_features), places in fused order."""
+    from bunko.retrieval import answer_stage as stage
+
+    order = sorted(range(len(zs)), key=lambda j: p.places[j]["fused_rank"])
+    return stage.question_features([p.places[j]["f"] for j in order], [zs[j] for j in order])
+
+
 def _sigmoid(z: float) -> float:
     return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def judge(model: Model, group: str, q: dict[str, float]) -> float:
+    b, w = model.answerable[group]
+    return b + sum(c * q.get(n, 0.0) for n, c in w.items())
 
 
 def ranked(p: Probe, model: Model) -> list[tuple[float, dict[str, Any]]]:
@@ -488,8 +503,11 @@ def ranked(p: Probe, model: Model) -> list[tuple[float, dict[str, Any]]]:
     if not p.places:
         return []
     zs = logits(p, model.intercept, model.weights)
-    a, b = model.calibration[group_of(p, zs)]
-    scored = [(round(_sigmoid(a + b * z), 4), pl) for z, pl in zip(zs, p.places, strict=True)]
+    group = group_of(p, zs)
+    q = question_row(p, zs)
+    top, slope = judge(model, group, q), model.slope[group]
+    scored = [(round(_sigmoid(top + slope * (z - q["first"])), 4), pl)
+              for z, pl in zip(zs, p.places, strict=True)]  # fmt: skip
     return sorted(scored, key=lambda t: (-t[0], t[1]["fused_rank"]))
 
 
@@ -513,35 +531,49 @@ def choose_cut(pos: Sequence[float], neg: Sequence[float], goals: tuple[float, f
     return (best_cut + lower) / 2
 
 
-def fit_calibration(train: Sequence[Probe], intercept: float, weights: Weights) -> Calibration:
-    """Per group: a logistic fit of "the question is answerable" on the first place's
-    logit (classes weighed equally) gives the slope; the intercept puts the operating
-    point (:func:`choose_cut`, :data:`GOALS`) at confidence 0.5."""
-    tops: dict[str, tuple[list[float], list[float]]] = {"same": ([], []), "cross": ([], [])}
+def fit_calibration(
+    train: Sequence[Probe], intercept: float, weights: Weights
+) -> tuple[dict[str, float], dict[str, tuple[float, Weights]]]:
+    """Per group: the slope of a logistic fit of "the question is answerable" on the
+    first place's logit (the confidence map of the other places), and a logistic fit of
+    the same on the question's features (classes weighed equally), its intercept moved
+    so that the operating point (:func:`choose_cut`, :data:`GOALS`) is at 0.5."""
+    from bunko.retrieval import answer_stage as stage
+
+    names = list(stage.QUESTION_FEATURES)
+    rows: dict[str, tuple[list[list[float]], list[float]]] = {"same": ([], []), "cross": ([], [])}
     for p in train:
         if p.places:
             zs = logits(p, intercept, weights)
-            pos, neg = tops[group_of(p, zs)]
-            (pos if p.answerable else neg).append(zs[first_place(p, zs)])
-    out: Calibration = {}
-    for group, (pos, neg) in tops.items():
-        if not pos or not neg:
-            out[group] = (0.0, 1.0)  # no data for this group: the ranker's own probability
+            q = question_row(p, zs)
+            x, y = rows[group_of(p, zs)]
+            x.append([q[n] for n in names])
+            y.append(float(p.answerable))
+    slopes: dict[str, float] = {}
+    judged: dict[str, tuple[float, Weights]] = {}
+    for group, (xs, ys) in rows.items():
+        if not xs or all(ys) or not any(ys):  # no data for this group: the ranker's own logit
+            slopes[group], judged[group] = 1.0, (0.0, {"first": 1.0})
             continue
-        z = np.array(pos + neg)
-        y = np.array([1.0] * len(pos) + [0.0] * len(neg))
-        w = np.array([0.5 / len(pos)] * len(pos) + [0.5 / len(neg)] * len(neg))
+        x, y = np.array(xs), np.array(ys)
+        w = np.where(y > 0, 0.5 / y.sum(), 0.5 / (len(y) - y.sum()))
+        z = x[:, names.index("first")]
         mu, sd = z.mean(), z.std() + 1e-9
         beta = _newton(np.stack([np.ones(len(z)), (z - mu) / sd], 1), y, w, 1e-4)
-        slope = float(beta[1] / sd) if beta[1] > 0 else 1.0
-        cut = choose_cut(pos, neg, GOALS[group])
-        out[group] = (-slope * cut, slope)
-    return out
+        slopes[group] = float(beta[1] / sd) if beta[1] > 0 else 1.0
+        mu, sd = x.mean(0), x.std(0) + 1e-9
+        beta = _newton(np.hstack([np.ones((len(x), 1)), (x - mu) / sd]), y, w, L2_JUDGE)
+        coef = beta[1:] / sd
+        b0 = float(beta[0] - (beta[1:] * mu / sd).sum())
+        t = b0 + x @ coef
+        cut = choose_cut(list(t[y > 0]), list(t[y == 0]), GOALS[group])
+        judged[group] = (b0 - cut, {n: float(c) for n, c in zip(names, coef, strict=True)})
+    return slopes, judged
 
 
 def fit_model(train: Sequence[Probe], names: Sequence[str]) -> Model:
     b, w = fit_logistic(train, names)
-    return Model(b, w, fit_calibration(train, b, w))
+    return Model(b, w, *fit_calibration(train, b, w))
 
 
 def figures(probes: Sequence[Probe], orders: Sequence[list[tuple[float, dict[str, Any]]]],
@@ -618,7 +650,7 @@ def fit_main(smoke: bool) -> tuple[dict[str, Any], Model]:
     report["cv"] = cross_validate(xl, sets, names)
     model = fit_model(xl, names)
     report["fit"] = {"intercept": model.intercept, "weights": model.weights,
-                     "calibration": model.calibration}  # fmt: skip
+                     "slope": model.slope, "answerable": model.answerable}  # fmt: skip
     for name in ("dev-qa-ja", "dev-qa-en"):
         ps = [p for p in dq if p.set == name]
         if ps:
@@ -648,6 +680,11 @@ def weights_block(model: Model, report: dict[str, Any]) -> list[str]:
         for p in load(c):
             n[p.set] = n.get(p.set, 0) + 1
     listed = textwrap.wrap(", ".join(f"{k} {v}" for k, v in sorted(n.items())) + ".", 86)
+    judged = []  # ANSWERABLE's entries, as ruff formats them
+    for g, (b, w) in model.answerable.items():
+        judged += [f'    "{g}": (', f"        {b:.4f},", "        {"]
+        judged += [f'            "{n}": {c:.4f},' for n, c in w.items()]
+        judged += ["        },", "    ),"]
     lines = [
         GENERATED[0] + " (do not edit by hand) ---",
         "# Ranker: weighted logistic regression over FEATURES on every place of the pool (a place",
@@ -656,17 +693,21 @@ def weights_block(model: Model, report: dict[str, Any]) -> list[str]:
         "# the near-topic shelf, 20 small shelves of paragraph files and the same 20 of whole",
         "# articles), questions per set:",
         *(f"# {line}" for line in listed),
-        "# Calibration per group (the first place in the question's script or not): slope from",
-        "# a logistic fit of 'answerable' on the first place's logit, intercept putting the",
-        "# operating point (max min(answered - goal, abstained - goal)) at 0.5; goals:",
+        "# Per group (the first place in the question's script or not): SLOPE from a logistic fit",
+        "# of 'answerable' on the first place's logit; ANSWERABLE a logistic fit of 'answerable'",
+        "# on QUESTION_FEATURES (classes weighed equally), its intercept putting the operating",
+        "# point (max min(answered - goal, abstained - goal)) at 0.5; goals:",
         "# " + ", ".join(f"{g} {a:.2f}/{b:.2f}" for g, (a, b) in GOALS.items()) + ".",
         "# Cross-validated figures (5 folds by article): docs/answer-stage.md.",
         f"INTERCEPT = {model.intercept:.4f}",
         "WEIGHTS: dict[str, float] = {",
         *(f'    "{k}": {v:.4f},' for k, v in model.weights.items()),
         "}",
-        "CALIBRATION: dict[str, tuple[float, float]] = {",
-        *(f'    "{g}": ({a:.4f}, {b:.4f}),' for g, (a, b) in model.calibration.items()),
+        "SLOPE: dict[str, float] = {",
+        *(f'    "{g}": {v:.4f},' for g, v in model.slope.items()),
+        "}",
+        "ANSWERABLE: dict[str, tuple[float, dict[str, float]]] = {",
+        *judged,
         "}",
         "",
     ]

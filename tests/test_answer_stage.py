@@ -77,10 +77,18 @@ def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
         assert first is not None
         cross = bool(first.signals["cross"])  # the question's calibration group
         assert cross == (q.isascii())  # the shipped articles are Japanese
+        # The question's features are the same on every passage; rank 1's confidence is
+        # the judgement "answerable" over them, the others lie below it.
+        assert set(first.question) == set(stage.QUESTION_FEATURES)
+        judged = stage.calibrated(first.question["first"], first.question, cross)
+        assert abs(r.passages[0].confidence - judged) < 1e-3
         for p in r.passages:
             assert p.explain is not None
             assert set(p.explain.signals) == set(stage.FEATURES)
-            assert abs(p.confidence - stage.probability(p.explain.signals, cross)) < 1e-3
+            assert p.explain.question == first.question
+            assert p.confidence <= r.passages[0].confidence
+            prob = stage.probability(p.explain.signals, p.explain.question, cross)
+            assert abs(p.confidence - prob) < 1e-3
 
 
 @pytest.mark.parametrize(

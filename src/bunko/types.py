@@ -134,6 +134,9 @@ class Explain:
     # The answer stage's features of the passage's place, behind its confidence
     # (retrieval/answer_stage.py); empty when not computed.
     signals: Mapping[str, float] = field(default_factory=dict)
+    # The question's features behind the judgement "the shelf answers it" (the first
+    # result's confidence), the same for every passage; empty when not computed.
+    question: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

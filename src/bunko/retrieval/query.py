@@ -495,7 +495,7 @@ def _places_to_passages(
                     url=url,
                     link=link,
                 ),
-                explain=_explain(hit, mode, place.features) if explain else None,
+                explain=_explain(hit, mode, place.features, place.question) if explain else None,
                 confidence=round(place.confidence, 4),
                 signals=place.signals,
             )
@@ -518,7 +518,10 @@ def _where(
     return page, url, text_fragment(url, highlight) if url else None
 
 
-def _explain(hit: search.Hit, mode: Mode, signals: Mapping[str, float]) -> Explain:
+def _explain(
+    hit: search.Hit, mode: Mode, signals: Mapping[str, float],
+    question: Mapping[str, float] | None,
+) -> Explain:  # fmt: skip
     if mode == "hybrid":
         w = hit.lexical_weight
         fused = (
@@ -537,4 +540,5 @@ def _explain(hit: search.Hit, mode: Mode, signals: Mapping[str, float]) -> Expla
         lexical_weight=hit.lexical_weight,
         fused=fused,
         signals={name: round(v, 6) for name, v in signals.items()},
+        question={name: round(v, 6) for name, v in (question or {}).items()},
     )
