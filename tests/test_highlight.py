@@ -185,3 +185,16 @@ def test_highlights_of_real_queries_hold_the_answer(mini: Settings) -> None:
         hit = next(p for p in shelf.query(question, k=5).passages if p.citation.source == doc)
         assert answer in hit.highlight, (question, hit.highlight)
         assert len(hit.highlight) <= hl.MAX_CHARS
+
+
+def test_a_heading_after_the_best_sentence_never_joins_it(tok: Tokenizer) -> None:
+    # A short best sentence takes a neighbour; a heading after it opens the next section
+    # (plain-text articles write headings as short lines), a list item goes on with it.
+    q, idf = "噴火は何回ありましたか？", {"噴火": 3.0}
+    heading = ["天気の話です。", "噴火は二回ありました。", "2024年の新しい観測体制", "山は高い。"]
+    assert hl.opens_section(heading[2])
+    first, last = _choose(tok, q, heading, idf)
+    assert first <= 1 <= last < 2
+    items = ["天気の話です。", "噴火は二回ありました。", "* 864年と1707年の噴火", "山は高い。"]
+    assert not hl.opens_section(items[2])
+    assert _choose(tok, q, items, idf) == (1, 2)

@@ -183,10 +183,18 @@ def is_cross(question: str, passage: str) -> bool:
     return not JAPANESE.search(question) and bool(JAPANESE.search(passage))
 
 
+LIST_ITEM = re.compile(r"\s*(?:[*\-+・•●◦▪]|\d{1,3}[.)．）])\s*")
+
+
 def heading_like(sentence: str) -> bool:
     """A Markdown heading, or a short line without sentence-final punctuation."""
     s = sentence.strip()
     return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
+
+
+def opens_section(sentence: str) -> bool:
+    """A heading-like line that is not a list item ("* GPT-4o", "1. ...", "・...")."""
+    return heading_like(sentence) and not LIST_ITEM.match(sentence)
 
 
 def _tiny(sentence: str) -> bool:
@@ -380,7 +388,11 @@ def choose(
     ]
     if any(asked) and not has[best] and valued:
         near = valued
-    near = [j for j in near if fits(min(j, best), max(j, best))]
+    # A heading after the best sentence never joins it: it opens the next section (a
+    # list item may go on with the answer; a heading before the best sentence names
+    # this section's subject, which may be what is asked).
+    near = [j for j in near if fits(min(j, best), max(j, best))
+            and not (j > best and opens_section(sentences[j]))]  # fmt: skip
     if near:
         j = max(near, key=lambda j: p[j])
         first, last = min(j, best), max(j, best)
