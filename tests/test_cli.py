@@ -67,7 +67,7 @@ def test_query_explain(mini: Settings) -> None:
     for r, p in zip(results, want, strict=True):
         ex = r["explain"]
         assert set(ex) == {"dense_rank", "dense_score", "lexical_rank", "lexical_score",
-                           "lexical_weight", "fused", "signals"}  # fmt: skip
+                           "lexical_weight", "fused", "signals", "question"}  # fmt: skip
         assert ex == dataclasses.asdict(p.explain)  # the API's values, unchanged
     top = results[0]["explain"]
     assert top["dense_rank"] >= 1 and top["lexical_rank"] >= 1
