@@ -92,18 +92,33 @@ def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
 
 
 @pytest.mark.parametrize(
-    ("question", "money", "number", "date"),
+    ("question", "money", "number", "date", "temperature"),
     [
-        ("GPT-4.5のAPI料金は？", True, False, False),
-        ("How much does the GPT-4.5 API cost?", True, False, False),
-        ("富士山の高さは何メートルですか？", False, True, False),
-        ("How many people live in Tokyo?", False, True, False),
-        ("織田信長はいつ死んだか。", False, False, True),
-        ("What is the capital of France?", False, False, False),
+        ("GPT-4.5のAPI料金は？", True, False, False, False),
+        ("How much does the GPT-4.5 API cost?", True, False, False, False),
+        ("富士山の高さは何メートルですか？", False, True, False, False),
+        ("How many people live in Tokyo?", False, True, False, False),
+        ("織田信長はいつ死んだか。", False, False, True, False),
+        ("What is the capital of France?", False, False, False, False),
+        ("What temperature to bake sourdough?", False, False, False, True),
+        ("豊岡市の過去最高気温は何度か。", False, False, False, True),
+        ("ドミニカは何度優勝しているか？", False, True, False, False),  # 何度: how many times
     ],
 )
-def test_asks_reads_the_answer_type(question: str, money: bool, number: bool, date: bool) -> None:
-    assert stage.asks(question) == stage.Asks(money=money, number=number, date=date)
+def test_asks_reads_the_answer_type(
+    question: str, money: bool, number: bool, date: bool, temperature: bool
+) -> None:
+    want = stage.Asks(money=money, number=number, date=date, temperature=temperature)
+    assert stage.asks(question) == want
+
+
+def test_holds_finds_temperatures_not_any_number() -> None:
+    oven = stage.asks("What temperature to bake sourdough?")
+    assert stage.holds("Preheat the oven to 250 °C (480 °F).", oven)
+    assert stage.holds("過去最高気温は39.9℃を記録した。", stage.asks("最高気温は何度？"))
+    assert stage.holds("摂氏100度で沸騰する。", stage.asks("水の沸点は？"))
+    assert not stage.holds("Mix 50 g of flour with 50 g of water.", oven)
+    assert not stage.holds("3度目の優勝を果たした。", stage.asks("最高気温は？"))
 
 
 def test_holds_finds_money_amounts_in_both_languages() -> None:

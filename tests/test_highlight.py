@@ -61,6 +61,14 @@ def test_answer_cues_find_dates_numbers_and_new_names(tok: Tokenizer) -> None:
     assert not hl.answer_cues(["織田信長がいた。"], tok, "織田信長を討ったのは誰？")[0][2]
 
 
+def test_a_temperature_question_wants_degrees_not_any_number() -> None:
+    sents = ["The loaf feeds 4 people.", "Preheat the oven to 250 °C.", "Bake it well."]
+    number = [c[1] for c in hl.answer_cues(sents, None, "What temperature to bake it?")]
+    assert number == [False, True, False]
+    count = [c[1] for c in hl.answer_cues(sents, None, "How many people does it feed?")]
+    assert count == [True, True, False]
+
+
 def test_features_rows_and_columns(tok: Tokenizer) -> None:
     sents = ["# 富士山", "最後の噴火は1707年の宝永噴火です。", "山頂は寒いです。"]
     q = "最後の噴火はいつ？"

@@ -28,8 +28,9 @@ Signals (:data:`FEATURES`), each computed from what retrieval already holds
 - the best sentence cosine relative to the pool's best (a place far below the
   best sentence of the pool rarely holds the answer);
 - answer type: the question asks for an amount or price (料金, いくら, how much,
-  cost ...), a count, or a date, and the place (or its best sentence) holds a
-  money amount, a number with a unit, or a date;
+  cost ...), a temperature (温度, 気温, temperature, how hot ...), a count, or a
+  date, and the place (or its best sentence) holds a money amount, a number of
+  degrees, a number with a unit, or a date;
 - title match: the share of the place's title (character bigrams) that the
   question repeats;
 - names: the question's names found in the place, and for an English question
@@ -72,7 +73,7 @@ FEATURES = (
     "cross",  # 1 for a question in another script than the place
     "cross_sentence",  # cross x sentence: cross-language cosines run lower
     "cross_gap",  # cross x gap
-    "type_match",  # the question asks for an amount/count/date and the place holds one
+    "type_match",  # the question asks for an amount/temperature/count/date, the place holds one
     "type_best",  # ... and the best sentence (or its neighbour) holds it
     "type_miss",  # the question asks for one and the place holds none
     "title",  # share of the title's character bigrams found in the question
@@ -117,62 +118,62 @@ TOP = 5  # the first places that the *_top features read
 # point (max min(answered - goal, abstained - goal)) at 0.5; goals:
 # same 0.95/0.80, cross 0.90/0.80.
 # Cross-validated figures (5 folds by article): docs/answer-stage.md.
-INTERCEPT = -1.5281
+INTERCEPT = -1.5268
 WEIGHTS: dict[str, float] = {
-    "fused": 1.4189,
-    "log_rank": -0.9484,
-    "dense": 17.6806,
-    "lexical": 0.8042,
-    "hits": -0.0926,
-    "sentence": 1.3509,
-    "gap": 31.8804,
-    "sentence_top": 18.4597,
-    "coverage": 5.0536,
-    "tcoverage": 3.9299,
-    "cross": 1.4740,
-    "cross_sentence": 1.7717,
-    "cross_gap": -3.9151,
-    "type_match": -0.7649,
-    "type_best": 1.0359,
-    "type_miss": -0.8947,
-    "title": -0.3890,
-    "names": 1.0226,
-    "no_names": -0.4003,
-    "rnames": 1.1364,
-    "size": -0.7778,
-    "coverage_rest": 2.4544,
+    "fused": 1.4168,
+    "log_rank": -0.9498,
+    "dense": 17.6588,
+    "lexical": 0.8069,
+    "hits": -0.0942,
+    "sentence": 1.3692,
+    "gap": 31.8774,
+    "sentence_top": 18.4757,
+    "coverage": 5.0408,
+    "tcoverage": 3.9247,
+    "cross": 1.4756,
+    "cross_sentence": 1.7748,
+    "cross_gap": -3.9363,
+    "type_match": -0.7202,
+    "type_best": 1.0046,
+    "type_miss": -0.9332,
+    "title": -0.3874,
+    "names": 1.0190,
+    "no_names": -0.3987,
+    "rnames": 1.1294,
+    "size": -0.7801,
+    "coverage_rest": 2.4605,
 }
 SLOPE: dict[str, float] = {
-    "same": 1.2003,
-    "cross": 0.8312,
+    "same": 1.1994,
+    "cross": 0.8303,
 }
 ANSWERABLE: dict[str, tuple[float, dict[str, float]]] = {
     "same": (
-        -4.5886,
+        -4.6002,
         {
-            "first": 0.2701,
-            "margin": 0.0930,
+            "first": 0.2700,
+            "margin": 0.0926,
             "rnames_top": 0.0000,
-            "coverage_top": 2.3231,
+            "coverage_top": 2.3234,
             "rnames": 0.0000,
-            "coverage": 2.4305,
-            "gap": 22.2569,
-            "names": 1.9780,
-            "no_names": -0.1194,
+            "coverage": 2.4326,
+            "gap": 22.2596,
+            "names": 1.9806,
+            "no_names": -0.1198,
         },
     ),
     "cross": (
-        -1.6203,
+        -1.6183,
         {
-            "first": 0.3485,
-            "margin": 0.1624,
-            "rnames_top": 0.5098,
-            "coverage_top": 0.3957,
-            "rnames": 0.2634,
-            "coverage": 0.8353,
-            "gap": 21.5564,
-            "names": 0.3732,
-            "no_names": -0.0342,
+            "first": 0.3467,
+            "margin": 0.1625,
+            "rnames_top": 0.5186,
+            "coverage_top": 0.3888,
+            "rnames": 0.2571,
+            "coverage": 0.8516,
+            "gap": 21.6481,
+            "names": 0.3728,
+            "no_names": -0.0329,
         },
     ),
 }
@@ -186,31 +187,36 @@ class Asks:
     money: bool
     number: bool
     date: bool
+    temperature: bool = False
 
     @property
     def any(self) -> bool:
-        return self.money or self.number or self.date
+        return self.money or self.number or self.date or self.temperature
 
 
 def asks(question: str) -> Asks:
-    """The answer types a question asks for: an amount or price, a count, a date."""
-    from bunko.retrieval.highlight import Q_MONEY, question_cues
+    """The answer types a question asks for: an amount or price, a temperature, a count,
+    a date."""
+    from bunko.retrieval.highlight import Q_MONEY, Q_TEMPERATURE, question_cues
 
     q = unicodedata.normalize("NFKC", question)
     date, number, _, _ = question_cues(q)
     money = bool(Q_MONEY.search(q))
-    return Asks(money=money, number=number and not money, date=date)
+    temperature = not money and bool(Q_TEMPERATURE.search(q))
+    return Asks(money=money, number=number and not (money or temperature), date=date,
+                temperature=temperature)  # fmt: skip
 
 
 def holds(text: str, want: Asks) -> bool:
     """Whether ``text`` holds a value of a kind the question asks for."""
-    from bunko.retrieval.highlight import DATE, MONEY, NUMBER
+    from bunko.retrieval.highlight import DATE, MONEY, NUMBER, TEMPERATURE
 
     if not want.any:
         return False
     t = unicodedata.normalize("NFKC", text)
     return bool(
         (want.money and MONEY.search(t))
+        or (want.temperature and TEMPERATURE.search(t))
         or (want.number and NUMBER.search(t))
         or (want.date and DATE.search(t))
     )

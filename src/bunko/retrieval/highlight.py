@@ -176,6 +176,17 @@ MONEY = re.compile(
     r"|[一二三四五六七八九十百千万億]+(?:ドル|円)",
     re.I,
 )
+# The question asks for a temperature; the answer is one (a number of degrees), not any
+# number ("50 g"). 何度 alone is not one: it also asks "how many times".
+Q_TEMPERATURE = re.compile(
+    r"温度|気温|水温|体温|室温|沸点|融点|融解点|\btemperatures?\b|\bhow (?:hot|cold|warm)\b"
+    r"|\b(?:boiling|melting|freezing) point\b",
+    re.I,
+)
+TEMPERATURE = re.compile(
+    r"[0-9][0-9,.]*\s*(?:°\s*[CF]?|℃|℉|度(?![目])|degrees?\b|deg\b)|(?:摂氏|華氏|マイナス)\s*[0-9]",
+    re.I,
+)
 
 
 def is_cross(question: str, passage: str) -> bool:
@@ -231,7 +242,9 @@ def answer_cues(
     never found (dates and numbers are plain patterns).
     """
     q_names: set[str] = set()
-    money = bool(Q_MONEY.search(unicodedata.normalize("NFKC", question)))
+    q = unicodedata.normalize("NFKC", question)
+    money = bool(Q_MONEY.search(q))
+    temperature = not money and bool(Q_TEMPERATURE.search(q))
     if tokenizer is not None and question:
         q_names = {s for s, _ in tokenizer.proper_nouns(question)}
     out = []
@@ -244,8 +257,14 @@ def answer_cues(
                     continue
                 person |= kind == "人名"
                 place |= kind == "地名"
-        # A price question wants an amount of money, not any number ("38%").
-        number = bool(MONEY.search(s)) if money else bool(NUMBER.search(s))
+        # A price question wants an amount of money, not any number ("38%"); a
+        # temperature question a number of degrees, not "50 g".
+        if money:
+            number = bool(MONEY.search(s))
+        elif temperature:
+            number = bool(TEMPERATURE.search(s))
+        else:
+            number = bool(NUMBER.search(s))
         out.append((bool(DATE.search(s)), number, person, place))
     return out
 
