@@ -188,3 +188,42 @@ def test_rendered_names_count_each_name_or_phrase_once() -> None:
     assert stage.rendered_coverage(rendered, "父") == 0.0
     assert stage.rendered_names(None) == []
     assert stage.rendered_coverage([], "九条道家") == 0.0
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory: pytest.TempPathFactory) -> Shelf:
+    """Issue 19's newcomer shelf: five articles, one of them an English sourdough guide."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("five")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    mini = sorted((REPO / "tests/data/mini").iterdir())
+    sources = [REPO / "tests/data/english/sourdough.md", *mini, ARTICLES / PRICE]
+    for f in sources:
+        shutil.copy(f, corpus / f.name)
+    shelf = Shelf(Settings.resolve(corpus=corpus, index=root / "index"))
+    shelf.index()
+    return shelf
+
+
+@pytest.mark.parametrize(
+    ("question", "section", "holds"),
+    [
+        ("What temperature to bake sourdough?", "## Baking", "°C"),
+        ("How do I know the starter is ready?", "## The starter", "float"),
+        ("How much salt goes into the dough?", "## Mixing the dough", "10 g of salt"),
+    ],
+)
+def test_english_questions_over_an_english_article(
+    five: Shelf, question: str, section: str, holds: str
+) -> None:
+    # The newcomer's trial of issue 19: "What temperature to bake sourdough?" abstained at
+    # 0.37 with the Baking section at [2]. English function words no longer count in the
+    # coverage ("what", "to" are rare on a mostly Japanese shelf).
+    r = five.query(question, k=3, update=False)
+    first = r.passages[0]
+    assert r.answerable, [(p.citation.line_start, p.confidence) for p in r.passages]
+    assert first.citation.source == "sourdough.md"
+    assert section in first.text
+    assert holds in first.highlight

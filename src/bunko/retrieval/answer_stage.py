@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bunko.retrieval import confidence as conf
+from bunko.retrieval.expansion import ENGLISH_STOP
 from bunko.retrieval.passages import group_places, merge_rows
 from bunko.text import JAPANESE
 
@@ -366,6 +367,12 @@ def rank_places(
         float(sims.max()) if sims is not None and len(sims) else background for _, _, sims in merged
     ]
     pool_best = max(best_sims)
+    # Coverage counts what an English question is about: its function words ("what",
+    # "to", "the") are rare on a Japanese shelf, so their idf would outweigh its subject
+    # (the index keeps them; Japanese particles it drops). Not in a Japanese question:
+    # there "a" is the A of A320 or 附則A.
+    content = [t for t in q_tokens if t not in ENGLISH_STOP] if english else list(q_tokens)
+    content = content or list(q_tokens)
     titles: dict[str, frozenset[str]] = {}
     scored: list[tuple[ChunkRow, Any, Hit, conf.Signals, dict[str, float], float]] = []
     for i, ((group, row, sims), best) in enumerate(zip(merged, best_sims, strict=True)):
@@ -374,7 +381,7 @@ def rank_places(
         coverage = (
             conf.translated_coverage(question, row.text, row.tokens)
             if cross
-            else conf.word_coverage(q_tokens, row.tokens, idf, unseen_idf)
+            else conf.word_coverage(content, row.tokens, idf, unseen_idf)
         )
         signals = conf.Signals(sentence=best, gap=best - background, coverage=coverage, cross=cross)
         dense = max((h.dense_score for h in group if h.dense_score is not None), default=None)
@@ -383,7 +390,7 @@ def rank_places(
         if row.title not in titles:
             titles[row.title] = frozenset(tokenize(row.title) if tokenize and row.title else ())
         coverage_rest = 0.0 if cross else rest_coverage(
-            q_tokens, titles[row.title], row.tokens, idf, unseen_idf
+            content, titles[row.title], row.tokens, idf, unseen_idf
         )  # fmt: skip
         features = {
             "fused": (hit.score - lo) / (hi - lo) if hi > lo else 1.0,
