@@ -20,11 +20,14 @@ def tok() -> Tokenizer:
 
 
 def _choose(tok: Tokenizer, q: str, sents: list[str], idf: dict[str, float],
-            sims: np.ndarray | None = None) -> tuple[int, int]:  # fmt: skip
+            sims: np.ndarray | None = None, gaps: dict[int, int] | None = None,
+            ) -> tuple[int, int]:  # fmt: skip
+    """``gaps``: characters before sentence i (default 1, a line break; 2: a blank line)."""
     spans, at = [], 0
-    for s in sents:
+    for i, s in enumerate(sents):
+        at += (gaps or {}).get(i, 1) if i else 0
         spans.append((at, at + len(s)))
-        at += len(s) + 1
+        at += len(s)
     return hl.choose(q, tok.tokens(q), sents, tok.tokens_many(sents), spans, idf, sims,
                      hl.is_cross(q, "".join(sents)), tok)  # fmt: skip
 
@@ -197,12 +200,15 @@ def test_highlights_of_real_queries_hold_the_answer(mini: Settings) -> None:
 
 def test_a_heading_after_the_best_sentence_never_joins_it(tok: Tokenizer) -> None:
     # A short best sentence takes a neighbour; a heading after it opens the next section
-    # (plain-text articles write headings as short lines), a list item goes on with it.
+    # (plain-text articles write headings as short lines after a blank line), a list item
+    # or a short line right below it goes on with it.
     q, idf = "噴火は何回ありましたか？", {"噴火": 3.0}
     heading = ["天気の話です。", "噴火は二回ありました。", "2024年の新しい観測体制", "山は高い。"]
-    assert hl.opens_section(heading[2])
-    first, last = _choose(tok, q, heading, idf)
+    assert hl.opens_section(heading[2], gap=2) and not hl.opens_section(heading[2], gap=1)
+    assert hl.opens_section("## 観測体制", gap=1)
+    first, last = _choose(tok, q, heading, idf, gaps={2: 2})
     assert first <= 1 <= last < 2
+    assert _choose(tok, q, heading, idf) == (1, 2)  # no blank line: it may go on
     items = ["天気の話です。", "噴火は二回ありました。", "* 864年と1707年の噴火", "山は高い。"]
-    assert not hl.opens_section(items[2])
-    assert _choose(tok, q, items, idf) == (1, 2)
+    assert not hl.opens_section(items[2], gap=2)
+    assert _choose(tok, q, items, idf, gaps={2: 2}) == (1, 2)

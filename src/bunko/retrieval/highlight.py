@@ -203,9 +203,13 @@ def heading_like(sentence: str) -> bool:
     return s.startswith("#") or (len(s) < 30 and not s.endswith(("。", ".", "！", "？", "!", "?")))
 
 
-def opens_section(sentence: str) -> bool:
-    """A heading-like line that is not a list item ("* GPT-4o", "1. ...", "・...")."""
-    return heading_like(sentence) and not LIST_ITEM.match(sentence)
+def opens_section(sentence: str, gap: int = 2) -> bool:
+    """A heading-like line that opens a section: a Markdown heading, or a short line
+    after a blank line (``gap``: the characters between it and the sentence before;
+    a blank line is at least two) that is not a list item ("* GPT-4o", "1. ", "・")."""
+    if sentence.lstrip().startswith("#"):
+        return True
+    return gap >= 2 and heading_like(sentence) and not LIST_ITEM.match(sentence)
 
 
 def _tiny(sentence: str) -> bool:
@@ -407,11 +411,12 @@ def choose(
     ]
     if any(asked) and not has[best] and valued:
         near = valued
-    # A heading after the best sentence never joins it: it opens the next section (a
-    # list item may go on with the answer; a heading before the best sentence names
-    # this section's subject, which may be what is asked).
-    near = [j for j in near if fits(min(j, best), max(j, best))
-            and not (j > best and opens_section(sentences[j]))]  # fmt: skip
+    # A heading after the best sentence never joins it: it opens the next section. A
+    # short line right below it (no blank line between) may be a list item going on
+    # with the answer; a heading before the best sentence names this section's subject,
+    # which may be what is asked.
+    near = [j for j in near if fits(min(j, best), max(j, best)) and not (
+        j > best and opens_section(sentences[j], spans[j][0] - spans[best][1]))]  # fmt: skip
     if near:
         j = max(near, key=lambda j: p[j])
         first, last = min(j, best), max(j, best)
