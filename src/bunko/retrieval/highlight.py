@@ -14,7 +14,8 @@ The highlight is the best sentence; its more likely neighbour joins it when that
 neighbour has at least ``JOIN_RATIO`` of its probability, or when the best is
 short, up to ``MAX_CHARS`` for the pair. When the best is a heading or a label line ("two
 models were announced:"), which restates the question, the highlight is the one
-or two sentences after it, where the answer (often a list) is.
+or two sentences after it, where the answer (often a list) is. A section heading after
+the best sentence (:func:`opens_section`) never joins it.
 
 The word overlap is counted twice: over all the question's words, and over those
 not in the article's title (``lex_rest``): the title names the topic every sentence
