@@ -212,3 +212,11 @@ def test_a_heading_after_the_best_sentence_never_joins_it(tok: Tokenizer) -> Non
     items = ["天気の話です。", "噴火は二回ありました。", "* 864年と1707年の噴火", "山は高い。"]
     assert not hl.opens_section(items[2], gap=2)
     assert _choose(tok, q, items, idf, gaps={2: 2}) == (1, 2)
+
+
+def test_a_section_heading_before_the_best_sentence_never_joins_it(tok: Tokenizer) -> None:
+    # A short best sentence takes its neighbour; the heading above it is no answer. An
+    # article's "# " title may join (it names the subject a question may ask for).
+    q, idf = "噴火は何回ありましたか？", {"噴火": 3.0}
+    assert _choose(tok, q, ["山の記録", "噴火は二回ありました。"], idf, gaps={1: 2}) == (1, 1)
+    assert _choose(tok, q, ["# 富士山の噴火", "噴火は二回ありました。"], idf, gaps={1: 2}) == (0, 1)

@@ -14,8 +14,8 @@ The highlight is the best sentence; its more likely neighbour joins it when that
 neighbour has at least ``JOIN_RATIO`` of its probability, or when the best is
 short, up to ``MAX_CHARS`` for the pair. When the best is a heading or a label line ("two
 models were announced:"), which restates the question, the highlight is the one
-or two sentences after it, where the answer (often a list) is. A section heading after
-the best sentence (:func:`opens_section`) never joins it.
+or two sentences after it, where the answer (often a list) is. A section heading
+(:func:`opens_section`) never joins the best sentence; the article's "# " title may.
 
 The word overlap is counted twice: over all the question's words, and over those
 not in the article's title (``lex_rest``): the title names the topic every sentence
@@ -412,12 +412,18 @@ def choose(
     ]
     if any(asked) and not has[best] and valued:
         near = valued
-    # A heading after the best sentence never joins it: it opens the next section. A
-    # short line right below it (no blank line between) may be a list item going on
-    # with the answer; a heading before the best sentence names this section's subject,
-    # which may be what is asked.
+
+    # A section heading never joins the best sentence: after it, it opens the next
+    # section; before it, it names this one. A short line right below a sentence (no
+    # blank line between) may be a list item going on with it; a Markdown title ("# ")
+    # may join: it names the article's subject, which a question may ask for.
+    def before(j: int) -> int:  # the characters between sentence j and the one before
+        return spans[j][0] - spans[j - 1][1] if j else 2
+
     near = [j for j in near if fits(min(j, best), max(j, best)) and not (
-        j > best and opens_section(sentences[j], spans[j][0] - spans[best][1]))]  # fmt: skip
+        (j > best and opens_section(sentences[j], spans[j][0] - spans[best][1]))
+        or (j < best and not sentences[j].lstrip().startswith("# ")
+            and opens_section(sentences[j], before(j))))]  # fmt: skip
     if near:
         j = max(near, key=lambda j: p[j])
         first, last = min(j, best), max(j, best)
