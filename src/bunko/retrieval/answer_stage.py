@@ -99,7 +99,7 @@ QUESTION_FEATURES = (
     "coverage_top",  # the best word coverage (same script or translated) of the first 5
     "rnames",  # the first place's: rendered names and phrases found
     "coverage",  # ... word coverage (same script or translated)
-    "gap",  # ... that cosine minus the question's dense background
+    "gap",  # ... best sentence cosine minus the question's dense background
     "names",  # ... share of the question's names found
     "no_names",  # the question has no names, numbers or katakana words
 )
