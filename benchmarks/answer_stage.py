@@ -488,25 +488,16 @@ def question_row(p: Probe, zs: Sequence[float]) -> dict[str, float]:
     return stage.question_features([p.places[j]["f"] for j in order], [zs[j] for j in order])
 
 
-def _sigmoid(z: float) -> float:
-    return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
-
-
-def judge(model: Model, group: str, q: dict[str, float]) -> float:
-    b, w = model.answerable[group]
-    return b + sum(c * q.get(n, 0.0) for n, c in w.items())
-
-
 def ranked(p: Probe, model: Model) -> list[tuple[float, dict[str, Any]]]:
     """The places by confidence (shown rounded), ties in fused order, as the query path
-    orders them."""
+    orders them (:func:`bunko.retrieval.answer_stage.calibrated`, with ``model``)."""
+    from bunko.retrieval import answer_stage as stage
+
     if not p.places:
         return []
     zs = logits(p, model.intercept, model.weights)
-    group = group_of(p, zs)
-    q = question_row(p, zs)
-    top, slope = judge(model, group, q), model.slope[group]
-    scored = [(round(_sigmoid(top + slope * (z - q["first"])), 4), pl)
+    cross, q = group_of(p, zs) == "cross", question_row(p, zs)
+    scored = [(round(stage.calibrated(z, q, cross, model.slope, model.answerable), 4), pl)
               for z, pl in zip(zs, p.places, strict=True)]  # fmt: skip
     return sorted(scored, key=lambda t: (-t[0], t[1]["fused_rank"]))
 

@@ -264,14 +264,23 @@ def question_features(
     }
 
 
-def answerable_logit(question: Mapping[str, float], cross: bool) -> float:
+Judgement = Mapping[str, tuple[float, Mapping[str, float]]]  # ANSWERABLE's shape
+
+
+def answerable_logit(
+    question: Mapping[str, float], cross: bool, judgement: Judgement | None = None
+) -> float:
     """The logit that the shelf answers the question (0 at the operating point), from its
-    features; ``cross``: its first place is in another script than the question."""
-    intercept, weights = ANSWERABLE["cross" if cross else "same"]
+    features; ``cross``: its first place is in another script than the question.
+    ``judgement``: other fitted weights than :data:`ANSWERABLE` (the benchmark's folds)."""
+    intercept, weights = (judgement or ANSWERABLE)["cross" if cross else "same"]
     return intercept + sum(w * question.get(f, 0.0) for f, w in weights.items())
 
 
-def calibrated(z: float, question: Mapping[str, float], cross: bool) -> float:
+def calibrated(
+    z: float, question: Mapping[str, float], cross: bool,
+    slopes: Mapping[str, float] | None = None, judgement: Judgement | None = None,
+) -> float:  # fmt: skip
     """The confidence of a place with ranker logit ``z`` in a question with features
     ``question`` (``cross``: its first place is in another script).
 
@@ -279,10 +288,12 @@ def calibrated(z: float, question: Mapping[str, float], cross: bool) -> float:
     (:func:`answerable_logit`, fitted on the tuning questions: answerable or not); the
     others lie below it on the same increasing map (the group's slope on the ranker's
     logit), so the order is the ranker's and no shown result is more confident than
-    the first.
+    the first. ``slopes`` and ``judgement``: other fitted values than :data:`SLOPE` and
+    :data:`ANSWERABLE`.
     """
-    slope = SLOPE["cross" if cross else "same"]
-    return _sigmoid(answerable_logit(question, cross) + slope * (z - question["first"]))
+    slope = (slopes or SLOPE)["cross" if cross else "same"]
+    top = answerable_logit(question, cross, judgement)
+    return _sigmoid(top + slope * (z - question["first"]))
 
 
 def probability(
