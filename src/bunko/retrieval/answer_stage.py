@@ -198,12 +198,11 @@ class Asks:
 def asks(question: str) -> Asks:
     """The answer types a question asks for: an amount or price, a temperature, a count,
     a date."""
-    from bunko.retrieval.highlight import Q_MONEY, Q_TEMPERATURE, question_cues
+    from bunko.retrieval.highlight import asked_amount, question_cues
 
     q = unicodedata.normalize("NFKC", question)
     date, number, _, _ = question_cues(q)
-    money = bool(Q_MONEY.search(q))
-    temperature = not money and bool(Q_TEMPERATURE.search(q))
+    money, temperature = asked_amount(q)
     return Asks(money=money, number=number and not (money or temperature), date=date,
                 temperature=temperature)  # fmt: skip
 

@@ -237,6 +237,13 @@ def question_cues(question: str) -> tuple[bool, bool, bool, bool]:
             bool(_Q_PLACE.search(q)))  # fmt: skip
 
 
+def asked_amount(question: str) -> tuple[bool, bool]:
+    """(money, temperature): the (NFKC) question asks for a price, or else for a
+    temperature; the answer stage and the highlight read it from here."""
+    money = bool(Q_MONEY.search(question))
+    return money, not money and bool(Q_TEMPERATURE.search(question))
+
+
 def answer_cues(
     sentences: Sequence[str], tokenizer: Tokenizer | None, question: str = ""
 ) -> list[tuple[bool, bool, bool, bool]]:
@@ -247,9 +254,7 @@ def answer_cues(
     never found (dates and numbers are plain patterns).
     """
     q_names: set[str] = set()
-    q = unicodedata.normalize("NFKC", question)
-    money = bool(Q_MONEY.search(q))
-    temperature = not money and bool(Q_TEMPERATURE.search(q))
+    money, temperature = asked_amount(unicodedata.normalize("NFKC", question))
     if tokenizer is not None and question:
         q_names = {s for s, _ in tokenizer.proper_nouns(question)}
     out = []
