@@ -392,6 +392,8 @@ def main() -> None:
     report["eval"] = evaluate(sets)
     if args.out or not args.smoke:
         out = Path(args.out) if args.out else REPO / "benchmarks/results/highlight.json"
+        if "fit" not in report and out.exists():  # eval keeps the last fit's figures
+            report = {"fit": json.loads(out.read_text("utf-8")).get("fit"), **report}
         out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
         print(f"\nwrote {out}", file=sys.stderr)
 

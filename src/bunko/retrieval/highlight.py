@@ -167,7 +167,11 @@ NUMBER = re.compile(
 # The question asks for an amount of money or a price; the answer is a money amount.
 Q_MONEY = re.compile(
     r"料金|いくら|値段|価格|費用|価額|コスト|運賃|代金|月額|年額|賃金|給料|給与|報酬|税額"
-    r"|\bhow much\b|\bcosts?\b|\bprices?d?\b|\bpricing\b|\bfees?\b|\bcharges?\b",
+    # "how much" before a verb or at the end ("How much is it?", "how much did it raise"),
+    # not before a noun or a comparative ("how much energy", "how much more efficient")
+    r"|\bhow much(?=\s*(?:money|is|are|was|were|does|do|did|will|would|can|could|should"
+    r"|has|have|had)\b|\s*\?|\s*$)|\bcosts?\b|\bprices?d?\b|\bpricing\b|\bfees?\b"
+    r"|\bcharges?\b",
     re.I,
 )
 # A money amount: a number and a currency word, or a currency sign before a number.
