@@ -27,8 +27,8 @@ Signals (:data:`FEATURES`), each computed from what retrieval already holds
   language) or translated coverage (a question in another script), the cross flag;
 - the best sentence cosine relative to the pool's best (a place far below the
   best sentence of the pool rarely holds the answer);
-- answer type: the question asks for an amount or price (料金, いくら, how much,
-  cost ...), a temperature (温度, 気温, temperature, how hot ...), a count, or a
+- answer type: the question asks for an amount or price (料金, いくら, cost, "how much"
+  before a verb ...), a temperature (温度, 気温, temperature, how hot ...), a count, or a
   date, and the place (or its best sentence) holds a money amount, a number of
   degrees, a number with a unit, or a date;
 - title match: the share of the place's title (character bigrams) that the
