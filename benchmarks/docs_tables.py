@@ -363,14 +363,14 @@ def latent() -> str:
     rows += [[f"near-topic refused, {lang}: {variant}", "", "", "",
               _f3(q[variant][f"near-{lang.lower()}"]["abstained"]), ""]
              for lang in ("EN", "JA") for variant in q]  # fmt: skip
-    c, i, n = d["cost"], d["cost"]["index"], d["cost"]["question"]
+    i, n = d["cost"]["index"], d["cost"]["question"]
     return _table(["set", *cols], rows) + (
         f"\n\nCost: indexing, the SAE graph takes {i['ratio']:.2f}× the encoder's time "
         f"({i['texts']} paragraphs, {i['tokens']:,} tokens, best of the runs); a question's "
         f"`E5.sparse` {n['sparse_ms']:.1f} ms against {n['dense_ms']:.1f} ms for its dense "
         f"embedding ({n['questions']} English questions, one thread). {_machine(d['cpu'])}; "
         "`benchmarks/results/latent-terms.json`."
-    ) if c else ""
+    )
 
 
 def _install() -> dict[str, Any]:

@@ -70,6 +70,15 @@ def test_readme_showcase_answers_with_the_price(shipped: Shelf, question: str) -
     assert "75ドル" in first.highlight
 
 
+def test_a_comparative_how_much_highlights_the_ratio_not_the_price(shipped: Shelf) -> None:
+    # "How much more ..." asks for a ratio: the 004 passage's highlight is the 10x sentence,
+    # not the price sentence next to it ("GPT-4oの約30倍").
+    r = shipped.query("How much more compute-efficient than GPT-4 is GPT-4.5 said to be?",
+                      k=5, update=False)  # fmt: skip
+    place = next(p for p in r.passages if "計算効率を10倍" in p.text)
+    assert "計算効率を10倍" in place.highlight, place.highlight
+
+
 def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
     for q in SHOWCASE:
         r = shipped.query(q, k=3, explain=True, update=False)
@@ -103,6 +112,11 @@ def test_explain_carries_the_answer_stage_features(shipped: Shelf) -> None:
         ("What temperature to bake sourdough?", False, False, False, True),
         ("豊岡市の過去最高気温は何度か。", False, False, False, True),
         ("ドミニカは何度優勝しているか？", False, True, False, False),  # 何度: how many times
+        # "how much" before a verb or alone asks a price; before a noun or a comparative, an amount
+        ("How much did OpenAI raise?", True, False, False, False),
+        ("GPT-4.5, how much?", True, False, False, False),
+        ("How much more compute-efficient than GPT-4 is GPT-4.5?", False, True, False, False),
+        ("How much energy does training GPT-4 consume?", False, True, False, False),
     ],
 )
 def test_asks_reads_the_answer_type(
