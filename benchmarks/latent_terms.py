@@ -144,7 +144,7 @@ def smoke_quality(codes: Codes) -> dict[str, Any]:
     files = sorted(x.corpus.iterdir())
     names = [f.name for f in files]
     texts = [f.read_text("utf-8") for f in files]
-    e5 = _model()
+    e5 = codes.model = codes.model or _model()  # one model for the vectors and the codes
     dense = e5.passage(texts)
     para = codes(texts)
     out: dict[str, list[float]] = {"dense": [], "dense + latent": []}
