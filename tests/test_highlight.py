@@ -208,7 +208,10 @@ def test_a_heading_after_the_best_sentence_never_joins_it(tok: Tokenizer) -> Non
     assert hl.opens_section("## 観測体制", gap=1)
     first, last = _choose(tok, q, heading, idf, gaps={2: 2})
     assert first <= 1 <= last < 2
-    assert _choose(tok, q, heading, idf) == (1, 2)  # no blank line: it may go on
+    # No blank line: it may go on (the best sentence alone before it, so the line
+    # below is its only neighbour).
+    assert _choose(tok, q, heading[1:], idf) == (0, 1)
+    assert _choose(tok, q, heading[1:], idf, gaps={1: 2}) == (0, 0)
     items = ["天気の話です。", "噴火は二回ありました。", "* 864年と1707年の噴火", "山は高い。"]
     assert not hl.opens_section(items[2], gap=2)
     assert _choose(tok, q, items, idf, gaps={2: 2}) == (1, 2)
@@ -220,3 +223,26 @@ def test_a_section_heading_before_the_best_sentence_never_joins_it(tok: Tokenize
     q, idf = "噴火は何回ありましたか？", {"噴火": 3.0}
     assert _choose(tok, q, ["山の記録", "噴火は二回ありました。"], idf, gaps={1: 2}) == (1, 1)
     assert _choose(tok, q, ["# 富士山の噴火", "噴火は二回ありました。"], idf, gaps={1: 2}) == (0, 1)
+
+
+def test_question_words_next_to_the_question_word_weigh_most(tok: Tokenizer) -> None:
+    # 率いる is what is asked about (率いているのは誰), 研究 only qualifies the team.
+    near = hl.nearness(tok.tokens("o1の研究チームを率いているのは誰ですか？"))
+    assert near["率い"] > near["チーム"] > near["研究"] > 0
+    assert hl.nearness(tok.tokens("Who led the research team?"))["led"] == 1.0
+    assert hl.nearness(tok.tokens("寿司の起源について")) == {}  # no question word
+
+
+def test_the_sentence_with_the_asked_predicate_gets_the_word_nearness(tok: Tokenizer) -> None:
+    q = "o1の研究チームを率いているのは誰ですか？"
+    sents = ["研究チームは数学の問題を例に挙げた。", "チームを率いているのはボブ・マグルーだ。"]
+    idf = dict.fromkeys(tok.tokens(q), 0.0) | {"研究": 2.0, "チーム": 2.0, "率い": 2.0}
+    x = hl.features(q, tok.tokens(q), sents, tok.tokens_many(sents), idf, None, False)
+    near = x[:, hl.FEATURES.index("lex_near")]
+    assert near[1] == 1.0 and near[0] < near[1]
+    # The same words' plain overlap does not tell the two apart.
+    lex = x[:, hl.FEATURES.index("lex")]
+    assert lex[0] == lex[1] == 1.0
+    # Across languages the question's tokens carry its rendering: no word order, 0.
+    xc = hl.features(q, tok.tokens(q), sents, tok.tokens_many(sents), idf, None, True)
+    assert not xc[:, hl.FEATURES.index("lex_near")].any()

@@ -77,6 +77,8 @@ FEATURES = (
     "cue_number",  # the question asks how many/much, and the sentence has a number
     "cue_person",  # the question asks who, and the sentence names a person the question does not
     "cue_place",  # the question asks where, and the sentence names a place the question does not
+    "lex_near",  # idf word overlap, each question word weighed by its nearness to the question
+    # word (誰/何/いつ/who/what...): 率いる in 研究チームを率いているのは誰, 原因 in 豪雨の原因は?
 )
 
 # Conditional-logit weights, one per FEATURES entry: `python benchmarks/highlight.py fit`.
@@ -90,48 +92,50 @@ LEXICAL = frozenset(
     {"lex", "lex_rest", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex"}
 )
 WEIGHTS: dict[str, float] = {
-    "lex": -0.142,
-    "lex_rest": 3.409,
-    "lex_share": -0.309,
-    "bigram": 1.117,
-    "cos": 1.056,
-    "cos_gap": 0.343,
-    "cos_top": 0.081,
-    "lex_top": 0.180,
+    "lex": -1.915,
+    "lex_rest": 2.902,
+    "lex_share": 1.529,
+    "bigram": 0.704,
+    "cos": 1.250,
+    "cos_gap": -0.649,
+    "cos_top": 0.050,
+    "lex_top": 0.272,
     "heading": -1.500,
-    "tiny": -0.390,
-    "log_len": -0.393,
-    "novel": 1.981,
-    "prev_lex": 0.726,
-    "next_lex": 0.426,
-    "prev_cos": 0.302,
-    "next_cos": 0.193,
-    "cue_date": 3.162,
-    "cue_number": 1.778,
-    "cue_person": 2.751,
-    "cue_place": 2.338,
+    "tiny": -0.574,
+    "log_len": -0.372,
+    "novel": 2.243,
+    "prev_lex": 0.558,
+    "next_lex": 0.388,
+    "prev_cos": 0.326,
+    "next_cos": 0.273,
+    "cue_date": 2.986,
+    "cue_number": 1.430,
+    "cue_person": 2.960,
+    "cue_place": 2.658,
+    "lex_near": 2.306,
 }
 WEIGHTS_CROSS: dict[str, float] = {
     "lex": -0.277,
-    "lex_rest": 1.569,
-    "lex_share": 1.485,
-    "bigram": -0.448,
-    "cos": 2.197,
-    "cos_gap": 0.771,
-    "cos_top": 0.400,
-    "lex_top": 0.015,
+    "lex_rest": 1.565,
+    "lex_share": 1.487,
+    "bigram": -0.444,
+    "cos": 2.193,
+    "cos_gap": 0.772,
+    "cos_top": 0.403,
+    "lex_top": 0.014,
     "heading": -1.500,
-    "tiny": 0.747,
-    "log_len": 0.202,
-    "novel": 2.379,
-    "prev_lex": 0.273,
-    "next_lex": 0.222,
-    "prev_cos": 0.483,
-    "next_cos": 0.224,
-    "cue_date": 2.302,
-    "cue_number": 1.552,
+    "tiny": 0.745,
+    "log_len": 0.201,
+    "novel": 2.383,
+    "prev_lex": 0.269,
+    "next_lex": 0.219,
+    "prev_cos": 0.484,
+    "next_cos": 0.223,
+    "cue_date": 2.303,
+    "cue_number": 1.580,
     "cue_person": 1.460,
-    "cue_place": 0.947,
+    "cue_place": 0.948,
+    "lex_near": 0.000,
 }
 
 _Q_DATE = re.compile(
@@ -283,6 +287,28 @@ def answer_cues(
     return out
 
 
+WH = frozenset(
+    "誰 だれ どなた 何 なに なん いつ どこ どの どう どんな なぜ 何故 いくつ いくら どれ どちら "
+    "who whom whose what when where which why how".split()
+)
+NEAR_DECAY = 0.7
+
+
+def nearness(question_tokens: Sequence[str]) -> dict[str, float]:
+    """Each question word's nearness to the question word (1 next to it, times
+    ``NEAR_DECAY`` for each word between); empty when the question has none."""
+    at = [i for i, t in enumerate(question_tokens) if t.casefold() in WH]
+    if not at:
+        return {}
+    out: dict[str, float] = {}
+    for i, t in enumerate(question_tokens):
+        if i in at:
+            continue
+        d = min(abs(i - j) for j in at)
+        out[t] = max(out.get(t, 0.0), NEAR_DECAY ** (d - 1))
+    return out
+
+
 def _scaled(values: Sequence[float]) -> list[float]:
     lo, hi = min(values, default=0.0), max(values, default=0.0)
     return [(v - lo) / (hi - lo) if hi > lo else 1.0 for v in values]
@@ -312,6 +338,14 @@ def features(
     rest_words = [sum(idf.get(t, 1.0) for t in rest.intersection(toks)) for toks in sentence_tokens]
     top_rest = max(rest_words, default=0.0)
     bigram = [len(qb & _bigrams(s)) / (len(qb) or 1) for s in sentences]
+    # Across languages the question's tokens end with its rendering's Japanese terms,
+    # which have no place in its word order: 0 there.
+    near = {} if cross else nearness(question_tokens)
+    near_words = [
+        sum(idf.get(t, 1.0) * v for t, v in near.items() if t in toks)
+        for toks in map(set, sentence_tokens)
+    ]
+    top_near = max(near_words, default=0.0)
     have_sims = sims is not None and len(sims) == n and n > 0
     raw = [float(x) for x in sims] if have_sims and sims is not None else [0.0] * n
     cos = _scaled(raw) if have_sims else [0.0] * n
@@ -345,6 +379,7 @@ def features(
             float(q_cues[1] and cues[i][1]),
             float(q_cues[2] and cues[i][2]),
             float(q_cues[3] and cues[i][3]),
+            near_words[i] / top_near if top_near > 0 else 0.0,
         )
     return x
 
