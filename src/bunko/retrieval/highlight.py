@@ -17,15 +17,18 @@ models were announced:"), which restates the question, the highlight is the one
 or two sentences after it, where the answer (often a list) is. A section heading
 (:func:`opens_section`) never joins the best sentence; the article's "# " title may.
 
-The word overlap is counted twice: over all the question's words, and over those
-not in the article's title (``lex_rest``): the title names the topic every sentence
-of the article is about, so on a whole article the sentence that answers is the one
-matching the rest of the question. An English question's tokens carry the Japanese
-terms of its rendering, so its word features count too.
+The word overlap is counted three times: over all the question's words; over those
+not in the article's title (``lex_rest``: the title names the topic every sentence of
+the article is about, so on a whole article the sentence that answers is the one
+matching the rest of the question); and with each word weighed by its nearness to
+the question word (``lex_near``: 率いる in 研究チームを率いているのは誰, which asks who
+leads, not who researches). An English question's tokens carry the Japanese terms of
+its rendering, so its word features count too (all but ``lex_near``: the rendering's
+terms have no place in the question's word order).
 
 Measured with ``benchmarks/highlight.py`` (docs/answer-stage.md has the tables),
-cross-validated by article, strict: JaQuAD dev 0.832 -> 0.861, JSQuAD valid 0.857 ->
-0.861, the whole-article shelves' Japanese questions 0.759 -> 0.807; English
+cross-validated by article, strict: JaQuAD dev 0.832 -> 0.877, JSQuAD valid 0.857 ->
+0.866, the whole-article shelves' Japanese questions 0.759 -> 0.819; English
 questions (eval/xling-en.jsonl) 0.774 -> 0.779.
 """
 
