@@ -290,10 +290,12 @@ def answer_cues(
     return out
 
 
-WH = frozenset(
-    "誰 だれ どなた 何 なに なん いつ どこ どの どう どんな なぜ 何故 いくつ いくら どれ どちら "
-    "who whom whose what when where which why how".split()
-)
+# The question words a question's tokens are measured from (lex_near).
+WH = frozenset({
+    "誰", "だれ", "どなた", "何", "なに", "なん", "いつ", "どこ", "どの", "どう", "どんな", "なぜ",
+    "何故", "いくつ", "いくら", "どれ", "どちら",
+    "who", "whom", "whose", "what", "when", "where", "which", "why", "how",
+})  # fmt: skip
 NEAR_DECAY = 0.7
 
 
