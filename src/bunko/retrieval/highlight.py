@@ -81,7 +81,7 @@ FEATURES = (
     "cue_person",  # the question asks who, and the sentence names a person the question does not
     "cue_place",  # the question asks where, and the sentence names a place the question does not
     "lex_near",  # idf word overlap, each question word weighed by its nearness to the question
-    # word (誰/何/いつ/who/what...): 率いる in 研究チームを率いているのは誰, 原因 in 豪雨の原因は?
+    # word (誰/何/いつ/who/what...): 率いる in 研究チームを率いているのは誰 (0 without one)
 )
 
 # Conditional-logit weights, one per FEATURES entry: `python benchmarks/highlight.py fit`.
@@ -92,7 +92,8 @@ FEATURES = (
 # questions (eval/xling-en.jsonl, and the whole-article shelves' English questions).
 # Cross-validated figures (5 folds by article): docs/answer-stage.md.
 LEXICAL = frozenset(
-    {"lex", "lex_rest", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex"}
+    {"lex", "lex_rest", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex",
+     "lex_near"}
 )
 WEIGHTS: dict[str, float] = {
     "lex": -1.915,
