@@ -92,8 +92,17 @@ FEATURES = (
 # questions (eval/xling-en.jsonl, and the whole-article shelves' English questions).
 # Cross-validated figures (5 folds by article): docs/answer-stage.md.
 LEXICAL = frozenset(
-    {"lex", "lex_rest", "lex_share", "bigram", "lex_top", "novel", "prev_lex", "next_lex",
-     "lex_near"}
+    {
+        "lex",
+        "lex_rest",
+        "lex_share",
+        "bigram",
+        "lex_top",
+        "novel",
+        "prev_lex",
+        "next_lex",
+        "lex_near",
+    }
 )
 WEIGHTS: dict[str, float] = {
     "lex": -1.915,
