@@ -225,6 +225,20 @@ def test_a_section_heading_before_the_best_sentence_never_joins_it(tok: Tokenize
     assert _choose(tok, q, ["# 富士山の噴火", "噴火は二回ありました。"], idf, gaps={1: 2}) == (0, 1)
 
 
+def test_a_title_joins_a_lead_sentence_that_leaves_the_subject_to_it(tok: Tokenizer) -> None:
+    # The lead sentence says what, the title says of what: asked for the ship class, the
+    # highlight holds the title. A lead that names its subject stands alone.
+    q, idf = "総トン数が1万2千トンの貨客船は何級ですか？", {"トン": 3.0, "総": 2.0}
+    lead = ["# 天洋丸級貨客船", "総トン数は1万2千トンであった。", "機関にはタービンを採用した。"]
+    # (a short lead takes its neighbour too: title, lead and the next line)
+    assert _choose(tok, q, lead, idf, gaps={1: 2}) == (0, 2)
+    named = ["# 天洋丸級貨客船", "天洋丸級貨客船の総トン数は1万2千トンであった。", "機関は新しい。"]
+    assert _choose(tok, q, named, idf, gaps={1: 2})[0] == 1
+    # Only a Markdown title: a plain first line is no title.
+    plain = ["天洋丸級貨客船", *lead[1:]]
+    assert _choose(tok, q, plain, idf, gaps={1: 2})[0] == 1
+
+
 def test_question_words_next_to_the_question_word_weigh_most(tok: Tokenizer) -> None:
     # 率いる is what is asked about (率いているのは誰), 研究 only qualifies the team.
     near = hl.nearness(tok.tokens("o1の研究チームを率いているのは誰ですか？"))

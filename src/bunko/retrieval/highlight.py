@@ -15,7 +15,10 @@ neighbour has at least ``JOIN_RATIO`` of its probability, or when the best is
 short, up to ``MAX_CHARS`` for the pair. When the best is a heading or a label line ("two
 models were announced:"), which restates the question, the highlight is the one
 or two sentences after it, where the answer (often a list) is. A section heading
-(:func:`opens_section`) never joins the best sentence; the article's "# " title may.
+(:func:`opens_section`) never joins the best sentence; the article's "# " title may,
+and does when the highlight starts with the lead sentence right under it and that
+sentence does not name it: a lead sentence often leaves its subject to the title
+(「# 天洋丸級貨客船」 then 「トン数は1万2千トン…」), which may be what is asked.
 
 The word overlap is counted three times: over all the question's words; over those
 not in the article's title (``lex_rest``: the title names the topic every sentence of
@@ -28,8 +31,8 @@ terms have no place in the question's word order).
 
 Measured with ``benchmarks/highlight.py`` (docs/answer-stage.md has the tables),
 cross-validated by article, strict: JaQuAD dev 0.832 -> 0.877, JSQuAD valid 0.857 ->
-0.866, the whole-article shelves' Japanese questions 0.759 -> 0.819; English
-questions (eval/xling-en.jsonl) 0.774 -> 0.779.
+0.866, then 0.902 with the title rule, the whole-article shelves' Japanese questions
+0.759 -> 0.819 -> 0.831; English questions (eval/xling-en.jsonl) 0.774 -> 0.779 -> 0.799.
 """
 
 from __future__ import annotations
@@ -432,7 +435,8 @@ def choose(
         title_tokens: the article title's lexical tokens.
 
     Returns:
-        ``(first, last)``, with ``last - first`` at most 1.
+        ``(first, last)``, with ``last - first`` at most 1, or 2 when an article's
+        title joins the two sentences below it.
     """
     n = len(sentences)
     if n <= 1:
@@ -486,4 +490,10 @@ def choose(
     if near:
         j = max(near, key=lambda j: p[j])
         first, last = min(j, best), max(j, best)
+    # A lead sentence that does not name the article's subject leaves it to the title
+    # (「# 天洋丸級貨客船」 then 「トン数は1万2千トン…」): when the highlight starts with
+    # the sentence right under a Markdown title that it does not name, the title joins.
+    title = sentences[0].strip()[2:].strip() if sentences[0].lstrip().startswith("# ") else ""
+    if first == 1 and title and title not in sentences[1] and fits(0, last):
+        first = 0
     return first, last
