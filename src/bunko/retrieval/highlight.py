@@ -237,6 +237,12 @@ def opens_section(sentence: str, gap: int = 2) -> bool:
     return gap >= 2 and heading_like(sentence) and not LIST_ITEM.match(sentence)
 
 
+def markdown_title(sentence: str) -> str:
+    """The title of a Markdown title line ("# 天洋丸級貨客船"), or "" for any other line."""
+    line = sentence.strip()
+    return line[2:].strip() if line.startswith("# ") else ""
+
+
 def _tiny(sentence: str) -> bool:
     """Fewer than 3 letters or digits (stops counting at 3: sentences can be long)."""
     k = 0
@@ -485,7 +491,7 @@ def choose(
 
     near = [j for j in near if fits(min(j, best), max(j, best)) and not (
         (j > best and opens_section(sentences[j], spans[j][0] - spans[best][1]))
-        or (j < best and not sentences[j].lstrip().startswith("# ")
+        or (j < best and not markdown_title(sentences[j])
             and opens_section(sentences[j], before(j))))]  # fmt: skip
     if near:
         j = max(near, key=lambda j: p[j])
@@ -493,7 +499,7 @@ def choose(
     # A lead sentence that does not name the article's subject leaves it to the title
     # (「# 天洋丸級貨客船」 then 「トン数は1万2千トン…」): when the highlight starts with
     # the sentence right under a Markdown title that it does not name, the title joins.
-    title = sentences[0].strip()[2:].strip() if sentences[0].lstrip().startswith("# ") else ""
+    title = markdown_title(sentences[0])
     if first == 1 and title and title not in sentences[1] and fits(0, last):
         first = 0
     return first, last
